@@ -1,0 +1,37 @@
+# Every target creates .venv if missing and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP_TEST := $(VENV)/.stamp-test
+STAMP_DEV := $(VENV)/.stamp-dev
+
+.PHONY: demo test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP_TEST): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[all,test]'
+	touch $@
+
+$(STAMP_DEV): $(STAMP_TEST)
+	$(BIN)/pip install --quiet -e '.[all,test,lint]'
+	touch $@
+
+demo: $(STAMP_TEST)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP_TEST)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP_TEST)
+	$(BIN)/python tests/benchmarks/bench_overhead.py
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

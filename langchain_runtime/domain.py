@@ -1,0 +1,341 @@
+"""The domain model: states, usage, money, budgets, policies and results.
+
+Money is always :class:`decimal.Decimal`. All models are pydantic v2 models, so
+they validate input, serialise to JSON and round-trip through the HTTP API.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import datetime
+from decimal import Decimal
+from enum import Enum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "Budget",
+    "ContextPolicy",
+    "Cost",
+    "RunEvent",
+    "RunPolicy",
+    "RunResult",
+    "RunState",
+    "TaskError",
+    "TaskResult",
+    "TaskState",
+    "Usage",
+]
+
+
+class TaskState(str, Enum):
+    """Lifecycle of one task. The last four are terminal."""
+
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_TASK_STATES
+
+
+_TERMINAL_TASK_STATES = frozenset(
+    {TaskState.COMPLETED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
+)
+
+
+class RunState(str, Enum):
+    """Lifecycle of a run. Everything but ``pending`` and ``running`` is terminal."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    BUDGET_EXCEEDED = "budget_exceeded"
+    TIMED_OUT = "timed_out"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (RunState.PENDING, RunState.RUNNING)
+
+
+class Usage(BaseModel):
+    """Token usage of one or more model calls.
+
+    ``input_tokens`` already includes cache reads and writes, and ``output_tokens``
+    already includes reasoning tokens, as providers report them: the detail fields
+    are breakdowns, never added on top.
+
+    Example:
+        >>> total = Usage(input_tokens=10, output_tokens=5) + Usage(input_tokens=1, output_tokens=1)
+        >>> total.total_tokens
+        17
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    total_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    cache_creation_tokens: int = Field(default=0, ge=0)
+    reasoning_tokens: int = Field(default=0, ge=0)
+    #: True when any part of this usage was estimated rather than reported.
+    estimated: bool = False
+
+    @model_validator(mode="after")
+    def _fill_total(self) -> Usage:
+        if self.total_tokens == 0 and (self.input_tokens or self.output_tokens):
+            object.__setattr__(self, "total_tokens", self.input_tokens + self.output_tokens)
+        return self
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        return Usage(
+            input_tokens=self.input_tokens + other.input_tokens,
+            output_tokens=self.output_tokens + other.output_tokens,
+            total_tokens=self.total_tokens + other.total_tokens,
+            cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
+            cache_creation_tokens=self.cache_creation_tokens + other.cache_creation_tokens,
+            reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
+            estimated=self.estimated or other.estimated,
+        )
+
+    @classmethod
+    def from_usage_metadata(cls, metadata: Any, *, estimated: bool = False) -> Usage:
+        """Build from LangChain's ``UsageMetadata`` dict (``AIMessage.usage_metadata``)."""
+        md = dict(metadata or {})
+        inp = dict(md.get("input_token_details") or {})
+        out = dict(md.get("output_token_details") or {})
+        input_tokens = int(md.get("input_tokens") or 0)
+        output_tokens = int(md.get("output_tokens") or 0)
+        return cls(
+            input_tokens=input_tokens,
+            output_tokens=output_tokens,
+            total_tokens=int(md.get("total_tokens") or input_tokens + output_tokens),
+            cache_read_tokens=int(inp.get("cache_read") or 0),
+            cache_creation_tokens=int(inp.get("cache_creation") or 0),
+            reasoning_tokens=int(out.get("reasoning") or 0),
+            estimated=estimated,
+        )
+
+
+class Cost(BaseModel):
+    """An amount of money in one currency."""
+
+    model_config = ConfigDict(frozen=True)
+
+    amount: Decimal = Decimal("0")
+    currency: str = "USD"
+
+    def __add__(self, other: Cost) -> Cost:
+        if not isinstance(other, Cost):
+            return NotImplemented
+        if other.currency != self.currency and other.amount and self.amount:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}")
+        currency = self.currency if self.amount or not other.amount else other.currency
+        return Cost(amount=self.amount + other.amount, currency=currency)
+
+    def __str__(self) -> str:
+        return f"{self.amount:f} {self.currency}"
+
+
+class Budget(BaseModel):
+    """Hard limits on what a run (or a wrapped runnable) may spend.
+
+    Attributes:
+        max_cost: Most money that may be spent, or None for no cost limit.
+        max_tokens: Most tokens (input + output) that may be used, or None.
+        currency: Currency of ``max_cost``.
+        expected_output_tokens: Output tokens reserved for a call that states no
+            ``max_tokens`` of its own.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_cost: Decimal | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, ge=0)
+    currency: str = "USD"
+    expected_output_tokens: int = Field(default=1024, ge=0)
+
+
+class ContextPolicy(BaseModel):
+    """How a task's routed context is kept inside a token budget.
+
+    Attributes:
+        max_tokens: Most tokens the routed variables may take, or None for no limit.
+        strategy: ``none``, ``truncate``, ``keep_last_n`` or ``summarize``.
+        keep_last_n: Messages kept by ``keep_last_n`` (the system message is kept too).
+        truncate_to: Tokens each variable is cut to by ``truncate`` (default: max_tokens).
+        keep: Which end of a truncated text is kept.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    strategy: Literal["none", "truncate", "keep_last_n", "summarize"] = "none"
+    keep_last_n: int = Field(default=10, ge=0)
+    truncate_to: int | None = Field(default=None, gt=0)
+    keep: Literal["head", "tail"] = "head"
+
+
+class RunPolicy(BaseModel):
+    """How a run is scheduled and bounded.
+
+    Attributes:
+        max_parallelism: Most tasks running at once (a hard bound).
+        timeout: Seconds the whole run may take, or None.
+        budget: Spending limits for the run, or None.
+        context: Default context policy for every task, or None.
+        fail_fast: After a failure, start nothing new and cancel what is running.
+        scheduling: ``batched`` (deterministic; default) or ``eager``.
+        retry_backoff: Seconds before the first retry; doubles per attempt.
+        retry_backoff_max: Upper bound on one retry delay.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_parallelism: int = Field(default=4, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    budget: Budget | None = None
+    context: ContextPolicy | None = None
+    fail_fast: bool = True
+    scheduling: Literal["batched", "eager"] = "batched"
+    retry_backoff: float = Field(default=0.5, ge=0)
+    retry_backoff_max: float = Field(default=10.0, ge=0)
+
+
+class TaskError(BaseModel):
+    """Why a task did not complete."""
+
+    model_config = ConfigDict(frozen=True)
+
+    code: str
+    message: str
+    type: str | None = None
+
+
+class TaskResult(BaseModel):
+    """The outcome of one task."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    task_id: str
+    state: TaskState
+    output: Any = None
+    error: TaskError | None = None
+    usage: Usage = Field(default_factory=Usage)
+    cost: Cost = Field(default_factory=Cost)
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    attempts: int = 0
+    batch: int | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None if the task never started."""
+        if self.started_at is None or self.ended_at is None:
+            return None
+        return (self.ended_at - self.started_at).total_seconds()
+
+
+class RunEvent(BaseModel):
+    """One entry of a run's event log.
+
+    In batched mode the log is committed in task-id order per batch, so two runs
+    whose tasks produce the same outputs have the same sequence of
+    ``(seq, type, task_id)`` whatever the timing.
+    """
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    seq: int
+    type: str
+    run_id: str
+    task_id: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    ts: datetime
+
+
+class RunResult(BaseModel):
+    """The outcome of a run: every task's result, totals and the event log.
+
+    ``result["task_id"]`` gives that task's output.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    run_id: str
+    state: RunState
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    tasks: dict[str, TaskResult] = Field(default_factory=dict)
+    usage: Usage = Field(default_factory=Usage)
+    cost: Cost = Field(default_factory=Cost)
+    events: list[RunEvent] = Field(default_factory=list)
+    error: TaskError | None = None
+    memory: dict[str, Any] = Field(default_factory=dict)
+    scheduling: Literal["batched", "eager"] = "batched"
+
+    @field_validator("tasks")
+    @classmethod
+    def _sorted(cls, v: dict[str, TaskResult]) -> dict[str, TaskResult]:
+        return dict(sorted(v.items()))
+
+    def __getitem__(self, task_id: str) -> Any:
+        try:
+            return self.outputs[task_id]
+        except KeyError:
+            if task_id in self.tasks:
+                state = self.tasks[task_id].state.value
+                raise KeyError(f"task {task_id!r} has no output (state: {state})") from None
+            raise KeyError(f"no task {task_id!r} in this run") from None
+
+    @property
+    def ok(self) -> bool:
+        """True when the run completed."""
+        return self.state is RunState.COMPLETED
+
+    def raise_for_error(self) -> None:
+        """Raise the run's error if it did not complete; do nothing otherwise."""
+        if self.ok:
+            return
+        from langchain_runtime.orchestration._errors import error_from_result
+
+        raise error_from_result(self)
+
+    def _repr_html_(self) -> str:
+        rows = []
+        for tr in self.tasks.values():
+            dur = f"{tr.duration:.3f}s" if tr.duration is not None else ""
+            err = html.escape(f"{tr.error.code}: {tr.error.message}") if tr.error else ""
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(tr.task_id)}</td><td>{tr.state.value}</td><td>{dur}</td>"
+                f"<td>{tr.usage.total_tokens}</td><td>{tr.cost.amount:f}</td><td>{err}</td>"
+                "</tr>"
+            )
+        head = (
+            f"<p><b>Run</b> <code>{html.escape(self.run_id)}</code>: {self.state.value}, "
+            f"{self.usage.total_tokens} tokens, {self.cost.amount:f} {self.cost.currency}</p>"
+        )
+        return (
+            f"{head}<table><thead><tr><th>task</th><th>state</th><th>duration</th>"
+            "<th>tokens</th><th>cost</th><th>error</th></tr></thead><tbody>"
+            + "".join(rows)
+            + "</tbody></table>"
+        )
+
+    def __repr__(self) -> str:
+        counts: dict[str, int] = {}
+        for tr in self.tasks.values():
+            counts[tr.state.value] = counts.get(tr.state.value, 0) + 1
+        summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+        return f"RunResult(run_id={self.run_id!r}, state={self.state.value!r}, tasks: {summary})"
