@@ -1,0 +1,68 @@
+"""langchain-runtime: predictable LangChain workloads.
+
+Run a graph of LLM tasks in a deterministic order with bounded parallelism, under
+hard token and cost budgets, as a LangChain ``Runnable``.
+"""
+
+from langchain_runtime._version import __version__
+from langchain_runtime.context import ContextRouter
+from langchain_runtime.domain import (
+    Budget,
+    ContextPolicy,
+    Cost,
+    RunEvent,
+    RunPolicy,
+    RunResult,
+    RunState,
+    TaskError,
+    TaskResult,
+    TaskState,
+    Usage,
+)
+from langchain_runtime.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    ContextTooLargeError,
+    DeadlockError,
+    GraphValidationError,
+    InvalidInputError,
+    LangChainRuntimeError,
+    RunAbortedError,
+    RunFinishedError,
+    RunTimeoutError,
+    TaskExecutionError,
+    TaskTimeoutError,
+)
+from langchain_runtime.orchestration import Orchestrator, RunHandle, Task, TaskGraph
+
+__all__ = [
+    "Budget",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ContextPolicy",
+    "ContextRouter",
+    "ContextTooLargeError",
+    "Cost",
+    "DeadlockError",
+    "GraphValidationError",
+    "InvalidInputError",
+    "LangChainRuntimeError",
+    "Orchestrator",
+    "RunAbortedError",
+    "RunEvent",
+    "RunFinishedError",
+    "RunHandle",
+    "RunPolicy",
+    "RunResult",
+    "RunState",
+    "RunTimeoutError",
+    "Task",
+    "TaskError",
+    "TaskExecutionError",
+    "TaskGraph",
+    "TaskResult",
+    "TaskState",
+    "TaskTimeoutError",
+    "Usage",
+    "__version__",
+]

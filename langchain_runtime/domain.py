@@ -339,3 +339,5 @@ class RunResult(BaseModel):
             counts[tr.state.value] = counts.get(tr.state.value, 0) + 1
         summary = ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
         return f"RunResult(run_id={self.run_id!r}, state={self.state.value!r}, tasks: {summary})"
+
+    __str__ = __repr__

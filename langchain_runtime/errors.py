@@ -7,6 +7,7 @@ orchestrator's retry logic reads::
     LangChainRuntimeError                      root (a LangChainException)
     ├── ConfigurationError(ValueError)         bad config, unknown model price, bad policy
     ├── GraphValidationError(ValueError)       duplicate id, unknown dependency, cycle
+    ├── InvalidInputError(ValueError)          the run input lacks what a task needs
     ├── TaskExecutionError                     .task_id; the original error as __cause__
     │   └── TaskTimeoutError(TimeoutError)     a task ran past its timeout
     ├── BudgetExceededError                    .limit .spent .task_id; never retried
@@ -30,6 +31,7 @@ __all__ = [
     "ContextTooLargeError",
     "DeadlockError",
     "GraphValidationError",
+    "InvalidInputError",
     "LangChainRuntimeError",
     "RunAbortedError",
     "RunFinishedError",
@@ -68,6 +70,12 @@ class GraphValidationError(LangChainRuntimeError, ValueError):
         self.task_ids = task_ids
         if code is not None:
             self.code = code
+
+
+class InvalidInputError(LangChainRuntimeError, ValueError):
+    """The run input is not what the workflow needs (a missing key, a wrong type)."""
+
+    code = "invalid_input"
 
 
 class TaskExecutionError(LangChainRuntimeError):

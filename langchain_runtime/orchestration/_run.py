@@ -1,0 +1,568 @@
+"""The run loop: one execution of a task graph.
+
+Scheduling is batched by default: the ready set, sorted by task id, runs with at
+most ``max_parallelism`` tasks at once; the batch ends when all of it ends; then
+results, outputs and events are committed in task-id order. So two runs whose
+tasks produce the same outputs commit the same event log, whatever the timing.
+``eager`` scheduling starts each task as soon as its dependencies complete and
+commits in completion order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
+
+from langchain_runtime.context.router import ContextRouter
+from langchain_runtime.domain import (
+    Cost,
+    RunEvent,
+    RunPolicy,
+    RunResult,
+    RunState,
+    TaskError,
+    TaskResult,
+    TaskState,
+    Usage,
+)
+from langchain_runtime.errors import (
+    BudgetExceededError,
+    DeadlockError,
+    InvalidInputError,
+    LangChainRuntimeError,
+    RunFinishedError,
+    TaskTimeoutError,
+    error_code,
+)
+from langchain_runtime.orchestration._retry import backoff_delay, is_retryable
+from langchain_runtime.orchestration._sync import with_timeout
+from langchain_runtime.orchestration.graph import TaskGraph
+from langchain_runtime.orchestration.task import Task
+
+logger = logging.getLogger(__name__)
+
+COMPLETED, FAILED, SKIPPED, CANCELLED = (
+    TaskState.COMPLETED,
+    TaskState.FAILED,
+    TaskState.SKIPPED,
+    TaskState.CANCELLED,
+)
+_DOOMED = (FAILED, SKIPPED, CANCELLED)
+
+TaskListener = Callable[[TaskResult], None]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Run:
+    """One execution of a graph. Not reusable; create one per run."""
+
+    def __init__(
+        self,
+        graph: TaskGraph,
+        policy: RunPolicy,
+        run_input: Mapping[str, Any],
+        config: RunnableConfig,
+        *,
+        name: str,
+        router: ContextRouter,
+        required_inputs: frozenset[str] = frozenset(),
+        run_id: str | None = None,
+        live: bool = False,
+    ):
+        self.graph = graph.copy() if live else graph
+        self.policy = policy
+        self.run_input = dict(run_input)
+        self.config = config
+        self.name = name
+        self.router = router
+        self.required_inputs = required_inputs
+        self.run_id = run_id or str(uuid.uuid4())
+        self.live = live
+        self.state = RunState.PENDING
+        self.states: dict[str, TaskState] = dict.fromkeys(graph.tasks, TaskState.PENDING)
+        self.results: dict[str, TaskResult] = {}
+        self.outputs: dict[str, Any] = {}
+        self.memory: dict[str, Any] = {}
+        self.events: list[RunEvent] = []
+        self.error: TaskError | None = None
+        self.listeners: list[TaskListener] = []
+        #: The exception behind each failed task, for callers that re-raise it.
+        self.exceptions: dict[str, BaseException] = {}
+        self._committed: set[str] = set()
+        self._buffers: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+        self._waiting: dict[str, int] = {}
+        self._ready: set[str] = set()
+        self._topo: dict[str, int] = {tid: i for i, tid in enumerate(self.graph.order)}
+        self._inbox: list[str] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stop_reason: str | None = None
+        self._budget_stop = False
+        self._abort_requested = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._main: asyncio.Task[Any] | None = None
+        self._wake: asyncio.Event | None = None
+        self._inflight: dict[str, asyncio.Task[TaskResult]] = {}
+        self._run_manager: AsyncCallbackManagerForChainRun | None = None
+        self.done = threading.Event()
+        self.limit = policy.max_parallelism
+        max_conc = config.get("max_concurrency")
+        if max_conc is not None:
+            self.limit = max(1, min(self.limit, int(max_conc)))
+
+    # ------------------------------------------------------------------ control
+    def abort(self) -> bool:
+        """Request an abort from any thread; False if the run already finished."""
+        with self._lock:
+            if self._closed or self.done.is_set():
+                return False
+            self._abort_requested = True
+            loop, main = self._loop, self._main
+        if loop is not None and main is not None:
+            loop.call_soon_threadsafe(main.cancel)
+        return True
+
+    def enqueue(self, task: Task) -> None:
+        """Add ``task`` to the live run (validated now, scheduled in the next batch)."""
+        with self._lock:
+            if self._closed or self.done.is_set() or self._abort_requested:
+                raise RunFinishedError(
+                    f"run {self.run_id} has finished ({self.state.value}); "
+                    f"cannot add task {task.id!r}"
+                )
+            needed = self.router.validate_task(task, self.graph)
+            missing = sorted(k for k in needed if k not in self.run_input)
+            if missing:
+                raise InvalidInputError(
+                    f"task {task.id!r}: its prompt uses {missing}, which no dependency, "
+                    "inputs entry or the run input provides"
+                )
+            self.graph.add(task)
+            self.states[task.id] = TaskState.PENDING
+            self._topo[task.id] = len(self._topo)
+            self._inbox.append(task.id)
+            loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None:
+            loop.call_soon_threadsafe(wake.set)
+
+    # ------------------------------------------------------------------ main
+    async def execute(self) -> RunResult:
+        """Run the graph to a terminal state and return the result."""
+        self._loop = asyncio.get_running_loop()
+        self._main = asyncio.current_task()
+        self._wake = asyncio.Event() if self.live else None
+        cm = get_async_callback_manager_for_config(self.config)
+        self._run_manager = await cm.on_chain_start(
+            None,
+            self.run_input,
+            name=self.config.get("run_name") or self.name,
+            run_id=self.config.get("run_id"),
+        )
+        self.state = RunState.RUNNING
+        self._emit("run_started", None, {
+            "tasks": len(self.graph), "scheduling": self.policy.scheduling,
+            "max_parallelism": self.limit,
+        })
+        external_cancel: BaseException | None = None
+        try:
+            self._check_input()
+            with self._lock:
+                for tid in self.graph.order:
+                    self._admit(tid)
+            runner = self._run_batched() if self.policy.scheduling == "batched" else self._run_eager()
+            timed_out, _ = await with_timeout(runner, self.policy.timeout)
+            if timed_out:
+                self.state = RunState.TIMED_OUT
+                self.error = TaskError(
+                    code="run_timeout",
+                    message=f"run {self.run_id} exceeded its timeout of {self.policy.timeout}s",
+                    type="RunTimeoutError",
+                )
+        except asyncio.CancelledError as exc:
+            if not self._abort_requested:
+                external_cancel = exc
+            self.state = RunState.ABORTED
+            self.error = TaskError(code="run_aborted", message=f"run {self.run_id} was aborted",
+                                   type="RunAbortedError")
+            task = asyncio.current_task()
+            if task is not None and hasattr(task, "uncancel"):
+                task.uncancel()
+        except LangChainRuntimeError as exc:
+            self.state = RunState.FAILED
+            self.error = TaskError(code=exc.code, message=str(exc), type=type(exc).__name__)
+        finally:
+            await self._cancel_inflight()
+            with self._lock:
+                self._closed = True
+                self._finish_untouched()
+        if self.state is RunState.RUNNING:
+            if self._budget_stop:
+                self.state = RunState.BUDGET_EXCEEDED
+            elif any(s is FAILED for s in self.states.values()) or self.error is not None:
+                self.state = RunState.FAILED
+            else:
+                self.state = RunState.COMPLETED
+        self._emit("run_finished", None, {"state": self.state.value})
+        result = self.result()
+        if self.state is RunState.COMPLETED:
+            await self._run_manager.on_chain_end(result)
+        else:
+            await self._run_manager.on_chain_error(_as_exception(result))
+        self.done.set()
+        if external_cancel is not None:
+            raise external_cancel
+        return result
+
+    def result(self) -> RunResult:
+        """A snapshot of the run as it stands."""
+        usage, cost = Usage(), Cost()
+        for tr in self.results.values():
+            usage = usage + tr.usage
+            cost = cost + tr.cost
+        return RunResult(
+            run_id=self.run_id,
+            state=self.state,
+            outputs=dict(self.outputs),
+            tasks=dict(self.results),
+            usage=usage,
+            cost=cost,
+            events=list(self.events),
+            error=self.error,
+            memory=dict(self.memory),
+            scheduling=self.policy.scheduling,
+        )
+
+    # ------------------------------------------------------------------ scheduling
+    async def _run_batched(self) -> None:
+        batch_no = 0
+        while True:
+            with self._lock:
+                self._absorb_inbox()
+                if self._stop_reason is not None or not self._ready:
+                    self._check_deadlock()
+                    self._closed = True
+                    return
+                batch = sorted(self._ready)
+                self._ready.clear()
+            batch_no += 1
+            self._emit("batch_started", None, {"batch": batch_no, "tasks": batch})
+            for tid in batch:
+                self.states[tid] = TaskState.RUNNING
+            await self._gather(batch, batch_no)
+            with self._lock:
+                for tid in batch:
+                    self._commit(self.results[tid])
+
+    async def _gather(self, batch: list[str], batch_no: int) -> None:
+        sem = asyncio.Semaphore(self.limit) if len(batch) > self.limit else None
+        for tid in batch:
+            self._inflight[tid] = asyncio.ensure_future(self._guarded(tid, batch_no, sem))
+        try:
+            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
+        finally:
+            self._inflight.clear()
+
+    async def _guarded(
+        self, tid: str, batch_no: int | None, sem: asyncio.Semaphore | None
+    ) -> TaskResult:
+        if sem is None:
+            tr = await self._execute(tid, batch_no)
+        else:
+            try:
+                async with sem:
+                    if self._stop_reason is not None:  # stopped while waiting for a slot
+                        return self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
+                    tr = await self._execute(tid, batch_no)
+            except asyncio.CancelledError:
+                if tid not in self.results:  # cancelled while waiting for a slot
+                    self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
+                raise
+        if tr.state is FAILED:
+            self._on_failure(tid, tr)
+        return tr
+
+    async def _run_eager(self) -> None:
+        running: dict[asyncio.Task[TaskResult], str] = {}
+        waker: asyncio.Task[Any] | None = None
+        try:
+            while True:
+                with self._lock:
+                    self._absorb_inbox()
+                    if self._stop_reason is None:
+                        free = self.limit - len(running)
+                        for tid in sorted(self._ready)[: max(free, 0)]:
+                            self._ready.discard(tid)
+                            self.states[tid] = TaskState.RUNNING
+                            fut = asyncio.ensure_future(self._guarded(tid, None, None))
+                            self._inflight[tid] = fut
+                            running[fut] = tid
+                    if not running:
+                        self._check_deadlock()
+                        self._closed = True
+                        return
+                wait_on: set[asyncio.Future[Any]] = set(running)
+                if self._wake is not None:
+                    if waker is None or waker.done():
+                        self._wake.clear()
+                        waker = asyncio.ensure_future(self._wake.wait())
+                    wait_on.add(waker)
+                done, _ = await asyncio.wait(wait_on, return_when=asyncio.FIRST_COMPLETED)
+                finished = sorted((running.pop(f), f) for f in done if f in running)
+                with self._lock:
+                    for tid, _fut in finished:
+                        self._inflight.pop(tid, None)
+                        self._commit(self.results[tid])
+        finally:
+            if waker is not None:
+                waker.cancel()
+
+    # ------------------------------------------------------------------ one task
+    async def _execute(self, tid: str, batch_no: int | None) -> TaskResult:
+        task = self.graph[tid]
+        started = _now()
+        attempts = 0
+        try:
+            variables = self.router.route(task, self.outputs, self.run_input, self.memory)
+            inp = {**self.run_input, **variables} if variables else dict(self.run_input)
+            cfg = self._child_config(task)
+            while True:
+                attempts += 1
+                try:
+                    timed_out, out = await with_timeout(task.runnable.ainvoke(inp, cfg),
+                                                        task.timeout)
+                    if timed_out:
+                        raise TaskTimeoutError(
+                            f"task {tid!r} timed out after {task.timeout}s (attempt {attempts})",
+                            task_id=tid,
+                        )
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if attempts <= task.max_retries and is_retryable(exc):
+                        delay = backoff_delay(self.policy, attempts)
+                        self._buffer(tid, "task_retry", {
+                            "attempt": attempts, "error": _describe(exc), "delay": delay,
+                        })
+                        await asyncio.sleep(delay)
+                        continue
+                    raise
+                break
+        except asyncio.CancelledError:
+            self._finish(tid, self._cancelled_result(tid, started, attempts, batch_no))
+            raise
+        except Exception as exc:
+            tr = TaskResult(
+                task_id=tid, state=FAILED, attempts=attempts, batch=batch_no,
+                error=TaskError(code=error_code(exc), message=_describe(exc),
+                                type=type(exc).__name__),
+                started_at=started, ended_at=_now(),
+            )
+            self.exceptions[tid] = exc
+            if isinstance(exc, BudgetExceededError):
+                self._budget_stop = True
+            return self._finish(tid, tr)
+        return self._finish(tid, TaskResult(
+            task_id=tid, state=COMPLETED, output=out, attempts=attempts, batch=batch_no,
+            started_at=started, ended_at=_now(),
+        ))
+
+    def _child_config(self, task: Task) -> RunnableConfig:
+        assert self._run_manager is not None
+        cfg = patch_config(self.config, callbacks=self._run_manager.get_child(), run_name=task.id)
+        metadata = {**cfg.get("metadata", {}), **task.metadata, "lcr_task_id": task.id}
+        if task.model_id is not None:
+            metadata["lcr_model"] = task.model_id
+        cfg["metadata"] = metadata
+        return cfg
+
+    def _cancelled_result(
+        self, tid: str, started: datetime | None, attempts: int, batch_no: int | None
+    ) -> TaskResult:
+        reason = self._stop_reason or "the run was stopped"
+        return TaskResult(
+            task_id=tid, state=CANCELLED, attempts=attempts, batch=batch_no,
+            error=TaskError(code="cancelled", message=f"task {tid!r} cancelled: {reason}"),
+            started_at=started, ended_at=_now() if started else None,
+        )
+
+    def _finish(self, tid: str, tr: TaskResult) -> TaskResult:
+        """Record a terminal result now (live listeners); the log commits later."""
+        self.results[tid] = tr
+        self.states[tid] = tr.state
+        for listener in self.listeners:
+            try:
+                listener(tr)
+            except Exception:  # a listener must not break the run
+                logger.exception("task listener failed for %s", tid)
+        return tr
+
+    def _on_failure(self, tid: str, tr: TaskResult) -> None:
+        if isinstance(self.exceptions.get(tid), BudgetExceededError):
+            # Calls already in flight have reserved their cost: let them finish,
+            # start nothing new.
+            self._stop_reason = self._stop_reason or f"budget exceeded in task {tid!r}"
+            return
+        if self.policy.fail_fast:
+            self._stop_reason = self._stop_reason or f"task {tid!r} failed (fail_fast)"
+            for other, fut in list(self._inflight.items()):
+                if other != tid and not fut.done():
+                    fut.cancel()
+
+    async def _cancel_inflight(self) -> None:
+        futs = [f for f in self._inflight.values() if not f.done()]
+        for f in futs:
+            f.cancel()
+        if futs:
+            await asyncio.gather(*futs, return_exceptions=True)
+        self._inflight.clear()
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _admit(self, tid: str) -> None:
+        """Start tracking a pending task (lock held)."""
+        task = self.graph[tid]
+        doomed = sorted(d for d in task.deps if self.states[d] in _DOOMED)
+        if doomed:
+            self._skip(tid, doomed[0])
+            return
+        waiting = sum(1 for d in task.deps if self.states[d] is not COMPLETED)
+        self._waiting[tid] = waiting
+        if waiting == 0:
+            self._ready.add(tid)
+
+    def _absorb_inbox(self) -> None:
+        inbox, self._inbox = self._inbox, []
+        for tid in inbox:
+            self._emit("task_enqueued", tid, {"deps": list(self.graph[tid].deps)})
+            self._admit(tid)
+
+    def _commit(self, tr: TaskResult) -> None:
+        """Commit a finished task's events and output, then release or doom dependents."""
+        tid = tr.task_id
+        if tid in self._committed:
+            return
+        self._committed.add(tid)
+        for etype, data in self._buffers.pop(tid, ()):
+            self._emit(etype, tid, data)
+        self._emit(f"task_{tr.state.value}", tid, _result_data(tr))
+        if tr.state is COMPLETED:
+            self.outputs[tid] = tr.output
+            task = self.graph[tid]
+            if task.memory_key is not None:
+                self.memory[task.memory_key] = tr.output
+            for child in self.graph.dependents(tid):
+                if child in self._waiting:
+                    self._waiting[child] -= 1
+                    if self._waiting[child] == 0 and self.states[child] is TaskState.PENDING:
+                        self._ready.add(child)
+            return
+        if tr.state is FAILED and self.error is None:
+            assert tr.error is not None
+            self.error = TaskError(code=tr.error.code, type=tr.error.type,
+                                   message=f"task {tid!r} failed: {tr.error.message}")
+        self._doom_descendants(tid)
+
+    def _doom_descendants(self, root: str) -> None:
+        stack, seen = [root], set()
+        doomed: list[str] = []
+        while stack:
+            for child in self.graph.dependents(stack.pop()):
+                if child not in seen and self.states.get(child) is TaskState.PENDING:
+                    seen.add(child)
+                    doomed.append(child)
+                    stack.append(child)
+        for child in sorted(doomed, key=self._topo.__getitem__):
+            deps = sorted(d for d in self.graph[child].deps if self.states[d] in _DOOMED)
+            self._skip(child, deps[0] if deps else root)
+
+    def _skip(self, tid: str, because: str) -> None:
+        self._committed.add(tid)
+        self._waiting.pop(tid, None)
+        self._ready.discard(tid)
+        state = self.states[because].value
+        tr = TaskResult(
+            task_id=tid, state=SKIPPED,
+            error=TaskError(code="skipped",
+                            message=f"task {tid!r} skipped: dependency {because!r} {state}"),
+        )
+        self._finish(tid, tr)
+        self._emit("task_skipped", tid, {"because": because})
+
+    def _finish_untouched(self) -> None:
+        """Every task ends terminal: never-started tasks are skipped or cancelled."""
+        for tid in sorted(self.results):  # finished in a batch that was interrupted
+            if tid not in self._committed:
+                self._commit(self.results[tid])
+        for tid in sorted(self.states, key=self._topo.__getitem__):
+            if self.states[tid].is_terminal:
+                continue
+            deps = sorted(d for d in self.graph[tid].deps if self.states[d] in _DOOMED)
+            if deps and self.states[deps[0]] is not CANCELLED:
+                self._skip(tid, deps[0])
+                continue
+            tr = self._cancelled_result(tid, None, 0, None)
+            self._committed.add(tid)
+            self._finish(tid, tr)
+            self._emit("task_cancelled", tid, {"reason": self._stop_reason or "run stopped"})
+
+    def _check_deadlock(self) -> None:
+        if self._stop_reason is not None or self._inflight:
+            return
+        stuck = sorted(t for t, s in self.states.items() if s is TaskState.PENDING
+                       and t not in self._inbox)
+        if stuck:
+            waits = {t: [d for d in self.graph[t].deps if self.states[d] is not COMPLETED]
+                     for t in stuck[:5]}
+            raise DeadlockError(
+                f"deadlock: {len(stuck)} task(s) pending with nothing ready or running; "
+                f"waiting on: {waits}"
+            )
+
+    def _check_input(self) -> None:
+        missing = sorted(k for k in self.required_inputs if k not in self.run_input)
+        if missing:
+            users = {
+                k: sorted(t.id for t in self.graph if k in t.prompt_variables) for k in missing
+            }
+            detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
+            raise InvalidInputError(f"the run input is missing {detail}")
+
+    def _buffer(self, tid: str, etype: str, data: dict[str, Any]) -> None:
+        self._buffers.setdefault(tid, []).append((etype, data))
+
+    def _emit(self, etype: str, tid: str | None, data: dict[str, Any]) -> None:
+        self.events.append(RunEvent.model_construct(
+            seq=len(self.events), type=etype, run_id=self.run_id, task_id=tid,
+            data=data, ts=_now(),
+        ))
+
+
+def _result_data(tr: TaskResult) -> dict[str, Any]:
+    data: dict[str, Any] = {"attempts": tr.attempts}
+    if tr.error is not None:
+        data["error"] = {"code": tr.error.code, "message": tr.error.message}
+    if tr.usage.total_tokens:
+        data["tokens"] = tr.usage.total_tokens
+    return data
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _as_exception(result: RunResult) -> BaseException:
+    from langchain_runtime.orchestration._errors import error_from_result
+
+    return error_from_result(result)

@@ -1,0 +1,224 @@
+"""``Orchestrator``: a task graph run as a LangChain Runnable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, cast
+
+from langchain_core.runnables import RunnableConfig, RunnableSerializable
+from langchain_core.runnables.config import ensure_config
+from langchain_core.runnables.graph import Graph
+from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
+
+from langchain_runtime.context.router import ContextRouter
+from langchain_runtime.domain import RunPolicy, RunResult, TaskResult
+from langchain_runtime.errors import ConfigurationError, InvalidInputError
+from langchain_runtime.orchestration._errors import error_from_result
+from langchain_runtime.orchestration._run import Run
+from langchain_runtime.orchestration._sync import iter_sync, run_sync
+from langchain_runtime.orchestration.graph import TaskGraph
+from langchain_runtime.orchestration.handle import RunHandle
+from langchain_runtime.orchestration.task import Task
+
+__all__ = ["Orchestrator"]
+
+
+class Orchestrator(RunnableSerializable[Any, Any]):
+    """Runs a graph of tasks in a deterministic order with bounded parallelism.
+
+    The input is a dict (the run input); the output is a :class:`RunResult`, or,
+    with ``output="task_id"``, that task's output alone, so the orchestrator
+    composes inside chains (``prep | orchestrator | parser``).
+
+    Each task runs as a child run named by its task id, with the caller's
+    callbacks, tags and metadata.
+
+    Args:
+        tasks: The tasks, or a prebuilt :class:`TaskGraph`.
+        policy: Scheduling, parallelism, timeout, budget and context policy.
+        catalog: Model price catalog (for budgets and cost reporting).
+        output: Return this task's output instead of the ``RunResult``.
+        input_keys: The run input's keys, when known: prompt variables are then
+            checked against them at construction. Without it, prompt variables no
+            dependency provides are required keys of the run input.
+
+    Example:
+        >>> from langchain_runtime import Orchestrator, Task
+        >>> from langchain_runtime.testing import SimulatedChatModel
+        >>> model = SimulatedChatModel()
+        >>> orch = Orchestrator([
+        ...     Task("research", prompt="Research {topic}", model=model),
+        ...     Task("summary", prompt="Summarise: {research}", model=model,
+        ...          deps=["research"]),
+        ... ])
+        >>> result = orch.invoke({"topic": "owls"})
+        >>> result.state.value, sorted(result.outputs)
+        ('completed', ['research', 'summary'])
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    graph: TaskGraph
+    policy: RunPolicy
+    catalog: Any = None
+    output: str | None = None
+    input_keys: tuple[str, ...] | None = None
+
+    _router: ContextRouter = PrivateAttr(default_factory=ContextRouter)
+    _required_inputs: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def __init__(
+        self,
+        tasks: Iterable[Task] | TaskGraph,
+        *,
+        policy: RunPolicy | None = None,
+        catalog: Any = None,
+        output: str | None = None,
+        input_keys: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        graph = tasks if isinstance(tasks, TaskGraph) else TaskGraph(tasks)
+        if output is not None and output not in graph:
+            raise ConfigurationError(
+                f"output={output!r} names no task in the graph (tasks: {sorted(graph.tasks)})"
+            )
+        super().__init__(
+            graph=graph,
+            policy=policy or RunPolicy(),
+            catalog=catalog,
+            output=output,
+            input_keys=tuple(input_keys) if input_keys is not None else None,
+            **kwargs,
+        )
+        self._required_inputs = frozenset(self._router.validate(graph, self.input_keys))
+
+    # ------------------------------------------------------------------ schema
+    @property
+    def required_inputs(self) -> frozenset[str]:
+        """Run-input keys that prompts need and no dependency provides."""
+        return self._required_inputs
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
+        fields: dict[str, Any] = {k: (Any, ...) for k in sorted(self._required_inputs)}
+        return create_model(  # type: ignore[call-overload, no-any-return]
+            f"{self.get_name()}Input", __config__=ConfigDict(extra="allow"), **fields
+        )
+
+    @property
+    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+        return RunResult if self.output is None else Any
+
+    def get_graph(self, config: RunnableConfig | None = None) -> Graph:
+        """The task graph as a LangChain ``Graph`` (``draw_mermaid()`` works offline)."""
+        g = Graph()
+        start = g.add_node(None, "__start__")
+        nodes = {tid: g.add_node(self.graph[tid].runnable, tid) for tid in self.graph.order}
+        end = g.add_node(None, "__end__")
+        for tid in self.graph.order:
+            task = self.graph[tid]
+            if not task.deps:
+                g.add_edge(start, nodes[tid])
+            for dep in task.deps:
+                g.add_edge(nodes[dep], nodes[tid])
+            if not self.graph.dependents(tid):
+                g.add_edge(nodes[tid], end)
+        return g
+
+    # ------------------------------------------------------------------ running
+    def _make_run(self, input: Any, config: RunnableConfig | None, *, live: bool = False) -> Run:
+        run_input = _coerce_input(input)
+        missing = sorted(k for k in self._required_inputs if k not in run_input)
+        if missing:
+            users = {k: sorted(t.id for t in self.graph if k in t.prompt_variables)
+                     for k in missing}
+            detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
+            raise InvalidInputError(f"the run input is missing {detail}")
+        cfg = ensure_config(config)
+        run_id = cfg.get("run_id")
+        return Run(
+            self.graph,
+            self.policy,
+            run_input,
+            cfg,
+            name=self.get_name(),
+            router=self._router,
+            required_inputs=self._required_inputs,
+            run_id=str(run_id) if run_id is not None else None,
+            live=live,
+        )
+
+    def _select(self, result: RunResult, run: Run) -> Any:
+        if self.output is None:
+            return result
+        if self.output in result.outputs:
+            return result.outputs[self.output]
+        exc = run.exceptions.get(self.output)
+        err = error_from_result(result, self.output)
+        if exc is not None:
+            raise err from exc
+        raise err
+
+    async def ainvoke(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Any:
+        run = self._make_run(input, config)
+        result = await run.execute()
+        return self._select(result, run)
+
+    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+        return run_sync(lambda: self.ainvoke(input, config, **kwargs))
+
+    async def astream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Any]:
+        """Yield each task's :class:`TaskResult` as it finishes, then the ``RunResult``.
+
+        With ``output="task_id"`` it yields that task's output alone, once, so a
+        streamed chain receives what ``invoke`` would have returned.
+        """
+        import asyncio
+
+        run = self._make_run(input, config)
+        if self.output is not None:
+            result = await run.execute()
+            yield self._select(result, run)
+            return
+        queue: asyncio.Queue[TaskResult] = asyncio.Queue()
+        run.listeners.append(queue.put_nowait)
+        main = asyncio.ensure_future(run.execute())
+        try:
+            while True:
+                getter = asyncio.ensure_future(queue.get())
+                done, _ = await asyncio.wait({getter, main}, return_when=asyncio.FIRST_COMPLETED)
+                if getter in done:
+                    yield getter.result()
+                    continue
+                getter.cancel()
+                while not queue.empty():
+                    yield queue.get_nowait()
+                yield main.result()
+                return
+        finally:
+            if not main.done():
+                main.cancel()
+                await asyncio.gather(main, return_exceptions=True)
+
+    def stream(
+        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> Iterator[Any]:
+        yield from iter_sync(lambda: self.astream(input, config, **kwargs))
+
+    def start(self, input: Any = None, config: RunnableConfig | None = None) -> RunHandle:
+        """Start a run in the background and return a handle to watch and steer it."""
+        run = self._make_run(input, config, live=True)
+        return RunHandle.launch(run)
+
+
+def _coerce_input(input: Any) -> dict[str, Any]:
+    if input is None:
+        return {}
+    if isinstance(input, Mapping):
+        return dict(input)
+    if isinstance(input, BaseModel):
+        return cast(dict[str, Any], input.model_dump())
+    return {"input": input}

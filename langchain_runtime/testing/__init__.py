@@ -1,0 +1,5 @@
+"""Offline, deterministic test aids that users may use too."""
+
+from langchain_runtime.testing.simulated import SimulatedChatModel
+
+__all__ = ["SimulatedChatModel"]
