@@ -171,4 +171,6 @@ def _find_cycle(tasks: Mapping[str, Task], stuck: set[str]) -> list[str]:
     # walk follows "depends on" edges; reverse it to read in execution order.
     cycle = walk[seen[node] :]
     cycle.reverse()
+    first = cycle.index(min(cycle))  # canonical: start at the smallest id
+    cycle = cycle[first:] + cycle[:first]
     return [*cycle, cycle[0]]
