@@ -181,7 +181,8 @@ class Run:
             with self._lock:
                 for tid in self.graph.order:
                     self._admit(tid)
-            runner = self._run_batched() if self.policy.scheduling == "batched" else self._run_eager()
+            batched = self.policy.scheduling == "batched"
+            runner = self._run_batched() if batched else self._run_eager()
             timed_out, _ = await with_timeout(runner, self.policy.timeout)
             if timed_out:
                 self.state = RunState.TIMED_OUT

@@ -8,16 +8,22 @@ caller's context variables copied so tracing and callbacks still see them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
+import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_DONE = object()
+logger = logging.getLogger(__name__)
+
+#: Seconds a closed stream waits for its worker to finish cancelling.
+_CLOSE_TIMEOUT = 10.0
 
 
 def _loop_running() -> bool:
@@ -103,12 +109,13 @@ def iter_sync(factory: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
             if loop is not None and task is not None:
                 loop.call_soon_threadsafe(task.cancel)
             # drain so the pump never blocks on a full queue while stopping
-            while thread.is_alive():
-                try:
+            deadline = time.monotonic() + _CLOSE_TIMEOUT
+            while thread.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(queue.Empty):
                     items.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            thread.join()
+            if thread.is_alive():
+                logger.warning("stream worker did not stop within %ss; left running as a "
+                               "daemon thread", _CLOSE_TIMEOUT)
 
 
 async def _aclose(agen: AsyncIterator[Any]) -> None:

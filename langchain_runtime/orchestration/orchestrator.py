@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Any, cast
+from typing import Any
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import ensure_config
@@ -100,12 +100,12 @@ class Orchestrator(RunnableSerializable[Any, Any]):
 
     def get_input_schema(self, config: RunnableConfig | None = None) -> type[BaseModel]:
         fields: dict[str, Any] = {k: (Any, ...) for k in sorted(self._required_inputs)}
-        return create_model(  # type: ignore[call-overload, no-any-return]
+        return create_model(
             f"{self.get_name()}Input", __config__=ConfigDict(extra="allow"), **fields
         )
 
     @property
-    def OutputType(self) -> Any:  # noqa: N802 - LangChain's name
+    def OutputType(self) -> Any:
         return RunResult if self.output is None else Any
 
     def get_graph(self, config: RunnableConfig | None = None) -> Graph:
@@ -220,5 +220,5 @@ def _coerce_input(input: Any) -> dict[str, Any]:
     if isinstance(input, Mapping):
         return dict(input)
     if isinstance(input, BaseModel):
-        return cast(dict[str, Any], input.model_dump())
+        return input.model_dump()
     return {"input": input}

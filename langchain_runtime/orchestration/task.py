@@ -76,7 +76,7 @@ class Task:
         id: str,
         runnable: Runnable[Any, Any] | Callable[..., Any] | None = None,
         *,
-        prompt: str | BasePromptTemplate | None = None,
+        prompt: str | BasePromptTemplate[Any] | None = None,
         model: BaseLanguageModel[Any] | Runnable[Any, Any] | str | None = None,
         deps: Iterable[str] = (),
         inputs: Mapping[str, str] | None = None,
@@ -132,7 +132,7 @@ class Task:
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.memory_key = memory_key
         self.model_id: str | None = model if isinstance(model, str) else None
-        self.prompt: BasePromptTemplate | None = None
+        self.prompt: BasePromptTemplate[Any] | None = None
         self.model: Runnable[Any, Any] | None = None
         self.runnable: Runnable[Any, Any] = self._resolve(runnable, prompt, model)
         self.prompt_variables: tuple[str, ...] = (
@@ -142,7 +142,7 @@ class Task:
     def _resolve(
         self,
         runnable: Runnable[Any, Any] | Callable[..., Any] | None,
-        prompt: str | BasePromptTemplate | None,
+        prompt: str | BasePromptTemplate[Any] | None,
         model: BaseLanguageModel[Any] | Runnable[Any, Any] | str | None,
     ) -> Runnable[Any, Any]:
         if prompt is None:
@@ -187,7 +187,7 @@ class Task:
                 task_ids=(self.id,), code="invalid_input",
             )
         if isinstance(prompt, str):
-            template: BasePromptTemplate = (
+            template: BasePromptTemplate[Any] = (
                 PromptTemplate.from_template(prompt)
                 if isinstance(model, BaseLanguageModel) and not isinstance(model, BaseChatModel)
                 else ChatPromptTemplate.from_messages([("human", prompt)])

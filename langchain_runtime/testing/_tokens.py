@@ -1,16 +1,21 @@
-"""Token counting for the simulated model: the package's estimator when present."""
+"""Token counting for the simulated model: the package's estimator."""
 
 from __future__ import annotations
 
-import re
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
-_WORD = re.compile(r"\w+|[^\w\s]")
+if TYPE_CHECKING:
+    from langchain_runtime.cost.tokens import TokenEstimator
+
+
+@lru_cache(maxsize=1)
+def _estimator() -> TokenEstimator:
+    from langchain_runtime.cost.tokens import TokenEstimator
+
+    return TokenEstimator()
 
 
 def count_tokens(text: str) -> int:
-    """Tokens in ``text``: via ``TokenEstimator`` if available, else a word count."""
-    try:
-        from langchain_runtime.cost.tokens import TokenEstimator
-    except ImportError:
-        return len(_WORD.findall(text))
-    return TokenEstimator.shared().count_text(text)
+    """Tokens in ``text`` as the package's ``TokenEstimator`` counts them."""
+    return _estimator().count_text(text)

@@ -20,14 +20,96 @@ __all__ = ["SimulatedChatModel"]
 
 # Common English words that are one token each in the cl100k and o200k encodings
 # (with their leading space), so a simulated answer's length is exact.
-_WORDS = (
-    "the model data result task plan step review draft outline research source fact "
-    "team cost time value point case part idea key note list test work line view form "
-    "level order state group area rule need use make show find give take keep run "
-    "build check read write start end first next last main new good clear simple "
-    "small large high low long short open fast safe real same each other more most "
-    "also then when where while with from into over under after before about"
-).split()
+_WORDS: tuple[str, ...] = tuple(
+    [
+        "the",
+        "model",
+        "data",
+        "result",
+        "task",
+        "plan",
+        "step",
+        "review",
+        "draft",
+        "outline",
+        "research",
+        "source",
+        "fact",
+        "team",
+        "cost",
+        "time",
+        "value",
+        "point",
+        "case",
+        "part",
+        "idea",
+        "key",
+        "note",
+        "list",
+        "test",
+        "work",
+        "line",
+        "view",
+        "form",
+        "level",
+        "order",
+        "state",
+        "group",
+        "area",
+        "rule",
+        "need",
+        "use",
+        "make",
+        "show",
+        "find",
+        "give",
+        "take",
+        "keep",
+        "run",
+        "build",
+        "check",
+        "read",
+        "write",
+        "start",
+        "end",
+        "first",
+        "next",
+        "last",
+        "main",
+        "new",
+        "good",
+        "clear",
+        "simple",
+        "small",
+        "large",
+        "high",
+        "low",
+        "long",
+        "short",
+        "open",
+        "fast",
+        "safe",
+        "real",
+        "same",
+        "each",
+        "other",
+        "more",
+        "most",
+        "also",
+        "then",
+        "when",
+        "where",
+        "while",
+        "with",
+        "from",
+        "into",
+        "over",
+        "under",
+        "after",
+        "before",
+        "about",
+    ]
+)
 
 
 def _count(text: str) -> int:
@@ -97,11 +179,12 @@ class SimulatedChatModel(BaseChatModel):
         # per-message overhead as in OpenAI's chat format: 3 per message + 3 priming
         input_tokens = sum(_count(m.text) + 3 for m in messages) + 3
         output_tokens = _count(text)
-        return UsageMetadata(
-            input_tokens=input_tokens,
-            output_tokens=output_tokens,
-            total_tokens=input_tokens + output_tokens,
-        )
+        # langchain-core marks the detail keys NotRequired at runtime only
+        return {  # type: ignore[typeddict-item]
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "total_tokens": input_tokens + output_tokens,
+        }
 
     def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
         text, _ = self._answer(messages, kwargs.get("max_tokens", self.max_tokens))
@@ -110,8 +193,9 @@ class SimulatedChatModel(BaseChatModel):
             usage_metadata=self._usage(messages, text),
             response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
         )
-        return ChatResult(generations=[ChatGeneration(message=msg)],
-                          llm_output={"model_name": self.model_name})
+        return ChatResult(
+            generations=[ChatGeneration(message=msg)], llm_output={"model_name": self.model_name}
+        )
 
     def _generate(
         self,
@@ -135,20 +219,25 @@ class SimulatedChatModel(BaseChatModel):
             await asyncio.sleep(self.latency)
         return self._result(messages, kwargs)
 
-    def _chunks(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> list[
-        ChatGenerationChunk
-    ]:
+    def _chunks(
+        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+    ) -> list[ChatGenerationChunk]:
         text, _ = self._answer(messages, kwargs.get("max_tokens", self.max_tokens))
         words = text.split(" ") if text else []
         chunks = [
             ChatGenerationChunk(message=AIMessageChunk(content=w if i == 0 else " " + w))
             for i, w in enumerate(words)
         ]
-        chunks.append(ChatGenerationChunk(message=AIMessageChunk(
-            content="", usage_metadata=self._usage(messages, text),
-            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
-            chunk_position="last",
-        )))
+        chunks.append(
+            ChatGenerationChunk(
+                message=AIMessageChunk(
+                    content="",
+                    usage_metadata=self._usage(messages, text),
+                    response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+                    chunk_position="last",
+                )
+            )
+        )
         return chunks
 
     def _stream(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,19 @@ class Tracker:
                 self.finished.append(name)
 
         return RunnableLambda(body, name=name)
+
+
+def gated(gate: threading.Event, result: Any = 1, fail: BaseException | None = None
+          ) -> RunnableLambda[Any, Any]:
+    """A task that waits (cancellably) until another thread sets ``gate``."""
+
+    async def body(_inp: Any) -> Any:
+        await asyncio.wait_for(asyncio.to_thread(gate.wait, 10), 11)
+        if fail is not None:
+            raise fail
+        return result
+
+    return RunnableLambda(body)
 
 
 @pytest.fixture

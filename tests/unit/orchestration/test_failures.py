@@ -24,10 +24,10 @@ from langchain_runtime import (
     TaskState,
 )
 from langchain_runtime.context.router import ContextRouter
-from langchain_runtime.orchestration._run import Run
 from langchain_runtime.orchestration._retry import is_retryable
+from langchain_runtime.orchestration._run import Run
 
-from .conftest import Tracker
+from .conftest import Tracker, gated
 
 FAST = RunPolicy(retry_backoff=0.001)
 
@@ -216,12 +216,7 @@ def test_abort_mid_run_leaves_every_task_terminal(tracker: Tracker) -> None:
 def test_enqueue_into_a_live_run(tracker: Tracker) -> None:
     gate = threading.Event()
 
-    async def wait_gate(_: Any) -> str:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
-        return "A"
-
-    orch = Orchestrator([Task("a", RunnableLambda(wait_gate))])
+    orch = Orchestrator([Task("a", gated(gate, "A"))])
     handle = orch.start({"x": 1})
     handle.enqueue(Task("b", lambda x: x["a"] + "B", deps=["a"]))
     handle.enqueue(Task("c", lambda x: x["b"] + "C", deps=["b"]))
@@ -245,12 +240,7 @@ def test_enqueue_into_a_live_run(tracker: Tracker) -> None:
 def test_enqueue_in_eager_mode_wakes_the_scheduler() -> None:
     gate = threading.Event()
 
-    async def wait_gate(_: Any) -> str:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
-        return "slow"
-
-    handle = Orchestrator([Task("slow", RunnableLambda(wait_gate))],
+    handle = Orchestrator([Task("slow", gated(gate, "slow"))],
                           policy=RunPolicy(scheduling="eager")).start({})
     ran = threading.Event()
     handle.enqueue(Task("quick", lambda x: ran.set() or "q"))
@@ -262,12 +252,7 @@ def test_enqueue_in_eager_mode_wakes_the_scheduler() -> None:
 def test_enqueued_task_with_failed_dependency_is_skipped() -> None:
     gate = threading.Event()
 
-    async def fail_later(_: Any) -> None:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
-        raise RuntimeError("no")
-
-    handle = Orchestrator([Task("a", RunnableLambda(fail_later))]).start({})
+    handle = Orchestrator([Task("a", gated(gate, fail=RuntimeError("no")))]).start({})
     handle.enqueue(Task("b", lambda x: 1, deps=["a"]))
     gate.set()
     result = handle.result(timeout=5)
@@ -279,12 +264,7 @@ def test_enqueue_refuses_prompt_needing_missing_input() -> None:
 
     gate = threading.Event()
 
-    async def wait(_: Any) -> int:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
-        return 1
-
-    handle = Orchestrator([Task("a", RunnableLambda(wait))]).start({})
+    handle = Orchestrator([Task("a", gated(gate))]).start({})
     with pytest.raises(InvalidInputError, match="topic"):
         handle.enqueue(Task("b", prompt="{topic}", model=SimulatedChatModel()))
     gate.set()
@@ -294,12 +274,7 @@ def test_enqueue_refuses_prompt_needing_missing_input() -> None:
 def test_result_timeout_raises_and_run_goes_on() -> None:
     gate = threading.Event()
 
-    async def wait(_: Any) -> int:
-        while not gate.is_set():
-            await asyncio.sleep(0.005)
-        return 1
-
-    handle = Orchestrator([Task("a", RunnableLambda(wait))]).start({})
+    handle = Orchestrator([Task("a", gated(gate))]).start({})
     with pytest.raises(TimeoutError):
         handle.result(timeout=0.05)
     assert handle.status() is RunState.RUNNING and not handle.done()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -122,5 +123,5 @@ def test_every_cycle_is_found_with_a_true_path(
     path = err.value.task_ids
     assert path[0] == path[-1] and len(path) >= 3
     assert len(set(path[:-1])) == len(path) - 1
-    for before, after in zip(path, path[1:]):
+    for before, after in itertools.pairwise(path):
         assert before in deps[after], f"{after} does not depend on {before}"

@@ -136,7 +136,7 @@ async def test_astream_yields_each_task_then_the_result(tracker: Tracker) -> Non
         Task("c", tracker.task("c", 0.01), deps=["a"]),
     ])
     items = [item async for item in orch.astream({})]
-    assert [i.task_id for i in items[:-1] if isinstance(i, TaskResult)][0] == "a"
+    assert next(i.task_id for i in items[:-1] if isinstance(i, TaskResult)) == "a"
     assert sorted(i.task_id for i in items[:-1]) == ["a", "b", "c"]
     assert isinstance(items[-1], RunResult) and items[-1].ok
 
