@@ -288,3 +288,12 @@ def test_task_states_all_terminal_on_success() -> None:
     result = Orchestrator([Task("a", lambda x: 1)]).invoke({})
     assert all(tr.state is TaskState.COMPLETED for tr in result.tasks.values())
     assert result.tasks["a"].duration is not None and result.tasks["a"].attempts == 1
+
+
+def test_hot_path_models_equal_validated_ones() -> None:
+    result = Orchestrator([Task("a", lambda x: 1)]).invoke({})
+    tr = result.tasks["a"]
+    assert TaskResult.model_validate(tr.model_dump()) == tr
+    for ev in result.events:
+        assert type(ev).model_validate(ev.model_dump()) == ev
+    assert result.model_dump_json()  # serialises without warnings
