@@ -231,10 +231,12 @@ class Run:
 
     def result(self) -> RunResult:
         """A snapshot of the run as it stands."""
-        usage, cost = Usage(), Cost()
+        usage, cost = _ZERO_USAGE, _ZERO_COST
         for tr in self.results.values():
-            usage = usage + tr.usage
-            cost = cost + tr.cost
+            if tr.usage is not _ZERO_USAGE:
+                usage = usage + tr.usage
+            if tr.cost is not _ZERO_COST:
+                cost = cost + tr.cost
         return RunResult(
             run_id=self.run_id,
             state=self.state,
