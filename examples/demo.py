@@ -19,16 +19,27 @@ def build() -> Orchestrator:
     sections = ("intro", "body", "conclusion")
     tasks = [
         Task("research", prompt="Collect key facts about {topic}.", model=model),
-        Task("outline", prompt="Write an outline for an article on {topic}.\nFacts:\n{research}",
-             model=model, deps=["research"]),
+        Task(
+            "outline",
+            prompt="Write an outline for an article on {topic}.\nFacts:\n{research}",
+            model=model,
+            deps=["research"],
+        ),
         *(
-            Task(f"draft_{s}", prompt=f"Draft the {s} section.\nOutline:\n{{outline}}",
-                 model=model, deps=["outline"])
+            Task(
+                f"draft_{s}",
+                prompt=f"Draft the {s} section.\nOutline:\n{{outline}}",
+                model=model,
+                deps=["outline"],
+            )
             for s in sections
         ),
-        Task("review",
-             prompt="Review the article.\n{draft_intro}\n{draft_body}\n{draft_conclusion}",
-             model=model, deps=[f"draft_{s}" for s in sections]),
+        Task(
+            "review",
+            prompt="Review the article.\n{draft_intro}\n{draft_body}\n{draft_conclusion}",
+            model=model,
+            deps=[f"draft_{s}" for s in sections],
+        ),
     ]
     return Orchestrator(tasks, policy=RunPolicy(max_parallelism=3))
 
@@ -41,8 +52,10 @@ def main() -> int:
     for task_id, tr in result.tasks.items():
         text = tr.output.text if tr.output is not None else ""
         dur = f"{tr.duration:.2f}s" if tr.duration is not None else "-"
-        print(f"\n[{task_id}] {tr.state.value} in {dur}, batch {tr.batch}, "
-              f"{tr.usage.total_tokens} tokens, {tr.cost}")
+        print(
+            f"\n[{task_id}] {tr.state.value} in {dur}, batch {tr.batch}, "
+            f"{tr.usage.total_tokens} tokens, {tr.cost}"
+        )
         print(f"  {text[:160]}{'...' if len(text) > 160 else ''}")
     print(f"\ntotal: {result.usage.total_tokens} tokens, {result.cost}")
     return 0 if result.ok else 1

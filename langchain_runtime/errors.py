@@ -127,8 +127,14 @@ class ContextTooLargeError(LangChainRuntimeError):
 
     code = "context_too_large"
 
-    def __init__(self, message: str, *, task_id: str | None = None, tokens: int | None = None,
-                 max_tokens: int | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        task_id: str | None = None,
+        tokens: int | None = None,
+        max_tokens: int | None = None,
+    ):
         super().__init__(message)
         self.task_id = task_id
         self.tokens = tokens

@@ -105,13 +105,15 @@ class ContextRouter:
                     raise GraphValidationError(
                         f"task {task.id!r}: inputs[{var!r}] reads {source!r}, "
                         f"but there is no task {dep!r}",
-                        task_ids=(task.id, dep), code="dep_not_found",
+                        task_ids=(task.id, dep),
+                        code="dep_not_found",
                     )
             elif not (_is_source(source, INPUT) or _is_source(source, MEMORY)):
                 raise GraphValidationError(
                     f"task {task.id!r}: inputs[{var!r}] = {source!r} is not a known "
                     "source; use 'task_id', 'task_id.field', '$input.key' or '$memory.key'",
-                    task_ids=(task.id,), code="invalid_input",
+                    task_ids=(task.id,),
+                    code="invalid_input",
                 )
         needed: set[str] = set()
         for var in task.prompt_variables:
@@ -121,13 +123,15 @@ class ContextRouter:
                 raise GraphValidationError(
                     f"task {task.id!r}: its prompt uses {{{var}}}, the output of task "
                     f"{var!r}, but does not depend on it; add deps=[{var!r}]",
-                    task_ids=(task.id, var), code="dep_not_found",
+                    task_ids=(task.id, var),
+                    code="dep_not_found",
                 )
             if input_keys is not None and var not in input_keys:
                 raise GraphValidationError(
                     f"task {task.id!r}: its prompt uses {{{var}}}, which no dependency, "
                     f"inputs entry or run input key ({sorted(input_keys)}) provides",
-                    task_ids=(task.id,), code="invalid_input",
+                    task_ids=(task.id,),
+                    code="invalid_input",
                 )
             needed.add(var)
         return needed

@@ -6,8 +6,15 @@ from langchain_runtime.domain import RunPolicy
 from langchain_runtime.errors import LangChainRuntimeError
 
 # Programming errors: another attempt would fail the same way.
-_NEVER = (ValueError, TypeError, LookupError, AttributeError, NotImplementedError,
-          AssertionError, ImportError)
+_NEVER = (
+    ValueError,
+    TypeError,
+    LookupError,
+    AttributeError,
+    NotImplementedError,
+    AssertionError,
+    ImportError,
+)
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -174,10 +174,15 @@ class Run:
             run_id=self.config.get("run_id"),
         )
         self.state = RunState.RUNNING
-        self._emit("run_started", None, {
-            "tasks": len(self.graph), "scheduling": self.policy.scheduling,
-            "max_parallelism": self.limit,
-        })
+        self._emit(
+            "run_started",
+            None,
+            {
+                "tasks": len(self.graph),
+                "scheduling": self.policy.scheduling,
+                "max_parallelism": self.limit,
+            },
+        )
         external_cancel: BaseException | None = None
         try:
             self._check_input()
@@ -198,8 +203,9 @@ class Run:
             if not self._abort_requested:
                 external_cancel = exc
             self.state = RunState.ABORTED
-            self.error = TaskError(code="run_aborted", message=f"run {self.run_id} was aborted",
-                                   type="RunAbortedError")
+            self.error = TaskError(
+                code="run_aborted", message=f"run {self.run_id} was aborted", type="RunAbortedError"
+            )
             task = asyncio.current_task()
             if task is not None and hasattr(task, "uncancel"):
                 task.uncancel()
@@ -352,8 +358,9 @@ class Run:
                     if task.timeout is None:
                         out = await task.runnable.ainvoke(inp, cfg)
                         break
-                    timed_out, out = await with_timeout(task.runnable.ainvoke(inp, cfg),
-                                                        task.timeout)
+                    timed_out, out = await with_timeout(
+                        task.runnable.ainvoke(inp, cfg), task.timeout
+                    )
                     if timed_out:
                         raise TaskTimeoutError(
                             f"task {tid!r} timed out after {task.timeout}s (attempt {attempts})",
@@ -364,9 +371,15 @@ class Run:
                 except Exception as exc:
                     if attempts <= task.max_retries and is_retryable(exc):
                         delay = backoff_delay(self.policy, attempts)
-                        self._buffer(tid, "task_retry", {
-                            "attempt": attempts, "error": _describe(exc), "delay": delay,
-                        })
+                        self._buffer(
+                            tid,
+                            "task_retry",
+                            {
+                                "attempt": attempts,
+                                "error": _describe(exc),
+                                "delay": delay,
+                            },
+                        )
                         await asyncio.sleep(delay)
                         continue
                     raise
@@ -376,21 +389,36 @@ class Run:
             raise
         except Exception as exc:
             tr = TaskResult(
-                task_id=tid, state=FAILED, attempts=attempts, batch=batch_no,
-                error=TaskError(code=error_code(exc), message=_describe(exc),
-                                type=type(exc).__name__),
-                started_at=started, ended_at=_now(),
+                task_id=tid,
+                state=FAILED,
+                attempts=attempts,
+                batch=batch_no,
+                error=TaskError(
+                    code=error_code(exc), message=_describe(exc), type=type(exc).__name__
+                ),
+                started_at=started,
+                ended_at=_now(),
             )
             self.exceptions[tid] = exc
             if isinstance(exc, BudgetExceededError):
                 self._budget_stop = True
             return self._finish(tid, tr)
-        return self._finish(tid, _trusted(
-            TaskResult,
-            task_id=tid, state=COMPLETED, output=out, error=None, usage=_ZERO_USAGE,
-            cost=_ZERO_COST, attempts=attempts, batch=batch_no, started_at=started,
-            ended_at=_now(),
-        ))
+        return self._finish(
+            tid,
+            _trusted(
+                TaskResult,
+                task_id=tid,
+                state=COMPLETED,
+                output=out,
+                error=None,
+                usage=_ZERO_USAGE,
+                cost=_ZERO_COST,
+                attempts=attempts,
+                batch=batch_no,
+                started_at=started,
+                ended_at=_now(),
+            ),
+        )
 
     def _child_config(self, task: Task) -> RunnableConfig:
         assert self._run_manager is not None
@@ -406,9 +434,13 @@ class Run:
     ) -> TaskResult:
         reason = self._stop_reason or "the run was stopped"
         return TaskResult(
-            task_id=tid, state=CANCELLED, attempts=attempts, batch=batch_no,
+            task_id=tid,
+            state=CANCELLED,
+            attempts=attempts,
+            batch=batch_no,
             error=TaskError(code="cancelled", message=f"task {tid!r} cancelled: {reason}"),
-            started_at=started, ended_at=_now() if started else None,
+            started_at=started,
+            ended_at=_now() if started else None,
         )
 
     def _finish(self, tid: str, tr: TaskResult) -> TaskResult:
@@ -483,8 +515,11 @@ class Run:
             return
         if tr.state is FAILED and self.error is None:
             assert tr.error is not None
-            self.error = TaskError(code=tr.error.code, type=tr.error.type,
-                                   message=f"task {tid!r} failed: {tr.error.message}")
+            self.error = TaskError(
+                code=tr.error.code,
+                type=tr.error.type,
+                message=f"task {tid!r} failed: {tr.error.message}",
+            )
         self._doom_descendants(tid)
 
     def _doom_descendants(self, root: str) -> None:
@@ -506,9 +541,11 @@ class Run:
         self._ready.discard(tid)
         state = self.states[because].value
         tr = TaskResult(
-            task_id=tid, state=SKIPPED,
-            error=TaskError(code="skipped",
-                            message=f"task {tid!r} skipped: dependency {because!r} {state}"),
+            task_id=tid,
+            state=SKIPPED,
+            error=TaskError(
+                code="skipped", message=f"task {tid!r} skipped: dependency {because!r} {state}"
+            ),
         )
         self._finish(tid, tr)
         self._emit("task_skipped", tid, {"because": because})
@@ -533,11 +570,14 @@ class Run:
     def _check_deadlock(self) -> None:
         if self._stop_reason is not None or self._inflight:
             return
-        stuck = sorted(t for t, s in self.states.items() if s is TaskState.PENDING
-                       and t not in self._inbox)
+        stuck = sorted(
+            t for t, s in self.states.items() if s is TaskState.PENDING and t not in self._inbox
+        )
         if stuck:
-            waits = {t: [d for d in self.graph[t].deps if self.states[d] is not COMPLETED]
-                     for t in stuck[:5]}
+            waits = {
+                t: [d for d in self.graph[t].deps if self.states[d] is not COMPLETED]
+                for t in stuck[:5]
+            }
             raise DeadlockError(
                 f"deadlock: {len(stuck)} task(s) pending with nothing ready or running; "
                 f"waiting on: {waits}"
@@ -556,10 +596,17 @@ class Run:
         self._buffers.setdefault(tid, []).append((etype, data))
 
     def _emit(self, etype: str, tid: str | None, data: dict[str, Any]) -> None:
-        self.events.append(_trusted(
-            RunEvent, seq=len(self.events), type=etype, run_id=self.run_id, task_id=tid,
-            data=data, ts=_now(),
-        ))
+        self.events.append(
+            _trusted(
+                RunEvent,
+                seq=len(self.events),
+                type=etype,
+                run_id=self.run_id,
+                task_id=tid,
+                data=data,
+                ts=_now(),
+            )
+        )
 
 
 _M = TypeVar("_M", bound=BaseModel)

@@ -114,8 +114,10 @@ def iter_sync(factory: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
                 with contextlib.suppress(queue.Empty):
                     items.get(timeout=0.05)
             if thread.is_alive():
-                logger.warning("stream worker did not stop within %ss; left running as a "
-                               "daemon thread", _CLOSE_TIMEOUT)
+                logger.warning(
+                    "stream worker did not stop within %ss; left running as a daemon thread",
+                    _CLOSE_TIMEOUT,
+                )
 
 
 async def _aclose(agen: AsyncIterator[Any]) -> None:

@@ -130,9 +130,9 @@ def _check_deps(task: Task, known: Mapping[str, Task]) -> None:
             )
 
 
-def _topological_order(tasks: Mapping[str, Task], dependents: Mapping[str, list[str]]) -> tuple[
-    str, ...
-]:
+def _topological_order(
+    tasks: Mapping[str, Task], dependents: Mapping[str, list[str]]
+) -> tuple[str, ...]:
     """Kahn's algorithm, layer by layer with ids sorted, O(V + E log V)."""
     indegree = {tid: len(t.deps) for tid, t in tasks.items()}
     layer = sorted(tid for tid, d in indegree.items() if d == 0)
@@ -150,7 +150,8 @@ def _topological_order(tasks: Mapping[str, Task], dependents: Mapping[str, list[
     if len(order) != len(tasks):
         path = _find_cycle(tasks, {tid for tid, d in indegree.items() if d > 0})
         raise GraphValidationError(
-            "cycle in task graph: " + " -> ".join(path)
+            "cycle in task graph: "
+            + " -> ".join(path)
             + " (each task would have to run before the next)",
             task_ids=tuple(path),
             code="dag_cycle",

@@ -129,8 +129,9 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         run_input = _coerce_input(input)
         missing = sorted(k for k in self._required_inputs if k not in run_input)
         if missing:
-            users = {k: sorted(t.id for t in self.graph if k in t.prompt_variables)
-                     for k in missing}
+            users = {
+                k: sorted(t.id for t in self.graph if k in t.prompt_variables) for k in missing
+            }
             detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
             raise InvalidInputError(f"the run input is missing {detail}")
         cfg = ensure_config(config)
@@ -158,9 +159,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             raise err from exc
         raise err
 
-    async def ainvoke(
-        self, input: Any, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
         run = self._make_run(input, config)
         result = await run.execute()
         return self._select(result, run)

@@ -87,11 +87,13 @@ class Task:
         memory_key: str | None = None,
     ):
         if not isinstance(id, str) or not id.strip():
-            raise GraphValidationError(f"task id must be a non-empty string, got {id!r}",
-                                       code="invalid_input")
+            raise GraphValidationError(
+                f"task id must be a non-empty string, got {id!r}", code="invalid_input"
+            )
         if id.startswith("$"):
-            raise GraphValidationError(f"task id {id!r} may not start with '$'",
-                                       task_ids=(id,), code="invalid_input")
+            raise GraphValidationError(
+                f"task id {id!r} may not start with '$'", task_ids=(id,), code="invalid_input"
+            )
         self.id = id
         if isinstance(deps, str):
             deps = (deps,)
@@ -100,7 +102,8 @@ class Task:
             if not isinstance(dep, str):
                 raise GraphValidationError(
                     f"task {id!r}: dependency ids must be strings, got {dep!r}",
-                    task_ids=(id,), code="invalid_input",
+                    task_ids=(id,),
+                    code="invalid_input",
                 )
         self.inputs: dict[str, str] = dict(inputs or {})
         for var, source in self.inputs.items():
@@ -108,7 +111,8 @@ class Task:
                 raise GraphValidationError(
                     f"task {id!r}: inputs[{var!r}] must be a source string such as "
                     f"'task_id', 'task_id.field' or '$input.key', got {source!r}",
-                    task_ids=(id,), code="invalid_input",
+                    task_ids=(id,),
+                    code="invalid_input",
                 )
             if not source.startswith("$"):
                 dep = source.split(".", 1)[0]
@@ -119,12 +123,16 @@ class Task:
                 dep_list.append(dep)
         self.deps: tuple[str, ...] = tuple(dep_list)
         if timeout is not None and not timeout > 0:
-            raise GraphValidationError(f"task {id!r}: timeout must be > 0, got {timeout!r}",
-                                       task_ids=(id,), code="invalid_input")
+            raise GraphValidationError(
+                f"task {id!r}: timeout must be > 0, got {timeout!r}",
+                task_ids=(id,),
+                code="invalid_input",
+            )
         if not isinstance(max_retries, int) or max_retries < 0:
             raise GraphValidationError(
                 f"task {id!r}: max_retries must be an int >= 0, got {max_retries!r}",
-                task_ids=(id,), code="invalid_input",
+                task_ids=(id,),
+                code="invalid_input",
             )
         self.timeout = timeout
         self.max_retries = max_retries
@@ -150,11 +158,13 @@ class Task:
                 if isinstance(model, Runnable):
                     raise GraphValidationError(
                         f"task {self.id!r}: a model alone needs a prompt; pass prompt=...",
-                        task_ids=(self.id,), code="invalid_input",
+                        task_ids=(self.id,),
+                        code="invalid_input",
                     )
                 raise GraphValidationError(
                     f"task {self.id!r}: give a runnable, a callable, or prompt= with model=",
-                    task_ids=(self.id,), code="invalid_input",
+                    task_ids=(self.id,),
+                    code="invalid_input",
                 )
             if isinstance(runnable, BaseLanguageModel):
                 self.model = runnable
@@ -165,7 +175,8 @@ class Task:
             raise GraphValidationError(
                 f"task {self.id!r}: runnable must be a Runnable or a callable, "
                 f"got {type(runnable).__name__}",
-                task_ids=(self.id,), code="invalid_input",
+                task_ids=(self.id,),
+                code="invalid_input",
             )
         # prompt given: it pipes into the model (a chat model passed as runnable counts).
         if runnable is not None and model is None and isinstance(runnable, Runnable):
@@ -173,7 +184,8 @@ class Task:
         if runnable is not None:
             raise GraphValidationError(
                 f"task {self.id!r}: give either a runnable or prompt= with model=, not both",
-                task_ids=(self.id,), code="invalid_input",
+                task_ids=(self.id,),
+                code="invalid_input",
             )
         if not isinstance(model, Runnable):
             hint = (
@@ -184,7 +196,8 @@ class Task:
             )
             raise GraphValidationError(
                 f"task {self.id!r}: prompt= needs a model=, a chat model or Runnable{hint}",
-                task_ids=(self.id,), code="invalid_input",
+                task_ids=(self.id,),
+                code="invalid_input",
             )
         if isinstance(prompt, str):
             template: BasePromptTemplate[Any] = (
@@ -198,7 +211,8 @@ class Task:
             raise GraphValidationError(
                 f"task {self.id!r}: prompt must be text or a prompt template, "
                 f"got {type(prompt).__name__}",
-                task_ids=(self.id,), code="invalid_input",
+                task_ids=(self.id,),
+                code="invalid_input",
             )
         self.prompt = template
         self.model = model

@@ -9,12 +9,35 @@ import langchain_runtime
 from langchain_runtime import errors
 
 EXPECTED = {
-    "Budget", "BudgetExceededError", "ConfigurationError", "ContextPolicy", "ContextRouter",
-    "ContextTooLargeError", "Cost", "DeadlockError", "GraphValidationError",
-    "InvalidInputError", "LangChainRuntimeError", "Orchestrator", "RunAbortedError",
-    "RunEvent", "RunFinishedError", "RunHandle", "RunPolicy", "RunResult", "RunState",
-    "RunTimeoutError", "Task", "TaskError", "TaskExecutionError", "TaskGraph", "TaskResult",
-    "TaskState", "TaskTimeoutError", "Usage", "__version__",
+    "Budget",
+    "BudgetExceededError",
+    "ConfigurationError",
+    "ContextPolicy",
+    "ContextRouter",
+    "ContextTooLargeError",
+    "Cost",
+    "DeadlockError",
+    "GraphValidationError",
+    "InvalidInputError",
+    "LangChainRuntimeError",
+    "Orchestrator",
+    "RunAbortedError",
+    "RunEvent",
+    "RunFinishedError",
+    "RunHandle",
+    "RunPolicy",
+    "RunResult",
+    "RunState",
+    "RunTimeoutError",
+    "Task",
+    "TaskError",
+    "TaskExecutionError",
+    "TaskGraph",
+    "TaskResult",
+    "TaskState",
+    "TaskTimeoutError",
+    "Usage",
+    "__version__",
 }
 
 
@@ -43,6 +66,7 @@ def test_import_is_light() -> None:
         "heavy = [m for m in ('fastapi', 'uvicorn', 'langgraph', 'openai', 'langchain_openai') "
         "if m in sys.modules]; print(heavy)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
     assert out.stdout.strip() == "[]"

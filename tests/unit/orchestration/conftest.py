@@ -23,8 +23,9 @@ class Tracker:
         self.started: list[str] = []
         self.finished: list[str] = []
 
-    def task(self, name: str, delay: float = 0.0, result: Any = None,
-             fail: BaseException | None = None) -> RunnableLambda[Any, Any]:
+    def task(
+        self, name: str, delay: float = 0.0, result: Any = None, fail: BaseException | None = None
+    ) -> RunnableLambda[Any, Any]:
         async def body(inp: dict[str, Any]) -> Any:
             self.running += 1
             self.peak = max(self.peak, self.running)
@@ -42,8 +43,9 @@ class Tracker:
         return RunnableLambda(body, name=name)
 
 
-def gated(gate: threading.Event, result: Any = 1, fail: BaseException | None = None
-          ) -> RunnableLambda[Any, Any]:
+def gated(
+    gate: threading.Event, result: Any = 1, fail: BaseException | None = None
+) -> RunnableLambda[Any, Any]:
     """A task that waits (cancellably) until another thread sets ``gate``."""
 
     async def body(_inp: Any) -> Any:

@@ -51,8 +51,10 @@ def test_failed_task_skips_dependents_and_fail_fast_cancels_in_flight(tracker: T
     assert time.perf_counter() - start < 2.0  # b_slow was cancelled, not awaited
     st = {k: v.state for k, v in result.tasks.items()}
     assert st == {
-        "a_bad": TaskState.FAILED, "b_slow": TaskState.CANCELLED,
-        "c_child": TaskState.SKIPPED, "d_grandchild": TaskState.SKIPPED,
+        "a_bad": TaskState.FAILED,
+        "b_slow": TaskState.CANCELLED,
+        "c_child": TaskState.SKIPPED,
+        "d_grandchild": TaskState.SKIPPED,
         "e_after_slow": TaskState.SKIPPED,
     }
     assert result.state is RunState.FAILED
@@ -128,8 +130,12 @@ def test_budget_error_ends_run_as_budget_exceeded_keeping_partial_results() -> N
     def refuse(_: Any) -> None:
         raise BudgetExceededError("over", task_id="b")
 
-    tasks = [Task("a", lambda x: 1), Task("b", refuse, deps=["a"]),
-             Task("c", lambda x: 3, deps=["a"]), Task("d", lambda x: 4, deps=["c"])]
+    tasks = [
+        Task("a", lambda x: 1),
+        Task("b", refuse, deps=["a"]),
+        Task("c", lambda x: 3, deps=["a"]),
+        Task("d", lambda x: 4, deps=["c"]),
+    ]
     result = Orchestrator(tasks, policy=RunPolicy(fail_fast=False)).invoke({})
     assert result.state is RunState.BUDGET_EXCEEDED
     assert result["a"] == 1 and result["c"] == 3  # same batch as b: let finish
@@ -147,8 +153,9 @@ def test_task_timeout_then_retry_succeeds() -> None:
             await asyncio.sleep(5)
         return "ok"
 
-    result = Orchestrator([Task("a", RunnableLambda(slow_once), timeout=0.05, max_retries=1)],
-                          policy=FAST).invoke({})
+    result = Orchestrator(
+        [Task("a", RunnableLambda(slow_once), timeout=0.05, max_retries=1)], policy=FAST
+    ).invoke({})
     assert result["a"] == "ok"
     retry = next(e for e in result.events if e.type == "task_retry")
     assert "TaskTimeoutError" in retry.data["error"]
@@ -240,8 +247,9 @@ def test_enqueue_into_a_live_run(tracker: Tracker) -> None:
 def test_enqueue_in_eager_mode_wakes_the_scheduler() -> None:
     gate = threading.Event()
 
-    handle = Orchestrator([Task("slow", gated(gate, "slow"))],
-                          policy=RunPolicy(scheduling="eager")).start({})
+    handle = Orchestrator(
+        [Task("slow", gated(gate, "slow"))], policy=RunPolicy(scheduling="eager")
+    ).start({})
     ran = threading.Event()
     handle.enqueue(Task("quick", lambda x: ran.set() or "q"))
     assert ran.wait(5), "enqueued task did not start while another was running"

@@ -43,11 +43,16 @@ def test_invoke_routes_outputs_by_task_id() -> None:
 
 def test_inputs_rename_select_fields_and_read_run_input() -> None:
     got: dict[str, Any] = {}
-    orch = Orchestrator([
-        Task("research", lambda x: {"summary": "S", "facts": ["f1"]}),
-        Task("draft", lambda x: got.update(x) or "ok",
-             inputs={"notes": "research.summary", "t": "$input.topic", "all": "research"}),
-    ])
+    orch = Orchestrator(
+        [
+            Task("research", lambda x: {"summary": "S", "facts": ["f1"]}),
+            Task(
+                "draft",
+                lambda x: got.update(x) or "ok",
+                inputs={"notes": "research.summary", "t": "$input.topic", "all": "research"},
+            ),
+        ]
+    )
     orch.invoke({"topic": "owls"})
     assert got["notes"] == "S"
     assert got["t"] == "owls"
@@ -55,10 +60,12 @@ def test_inputs_rename_select_fields_and_read_run_input() -> None:
 
 
 def test_missing_field_is_a_task_failure_naming_task_and_variable() -> None:
-    orch = Orchestrator([
-        Task("research", lambda x: {"summary": "S"}),
-        Task("draft", lambda x: x, inputs={"notes": "research.nope"}),
-    ])
+    orch = Orchestrator(
+        [
+            Task("research", lambda x: {"summary": "S"}),
+            Task("draft", lambda x: x, inputs={"notes": "research.nope"}),
+        ]
+    )
     result = orch.invoke({})
     assert result.state is RunState.FAILED
     err = result.tasks["draft"].error
@@ -74,10 +81,12 @@ def test_chat_message_routes_as_text_into_prompt() -> None:
         prompts.append(inp["first"])
         return "done"
 
-    orch = Orchestrator([
-        Task("first", prompt="Say something about {topic}", model=model),
-        Task("second", capture, deps=["first"]),
-    ])
+    orch = Orchestrator(
+        [
+            Task("first", prompt="Say something about {topic}", model=model),
+            Task("second", capture, deps=["first"]),
+        ]
+    )
     result = orch.invoke({"topic": "owls"})
     assert isinstance(result["first"], AIMessage)
     assert prompts == [result["first"].text]
@@ -96,8 +105,10 @@ def test_missing_run_input_is_refused_before_anything_runs(tracker: Tracker) -> 
 def test_output_selects_a_task_and_composes_in_a_chain() -> None:
     model = SimulatedChatModel(response_tokens=4)
     orch = Orchestrator(
-        [Task("a", prompt="Topic {topic}", model=model),
-         Task("b", prompt="Expand {a}", model=model, deps=["a"])],
+        [
+            Task("a", prompt="Topic {topic}", model=model),
+            Task("b", prompt="Expand {a}", model=model, deps=["a"]),
+        ],
         output="b",
     )
     chain = RunnableLambda(lambda s: {"topic": s}) | orch | StrOutputParser()
@@ -130,11 +141,13 @@ def test_batch_and_abatch() -> None:
 
 @pytest.mark.anyio
 async def test_astream_yields_each_task_then_the_result(tracker: Tracker) -> None:
-    orch = Orchestrator([
-        Task("a", tracker.task("a", 0.01)),
-        Task("b", tracker.task("b", 0.01), deps=["a"]),
-        Task("c", tracker.task("c", 0.01), deps=["a"]),
-    ])
+    orch = Orchestrator(
+        [
+            Task("a", tracker.task("a", 0.01)),
+            Task("b", tracker.task("b", 0.01), deps=["a"]),
+            Task("c", tracker.task("c", 0.01), deps=["a"]),
+        ]
+    )
     items = [item async for item in orch.astream({})]
     assert next(i.task_id for i in items[:-1] if isinstance(i, TaskResult)) == "a"
     assert sorted(i.task_id for i in items[:-1]) == ["a", "b", "c"]
@@ -159,10 +172,12 @@ def test_stream_with_output_yields_only_that_output() -> None:
 @pytest.mark.anyio
 async def test_astream_events_tasks_are_child_runs_named_by_task_id() -> None:
     model = SimulatedChatModel(response_tokens=3)
-    orch = Orchestrator([
-        Task("research", prompt="About {topic}", model=model),
-        Task("summary", prompt="Sum {research}", model=model, deps=["research"]),
-    ])
+    orch = Orchestrator(
+        [
+            Task("research", prompt="About {topic}", model=model),
+            Task("summary", prompt="Sum {research}", model=model, deps=["research"]),
+        ]
+    )
     starts: dict[str, dict[str, Any]] = {}
     root_id = None
     async for ev in orch.astream_events(
@@ -187,8 +202,15 @@ def test_callbacks_see_parent_and_child_runs() -> None:
         def __init__(self) -> None:
             self.chains: list[tuple[str | None, UUID | None]] = []
 
-        def on_chain_start(self, serialized: Any, inputs: Any, *, run_id: UUID,
-                           parent_run_id: UUID | None = None, **kwargs: Any) -> None:
+        def on_chain_start(
+            self,
+            serialized: Any,
+            inputs: Any,
+            *,
+            run_id: UUID,
+            parent_run_id: UUID | None = None,
+            **kwargs: Any,
+        ) -> None:
             self.chains.append((kwargs.get("name"), parent_run_id))
 
     rec = Recorder()
@@ -200,8 +222,10 @@ def test_callbacks_see_parent_and_child_runs() -> None:
 
 
 def test_max_parallelism_is_a_hard_bound(tracker: Tracker) -> None:
-    orch = Orchestrator([Task(f"t{i:02d}", tracker.task(f"t{i:02d}", 0.01)) for i in range(20)],
-                        policy=RunPolicy(max_parallelism=3))
+    orch = Orchestrator(
+        [Task(f"t{i:02d}", tracker.task(f"t{i:02d}", 0.01)) for i in range(20)],
+        policy=RunPolicy(max_parallelism=3),
+    )
     result = orch.invoke({})
     assert result.ok and tracker.peak == 3
     # batched: tasks start in id order
@@ -209,8 +233,10 @@ def test_max_parallelism_is_a_hard_bound(tracker: Tracker) -> None:
 
 
 def test_max_concurrency_from_config_caps_parallelism(tracker: Tracker) -> None:
-    orch = Orchestrator([Task(f"t{i}", tracker.task(f"t{i}", 0.01)) for i in range(10)],
-                        policy=RunPolicy(max_parallelism=8))
+    orch = Orchestrator(
+        [Task(f"t{i}", tracker.task(f"t{i}", 0.01)) for i in range(10)],
+        policy=RunPolicy(max_parallelism=8),
+    )
     orch.invoke({}, config={"max_concurrency": 2})
     assert tracker.peak == 2
 
@@ -218,24 +244,32 @@ def test_max_concurrency_from_config_caps_parallelism(tracker: Tracker) -> None:
 @pytest.mark.parametrize("scheduling", ["batched", "eager"])
 def test_eager_and_batched_bound_parallelism(tracker: Tracker, scheduling: str) -> None:
     tasks = [Task("root", tracker.task("root"))]
-    tasks += [Task(f"m{i}", tracker.task(f"m{i}", 0.005 * (i % 3)), deps=["root"])
-              for i in range(12)]
+    tasks += [
+        Task(f"m{i}", tracker.task(f"m{i}", 0.005 * (i % 3)), deps=["root"]) for i in range(12)
+    ]
     tasks += [Task("sink", tracker.task("sink"), deps=[f"m{i}" for i in range(12)])]
-    result = Orchestrator(tasks, policy=RunPolicy(max_parallelism=4,
-                                                  scheduling=scheduling)).invoke({})
+    result = Orchestrator(tasks, policy=RunPolicy(max_parallelism=4, scheduling=scheduling)).invoke(
+        {}
+    )
     assert result.ok and result.scheduling == scheduling
     assert tracker.peak == 4
     assert tracker.started[0] == "root" and tracker.started[-1] == "sink"
 
 
 def test_eager_starts_dependents_without_waiting_for_the_batch(tracker: Tracker) -> None:
-    tasks = [Task("slow", tracker.task("slow", 0.2)), Task("fast", tracker.task("fast")),
-             Task("after_fast", tracker.task("after_fast"), deps=["fast"])]
+    tasks = [
+        Task("slow", tracker.task("slow", 0.2)),
+        Task("fast", tracker.task("fast")),
+        Task("after_fast", tracker.task("after_fast"), deps=["fast"]),
+    ]
     Orchestrator(tasks, policy=RunPolicy(scheduling="eager")).invoke({})
     assert tracker.finished.index("after_fast") < tracker.finished.index("slow")
     tracker2 = Tracker()
-    tasks = [Task("slow", tracker2.task("slow", 0.2)), Task("fast", tracker2.task("fast")),
-             Task("after_fast", tracker2.task("after_fast"), deps=["fast"])]
+    tasks = [
+        Task("slow", tracker2.task("slow", 0.2)),
+        Task("fast", tracker2.task("fast")),
+        Task("after_fast", tracker2.task("after_fast"), deps=["fast"]),
+    ]
     Orchestrator(tasks).invoke({})
     assert tracker2.finished.index("after_fast") > tracker2.finished.index("slow")
 
@@ -248,8 +282,13 @@ async def test_sync_invoke_inside_a_running_event_loop() -> None:
 
 
 def test_get_graph_draws_offline() -> None:
-    orch = Orchestrator([Task("a", lambda x: 1), Task("b", lambda x: 1, deps=["a"]),
-                         Task("c", lambda x: 1, deps=["a"])])
+    orch = Orchestrator(
+        [
+            Task("a", lambda x: 1),
+            Task("b", lambda x: 1, deps=["a"]),
+            Task("c", lambda x: 1, deps=["a"]),
+        ]
+    )
     graph = orch.get_graph()
     assert set(graph.nodes) == {"__start__", "a", "b", "c", "__end__"}
     mermaid = graph.draw_mermaid()
@@ -260,20 +299,26 @@ def test_repr_html_is_a_task_table() -> None:
     def boom(_: Any) -> None:
         raise RuntimeError("<nope>")
 
-    result = Orchestrator([Task("a", lambda x: 1), Task("b", boom)],
-                          policy=RunPolicy(fail_fast=False)).invoke({})
+    result = Orchestrator(
+        [Task("a", lambda x: 1), Task("b", boom)], policy=RunPolicy(fail_fast=False)
+    ).invoke({})
     page = result._repr_html_()
     assert "<table>" in page and "<td>a</td><td>completed</td>" in page
     assert "&lt;nope&gt;" in page and "<td>b</td><td>failed</td>" in page
 
 
 def test_events_log_shape() -> None:
-    result = Orchestrator([Task("b", lambda x: 1), Task("a", lambda x: 1),
-                           Task("c", lambda x: 1, deps=["a", "b"])]).invoke({})
+    result = Orchestrator(
+        [Task("b", lambda x: 1), Task("a", lambda x: 1), Task("c", lambda x: 1, deps=["a", "b"])]
+    ).invoke({})
     kinds = [(e.type, e.task_id) for e in result.events]
     assert kinds == [
-        ("run_started", None), ("batch_started", None), ("task_completed", "a"),
-        ("task_completed", "b"), ("batch_started", None), ("task_completed", "c"),
+        ("run_started", None),
+        ("batch_started", None),
+        ("task_completed", "a"),
+        ("task_completed", "b"),
+        ("batch_started", None),
+        ("task_completed", "c"),
         ("run_finished", None),
     ]
     assert [e.seq for e in result.events] == list(range(len(kinds)))

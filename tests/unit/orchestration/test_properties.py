@@ -14,12 +14,15 @@ from langchain_runtime import Orchestrator, RunPolicy, Task
 
 from .test_graph import dags
 
-SETTINGS = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def build(spec: list[tuple[str, list[str]]], latencies: dict[str, float],
-          log: list[tuple[str, str]], policy: RunPolicy) -> Orchestrator:
+def build(
+    spec: list[tuple[str, list[str]]],
+    latencies: dict[str, float],
+    log: list[tuple[str, str]],
+    policy: RunPolicy,
+) -> Orchestrator:
     def make(tid: str) -> RunnableLambda[Any, Any]:
         async def body(inp: dict[str, Any]) -> str:
             log.append(("start", tid))
