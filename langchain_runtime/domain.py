@@ -18,6 +18,7 @@ __all__ = [
     "Budget",
     "ContextPolicy",
     "Cost",
+    "ModelUsage",
     "RunEvent",
     "RunPolicy",
     "RunResult",
@@ -148,6 +149,16 @@ class Cost(BaseModel):
         return f"{self.amount:f} {self.currency}"
 
 
+class ModelUsage(BaseModel):
+    """Usage and cost of the calls to one model."""
+
+    model_config = ConfigDict(frozen=True)
+
+    usage: Usage = Field(default_factory=Usage)
+    cost: Cost = Field(default_factory=Cost)
+    calls: int = 0
+
+
 class Budget(BaseModel):
     """Hard limits on what a run (or a wrapped runnable) may spend.
 
@@ -221,6 +232,8 @@ class TaskError(BaseModel):
     code: str
     message: str
     type: str | None = None
+    #: The task that failed, on a run's error.
+    task_id: str | None = None
 
 
 class TaskResult(BaseModel):
@@ -282,6 +295,8 @@ class RunResult(BaseModel):
     events: list[RunEvent] = Field(default_factory=list)
     error: TaskError | None = None
     memory: dict[str, Any] = Field(default_factory=dict)
+    #: Usage and cost per model id.
+    models: dict[str, ModelUsage] = Field(default_factory=dict)
     scheduling: Literal["batched", "eager"] = "batched"
 
     @field_validator("tasks")

@@ -31,12 +31,12 @@ def error_from_result(result: RunResult, task_id: str | None = None) -> LangChai
         if terr.code == "budget_exceeded":
             return BudgetExceededError(message, task_id=task_id)
     if result.state is RunState.BUDGET_EXCEEDED:
-        return BudgetExceededError(message, task_id=failed_task)
+        return BudgetExceededError(message, task_id=failed_task or (err.task_id if err else None))
     if result.state is RunState.ABORTED:
         return RunAbortedError(message)
     if result.state is RunState.TIMED_OUT:
         return RunTimeoutError(message)
     if err is not None and err.code == "deadlock":
         return DeadlockError(message)
-    tid = failed_task or task_id or "?"
+    tid = failed_task or task_id or (err.task_id if err else None) or "?"
     return TaskExecutionError(message, task_id=tid)

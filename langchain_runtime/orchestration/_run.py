@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
 from pydantic import BaseModel
 
@@ -44,6 +44,7 @@ from langchain_runtime.errors import (
     TaskTimeoutError,
     error_code,
 )
+from langchain_runtime.orchestration._accounting import RunAccounting
 from langchain_runtime.orchestration._retry import backoff_delay, is_retryable
 from langchain_runtime.orchestration._sync import with_timeout
 from langchain_runtime.orchestration.graph import TaskGraph
@@ -83,6 +84,7 @@ class Run:
         required_inputs: frozenset[str] = frozenset(),
         run_id: str | None = None,
         live: bool = False,
+        catalog: Any = None,
     ):
         self.graph = graph.copy() if live else graph
         self.policy = policy
@@ -120,6 +122,8 @@ class Run:
         self._inflight: dict[str, asyncio.Task[TaskResult]] = {}
         self._run_manager: AsyncCallbackManagerForChainRun | None = None
         self.done = threading.Event()
+        self.accounting = RunAccounting(policy, catalog, self.run_id)
+        self._prepared: dict[str, tuple[dict[str, Any], Runnable[Any, Any]]] = {}
         self.limit = policy.max_parallelism
         max_conc = config.get("max_concurrency")
         if max_conc is not None:
@@ -166,6 +170,7 @@ class Run:
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
         self._wake = asyncio.Event() if self.live else None
+        self.config = self.accounting.attach(self.config)
         cm = get_async_callback_manager_for_config(self.config)
         self._run_manager = await cm.on_chain_start(
             None,
@@ -237,12 +242,7 @@ class Run:
 
     def result(self) -> RunResult:
         """A snapshot of the run as it stands."""
-        usage, cost = _ZERO_USAGE, _ZERO_COST
-        for tr in self.results.values():
-            if tr.usage is not _ZERO_USAGE:
-                usage = usage + tr.usage
-            if tr.cost is not _ZERO_COST:
-                cost = cost + tr.cost
+        usage, cost = self.accounting.totals()
         return RunResult(
             run_id=self.run_id,
             state=self.state,
@@ -253,6 +253,7 @@ class Run:
             events=list(self.events),
             error=self.error,
             memory=dict(self.memory),
+            models=self.accounting.by_model(),
             scheduling=self.policy.scheduling,
         )
 
@@ -270,12 +271,42 @@ class Run:
                 self._ready.clear()
             batch_no += 1
             self._emit("batch_started", None, {"batch": batch_no, "tasks": batch})
-            for tid in batch:
+            startable = self._prepare_batch(batch, batch_no)
+            for tid in startable:
                 self.states[tid] = TaskState.RUNNING
-            await self._gather(batch, batch_no)
+            if startable:
+                await self._gather(startable, batch_no)
             with self._lock:
                 for tid in batch:
                     self._commit(self.results[tid])
+
+    def _prepare_batch(self, batch: list[str], batch_no: int) -> list[str]:
+        """Route inputs and plan budgets in task-id order; drop what cannot start.
+
+        Budget plans are made here, before anything in the batch starts, so which
+        task a budget refuses never depends on timing. After a refusal the rest of
+        the batch does not start (it would be cancelled).
+        """
+        runnable: list[str] = []
+        for tid in batch:
+            if self._stop_reason is not None:
+                self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
+                continue
+            try:
+                self._prepared[tid] = self._prepare(tid)
+            except Exception as exc:
+                self._finish(tid, self._failed_result(tid, exc, None, 0, batch_no))
+                self._on_failure(tid)
+                continue
+            runnable.append(tid)
+        return runnable
+
+    def _prepare(self, tid: str) -> tuple[dict[str, Any], Runnable[Any, Any]]:
+        task = self.graph[tid]
+        variables = self.router.route(task, self.outputs, self.run_input, self.memory)
+        inp = {**self.run_input, **variables} if variables else dict(self.run_input)
+        planned = self.accounting.plan(task, inp)
+        return inp, planned if planned is not None else task.runnable
 
     async def _gather(self, batch: list[str], batch_no: int) -> None:
         if len(batch) == 1:  # a chain: no task or gather to pay for
@@ -305,7 +336,7 @@ class Run:
                     self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
                 raise
         if tr.state is FAILED:
-            self._on_failure(tid, tr)
+            self._on_failure(tid)
         return tr
 
     async def _run_eager(self) -> None:
@@ -349,18 +380,17 @@ class Run:
         started = _now()
         attempts = 0
         try:
-            variables = self.router.route(task, self.outputs, self.run_input, self.memory)
-            inp = {**self.run_input, **variables} if variables else dict(self.run_input)
+            prepared = self._prepared.pop(tid, None)
+            inp, runnable = prepared if prepared is not None else self._prepare(tid)
             cfg = self._child_config(task)
             while True:
                 attempts += 1
+                self.accounting.release_plan(tid)
                 try:
                     if task.timeout is None:
-                        out = await task.runnable.ainvoke(inp, cfg)
+                        out = await runnable.ainvoke(inp, cfg)
                         break
-                    timed_out, out = await with_timeout(
-                        task.runnable.ainvoke(inp, cfg), task.timeout
-                    )
+                    timed_out, out = await with_timeout(runnable.ainvoke(inp, cfg), task.timeout)
                     if timed_out:
                         raise TaskTimeoutError(
                             f"task {tid!r} timed out after {task.timeout}s (attempt {attempts})",
@@ -374,35 +404,20 @@ class Run:
                         self._buffer(
                             tid,
                             "task_retry",
-                            {
-                                "attempt": attempts,
-                                "error": _describe(exc),
-                                "delay": delay,
-                            },
+                            {"attempt": attempts, "error": _describe(exc), "delay": delay},
                         )
                         await asyncio.sleep(delay)
                         continue
                     raise
                 break
         except asyncio.CancelledError:
+            self.accounting.release_plan(tid)
             self._finish(tid, self._cancelled_result(tid, started, attempts, batch_no))
             raise
         except Exception as exc:
-            tr = TaskResult(
-                task_id=tid,
-                state=FAILED,
-                attempts=attempts,
-                batch=batch_no,
-                error=TaskError(
-                    code=error_code(exc), message=_describe(exc), type=type(exc).__name__
-                ),
-                started_at=started,
-                ended_at=_now(),
-            )
-            self.exceptions[tid] = exc
-            if isinstance(exc, BudgetExceededError):
-                self._budget_stop = True
-            return self._finish(tid, tr)
+            self.accounting.release_plan(tid)
+            return self._finish(tid, self._failed_result(tid, exc, started, attempts, batch_no))
+        usage, cost = self._usage(tid)
         return self._finish(
             tid,
             _trusted(
@@ -411,13 +426,43 @@ class Run:
                 state=COMPLETED,
                 output=out,
                 error=None,
-                usage=_ZERO_USAGE,
-                cost=_ZERO_COST,
+                usage=usage,
+                cost=cost,
                 attempts=attempts,
                 batch=batch_no,
                 started_at=started,
                 ended_at=_now(),
             ),
+        )
+
+    def _usage(self, tid: str) -> tuple[Usage, Cost]:
+        usage, cost = self.accounting.task_usage(tid)
+        if not usage.total_tokens and not cost.amount:
+            return _ZERO_USAGE, _ZERO_COST  # identity marks "nothing to sum"
+        return usage, cost
+
+    def _failed_result(
+        self,
+        tid: str,
+        exc: BaseException,
+        started: datetime | None,
+        attempts: int,
+        batch_no: int | None,
+    ) -> TaskResult:
+        self.exceptions[tid] = exc
+        if isinstance(exc, BudgetExceededError):
+            self._budget_stop = True
+        usage, cost = self._usage(tid)
+        return TaskResult(
+            task_id=tid,
+            state=FAILED,
+            attempts=attempts,
+            batch=batch_no,
+            error=TaskError(code=error_code(exc), message=_describe(exc), type=type(exc).__name__),
+            usage=usage,
+            cost=cost,
+            started_at=started,
+            ended_at=_now() if started else None,
         )
 
     def _child_config(self, task: Task) -> RunnableConfig:
@@ -454,7 +499,7 @@ class Run:
                 logger.exception("task listener failed for %s", tid)
         return tr
 
-    def _on_failure(self, tid: str, tr: TaskResult) -> None:
+    def _on_failure(self, tid: str) -> None:
         if isinstance(self.exceptions.get(tid), BudgetExceededError):
             # Calls already in flight have reserved their cost: let them finish,
             # start nothing new.
@@ -519,6 +564,7 @@ class Run:
                 code=tr.error.code,
                 type=tr.error.type,
                 message=f"task {tid!r} failed: {tr.error.message}",
+                task_id=tid,
             )
         self._doom_descendants(tid)
 
@@ -632,6 +678,7 @@ def _result_data(tr: TaskResult) -> dict[str, Any]:
         data["error"] = {"code": tr.error.code, "message": tr.error.message}
     if tr.usage.total_tokens:
         data["tokens"] = tr.usage.total_tokens
+        data["cost"] = str(tr.cost.amount)
     return data
 
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import RunPolicy, RunResult, TaskResult
 from langchain_runtime.errors import ConfigurationError, InvalidInputError
+from langchain_runtime.orchestration._accounting import check_prices
 from langchain_runtime.orchestration._errors import error_from_result
 from langchain_runtime.orchestration._run import Run
 from langchain_runtime.orchestration._sync import iter_sync, run_sync
@@ -91,6 +92,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             **kwargs,
         )
         self._required_inputs = frozenset(self._router.validate(graph, self.input_keys))
+        check_prices(graph, self.policy.budget, self.catalog)
 
     # ------------------------------------------------------------------ schema
     @property
@@ -146,6 +148,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             required_inputs=self._required_inputs,
             run_id=str(run_id) if run_id is not None else None,
             live=live,
+            catalog=self.catalog,
         )
 
     def _select(self, result: RunResult, run: Run) -> Any:

@@ -1,0 +1,366 @@
+"""Hard budgets: reserve before a model call, settle after it, under one lock."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from uuid import UUID
+
+from langchain_runtime.cost.catalog import ModelCatalog
+from langchain_runtime.cost.pricing import CostCalculator
+from langchain_runtime.cost.tracking import UsageTotals, UsageTracker, call_key
+from langchain_runtime.domain import Budget, Cost, Usage
+from langchain_runtime.errors import BudgetExceededError, ConfigurationError
+
+__all__ = ["BudgetEnforcer", "Reservation"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """Budget held for one model call between its start and its end."""
+
+    call_id: str
+    model: str | None
+    task_id: str | None
+    input_tokens: int
+    output_tokens: int
+    #: Estimated cost; zero when the model has no price and no cost limit applies.
+    cost: Decimal
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens held."""
+        return self.input_tokens + self.output_tokens
+
+
+class _Held:
+    __slots__ = ("cost", "tokens")
+
+    def __init__(self) -> None:
+        self.cost = Decimal(0)
+        self.tokens = 0
+
+    def add(self, res: Reservation, sign: int) -> None:
+        self.cost += sign * res.cost
+        self.tokens += sign * res.tokens
+
+
+def _money(amount: Decimal, currency: str) -> str:
+    return f"${amount:,.6f}" if currency == "USD" else f"{amount:,.6f} {currency}"
+
+
+class BudgetEnforcer:
+    """Reserve-then-settle enforcement of a :class:`~langchain_runtime.domain.Budget`.
+
+    Before a model call, :meth:`reserve` holds its estimated cost and tokens (input
+    counted on the real messages, output at the call's ``max_tokens``); the call is
+    refused with :class:`BudgetExceededError` if spent + held + this estimate would
+    cross a limit. After the call, :meth:`settle` replaces the reservation with the
+    real cost; :meth:`release` drops a reservation whose call never happened. All of
+    it happens under one lock, so concurrent calls can never jointly pass a check they
+    would fail together. Settled usage is kept in a :class:`UsageTracker` (one record
+    per call id).
+
+    A budget that is overrun by a call's real usage (a model that ignored
+    ``max_tokens``) refuses every later call.
+
+    Args:
+        budget: The overall limits (no limit by default).
+        pricing: A :class:`CostCalculator` or a :class:`ModelCatalog` (the bundled
+            catalog by default).
+        per_task: Limits for each task (one Budget for every task, or a Budget per
+            task id), on top of the overall ones.
+        tracker: Where settled usage is recorded (a new tracker by default).
+
+    Raises:
+        ConfigurationError: A cost limit in a currency the catalog does not price in.
+
+    Example:
+        >>> from langchain_runtime.domain import Budget, Usage
+        >>> enforcer = BudgetEnforcer(Budget(max_cost="0.001"))
+        >>> _ = enforcer.reserve("call-1", "gpt-4o-mini", input_tokens=1000, max_output_tokens=500)
+        >>> enforcer.settle("call-1", Usage(input_tokens=1000, output_tokens=200)).amount
+        Decimal('0.00027')
+        >>> enforcer.remaining.amount
+        Decimal('0.00073')
+    """
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        pricing: CostCalculator | ModelCatalog | None = None,
+        *,
+        per_task: Budget | Mapping[str, Budget] | None = None,
+        tracker: UsageTracker | None = None,
+    ) -> None:
+        self.budget = budget if budget is not None else Budget()
+        if isinstance(pricing, CostCalculator):
+            self.calculator = pricing
+        else:
+            self.calculator = CostCalculator(pricing)
+        self.per_task = per_task
+        self.tracker = tracker if tracker is not None else UsageTracker()
+        currency = self.calculator.catalog.currency
+        for b in (self.budget, *self._task_budgets()):
+            if b.max_cost is not None and b.currency != currency:
+                raise ConfigurationError(
+                    f"the budget is in {b.currency} but model prices are in {currency}"
+                )
+        self._lock = threading.Lock()
+        self._reservations: dict[str, Reservation] = {}
+        self._held = _Held()
+        self._task_held: dict[str, _Held] = {}
+        self._unpriced_warned: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"BudgetEnforcer({self.budget!r}, spent={self.spent}, reserved={self.reserved})"
+
+    def _task_budgets(self) -> list[Budget]:
+        if isinstance(self.per_task, Budget):
+            return [self.per_task]
+        return list(self.per_task.values()) if self.per_task else []
+
+    def task_budget(self, task_id: str | None) -> Budget | None:
+        """The per-task limits that apply to ``task_id``, if any."""
+        if task_id is None or self.per_task is None:
+            return None
+        if isinstance(self.per_task, Budget):
+            return self.per_task
+        return self.per_task.get(task_id)
+
+    # -- pricing ---------------------------------------------------------------------
+
+    def _needs_price(self, task_id: str | None) -> bool:
+        task_budget = self.task_budget(task_id)
+        return self.budget.max_cost is not None or (
+            task_budget is not None and task_budget.max_cost is not None
+        )
+
+    def _price(self, model: str | None, usage: Usage, *, required: bool) -> Decimal:
+        """Cost of ``usage`` on ``model``; 0 (with a warning) only if no cost limit needs it."""
+        if model is not None and (required or self.calculator.catalog.find(model)):
+            return self.calculator.cost(model, usage).amount  # raises if unknown
+        if required:
+            raise ConfigurationError(
+                "A cost budget is set but the model of this call is unknown, so it cannot "
+                "be priced. Name the model (with_budget(..., default_model='gpt-4o-mini'), "
+                "BudgetCallbackHandler(default_model=...), or the task's model)."
+            )
+        key = model or "unknown"
+        if key not in self._unpriced_warned:
+            self._unpriced_warned.add(key)
+            logger.warning("no price known for model %r: its calls are counted at $0", key)
+        return Decimal(0)
+
+    # -- reserve / settle / release --------------------------------------------------
+
+    def reserve(
+        self,
+        call_id: str | UUID,
+        model: str | None,
+        input_tokens: int,
+        max_output_tokens: int,
+        task_id: str | None = None,
+    ) -> Reservation:
+        """Hold budget for a call before it is sent.
+
+        Raises:
+            BudgetExceededError: The call does not fit in what is left (nothing is held).
+            ConfigurationError: A cost limit applies and ``model`` has no price.
+        """
+        if input_tokens < 0 or max_output_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+        estimate = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
+        cost = self._price(model, estimate, required=self._needs_price(task_id))
+        res = Reservation(call_key(call_id), model, task_id, input_tokens, max_output_tokens, cost)
+        with self._lock:
+            old = self._reservations.pop(res.call_id, None)
+            if old is not None:
+                self._hold(old, -1)
+            self._check(self.budget, self.tracker.totals(), self._held, res, None)
+            task_budget = self.task_budget(task_id)
+            if task_budget is not None and task_id is not None:
+                held = self._task_held.get(task_id) or _Held()
+                self._check(task_budget, self.tracker.task_totals(task_id), held, res, task_id)
+            self._reservations[res.call_id] = res
+            self._hold(res, 1)
+        return res
+
+    def _hold(self, res: Reservation, sign: int) -> None:
+        self._held.add(res, sign)
+        if res.task_id is not None:
+            self._task_held.setdefault(res.task_id, _Held()).add(res, sign)
+
+    def _check(
+        self,
+        budget: Budget,
+        settled: UsageTotals,
+        held: _Held,
+        res: Reservation,
+        scope_task: str | None,
+    ) -> None:
+        whose = f"task {scope_task!r}'s" if scope_task is not None else "the"
+        call = f"a call to {res.model or 'an unknown model'}"
+        if budget.max_cost is not None:
+            committed = settled.cost.amount + held.cost
+            if committed + res.cost > budget.max_cost:
+                left = max(budget.max_cost - committed, Decimal(0))
+                cur = budget.currency
+                raise BudgetExceededError(
+                    f"Budget exceeded: {call} needs up to {_money(res.cost, cur)} "
+                    f"({res.input_tokens} input + up to {res.output_tokens} output tokens) but "
+                    f"only {_money(left, cur)} of {whose} {_money(budget.max_cost, cur)} "
+                    f"budget is left ({_money(settled.cost.amount, cur)} spent, "
+                    f"{_money(held.cost, cur)} reserved by calls in flight)",
+                    limit=budget.max_cost,
+                    spent=committed,
+                    task_id=res.task_id,
+                )
+        if budget.max_tokens is not None:
+            committed_tokens = settled.usage.total_tokens + held.tokens
+            if committed_tokens + res.tokens > budget.max_tokens:
+                left_tokens = max(budget.max_tokens - committed_tokens, 0)
+                raise BudgetExceededError(
+                    f"Token budget exceeded: {call} needs up to {res.tokens} tokens "
+                    f"({res.input_tokens} input + up to {res.output_tokens} output) but only "
+                    f"{left_tokens} of {whose} {budget.max_tokens}-token budget is left "
+                    f"({settled.usage.total_tokens} used, {held.tokens} reserved by calls "
+                    "in flight)",
+                    limit=budget.max_tokens,
+                    spent=committed_tokens,
+                    task_id=res.task_id,
+                )
+
+    def settle(
+        self,
+        call_id: str | UUID,
+        usage: Usage,
+        *,
+        model: str | None = None,
+        task_id: str | None = None,
+    ) -> Cost:
+        """Replace a call's reservation by its real usage; returns its cost.
+
+        ``model`` and ``task_id`` default to the reservation's (or to those of an
+        earlier settlement of the same call). Settling the same call
+        again replaces the earlier settlement (a call is never counted twice).
+        """
+        key = call_key(call_id)
+        # Model and task come from the reservation, or from an earlier settlement.
+        known = self._reservations.get(key) or self.tracker.get(key)
+        model = model or (known.model if known else None)
+        task_id = task_id or (known.task_id if known else None)
+        # The call has happened: price it if we can, never refuse it now.
+        try:
+            amount = self._price(model, usage, required=False)
+        except ConfigurationError:
+            amount = Decimal(0)
+        cost = Cost(amount=amount, currency=self.calculator.catalog.currency)
+        with self._lock:
+            res = self._reservations.pop(key, None)
+            if res is not None:
+                self._hold(res, -1)
+            self.tracker.record(key, usage, cost=cost, model=model, task_id=task_id)
+        return cost
+
+    def release(self, call_id: str | UUID) -> bool:
+        """Drop a reservation whose call will not happen; True if there was one."""
+        with self._lock:
+            res = self._reservations.pop(call_key(call_id), None)
+            if res is not None:
+                self._hold(res, -1)
+            return res is not None
+
+    def reservation(self, call_id: str | UUID) -> Reservation | None:
+        """The reservation held for ``call_id``, if any."""
+        with self._lock:
+            return self._reservations.get(call_key(call_id))
+
+    def reset(self) -> None:
+        """Forget all spending and reservations (the limits stay)."""
+        with self._lock:
+            self._reservations.clear()
+            self._held = _Held()
+            self._task_held.clear()
+            self.tracker.reset()
+
+    # -- where we stand --------------------------------------------------------------
+
+    @property
+    def spent(self) -> Cost:
+        """Cost of settled calls."""
+        return self.tracker.cost
+
+    @property
+    def usage(self) -> Usage:
+        """Usage of settled calls."""
+        return self.tracker.usage
+
+    @property
+    def reserved(self) -> Cost:
+        """Cost held by calls in flight."""
+        with self._lock:
+            return Cost(amount=self._held.cost, currency=self.calculator.catalog.currency)
+
+    @property
+    def reserved_tokens(self) -> int:
+        """Tokens held by calls in flight."""
+        with self._lock:
+            return self._held.tokens
+
+    @property
+    def remaining(self) -> Cost | None:
+        """Money left for new calls (limit - spent - reserved, at least 0); None if unlimited."""
+        if self.budget.max_cost is None:
+            return None
+        with self._lock:
+            left = self.budget.max_cost - self.tracker.cost.amount - self._held.cost
+        return Cost(amount=max(left, Decimal(0)), currency=self.budget.currency)
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        """Tokens left for new calls (at least 0); None if unlimited."""
+        if self.budget.max_tokens is None:
+            return None
+        with self._lock:
+            left = self.budget.max_tokens - self.tracker.usage.total_tokens - self._held.tokens
+        return max(left, 0)
+
+    def affordable_output_tokens(
+        self, model: str | None, input_tokens: int, task_id: str | None = None
+    ) -> int | None:
+        """Most output tokens a call with ``input_tokens`` input could still pay for.
+
+        None when no limit applies. Use it to clamp a chat model's ``max_tokens``.
+
+        Raises:
+            ConfigurationError: A cost limit applies and ``model`` has no price.
+        """
+        budgets: list[tuple[Budget, str | None]] = [(self.budget, None)]
+        task_budget = self.task_budget(task_id)
+        if task_budget is not None:
+            budgets.append((task_budget, task_id))
+        limits: list[int] = []
+        for budget, tid in budgets:
+            with self._lock:
+                totals = self.tracker.task_totals(tid) if tid else self.tracker.totals()
+                held = (self._task_held.get(tid) or _Held()) if tid else self._held
+                cost_left = (budget.max_cost or Decimal(0)) - totals.cost.amount - held.cost
+                tokens_left = (budget.max_tokens or 0) - totals.usage.total_tokens - held.tokens
+            if budget.max_tokens is not None:
+                limits.append(max(tokens_left - input_tokens, 0))
+            if budget.max_cost is not None:
+                if model is None:
+                    self._price(None, Usage(), required=True)  # raises, naming the problem
+                    raise AssertionError("unreachable")
+                limits.append(
+                    self.calculator.affordable_output_tokens(
+                        model, input_tokens, max(cost_left, Decimal(0))
+                    )
+                )
+        return min(limits) if limits else None

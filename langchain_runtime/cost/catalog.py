@@ -1,0 +1,502 @@
+"""Model prices and limits: the bundled table, overrides, and name resolution."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping
+from decimal import Decimal
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+
+from langchain_runtime.errors import ConfigurationError
+
+__all__ = ["LongContextPricing", "ModelCatalog", "ModelInfo", "Role"]
+
+logger = logging.getLogger(__name__)
+
+Role = Literal["flagship", "balanced", "fast"]
+
+_ONE_MILLION = Decimal(1_000_000)
+#: Suffixes that name a snapshot of the same model at the same price: dates
+#: (2024-08-06, 20250929, @20250929), -latest, Bedrock's -v1:0 and 3-digit versions.
+_VERSION_SUFFIX = re.compile(
+    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|-\d{3})+"
+)
+_BEDROCK_VENDOR = re.compile(
+    r"^(?:(?:us|eu|apac|jp|au|global)\.)?"
+    r"(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|google)\.(.+)$"
+)
+_PROVIDER_WORD = re.compile(r"^[a-z][a-z0-9_-]*$")
+_LITELLM_KEYS = frozenset(
+    {
+        "input_cost_per_token",
+        "output_cost_per_token",
+        "cache_read_input_token_cost",
+        "cache_creation_input_token_cost",
+        "litellm_provider",
+        "max_input_tokens",
+        "mode",
+    }
+)
+_LITELLM_TIER = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
+
+_HOW_TO_ADD = (
+    "Add its price (USD per 1M tokens) with catalog.add({model!r}, input=..., output=...), "
+    "load a price file with ModelCatalog.load('prices.yaml'), or add a `prices:` entry to "
+    "your YAML config, e.g.\n  prices:\n    {model}: {{input: 1.0, output: 2.0}}"
+)
+
+
+def _price(*names: str) -> Any:
+    return Field(default=None, ge=0, validation_alias=AliasChoices(*names))
+
+
+class LongContextPricing(BaseModel):
+    """Rates (USD per 1M tokens) for a call whose input exceeds ``threshold`` tokens.
+
+    Columns left unset keep the model's base rate.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    threshold: int = Field(gt=0)
+    input_price: Decimal | None = _price("input_price", "input")
+    output_price: Decimal | None = _price("output_price", "output")
+    cached_input_price: Decimal | None = _price(
+        "cached_input_price", "cached_input", "cache_read"
+    )
+    cache_write_price: Decimal | None = _price("cache_write_price", "cache_write", "cache_creation")
+
+
+class ModelInfo(BaseModel):
+    """What one model costs and how much it takes, prices in USD per 1M tokens.
+
+    Accepts the compact keys of price files too (``input``, ``cached_input``,
+    ``cache_write``, ``output``, ``max_input_tokens``).
+
+    Attributes:
+        id: Canonical model name in the catalog.
+        input_price: Uncached input tokens.
+        output_price: Output tokens (reasoning tokens included).
+        cached_input_price: Cache reads; None means the input price.
+        cache_write_price: Cache writes; None means the input price.
+        long_context: Rates for calls over a context-size threshold, if any.
+        context_window: Most input tokens, if known.
+        max_output_tokens: Most output tokens, if known.
+        provider: Provider name (LiteLLM's naming).
+        role: ``flagship``, ``balanced`` or ``fast``.
+        aliases: Other names that resolve to this model.
+
+    Example:
+        >>> info = ModelInfo(id="my-model", input=1, output=2)
+        >>> info.input_price, info.cached_input_price
+        (Decimal('1'), None)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    id: str = Field(min_length=1)
+    input_price: Decimal = Field(ge=0, validation_alias=AliasChoices("input_price", "input"))
+    output_price: Decimal = Field(ge=0, validation_alias=AliasChoices("output_price", "output"))
+    cached_input_price: Decimal | None = _price(
+        "cached_input_price", "cached_input", "cache_read"
+    )
+    cache_write_price: Decimal | None = _price("cache_write_price", "cache_write", "cache_creation")
+    long_context: LongContextPricing | None = None
+    context_window: int | None = Field(
+        default=None, gt=0, validation_alias=AliasChoices("context_window", "max_input_tokens")
+    )
+    max_output_tokens: int | None = Field(default=None, gt=0)
+    provider: str | None = None
+    role: Role | None = None
+    aliases: tuple[str, ...] = ()
+    currency: str = "USD"
+
+    def rates(self, input_tokens: int = 0) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+        """Per-1M rates ``(input, cache read, cache write, output)`` for a call.
+
+        The long-context tier applies when ``input_tokens`` exceeds its threshold.
+        """
+        inp, out = self.input_price, self.output_price
+        read = self.cached_input_price if self.cached_input_price is not None else inp
+        write = self.cache_write_price if self.cache_write_price is not None else inp
+        tier = self.long_context
+        if tier is not None and input_tokens > tier.threshold:
+            new_inp = tier.input_price if tier.input_price is not None else inp
+            if tier.cached_input_price is not None:
+                read = tier.cached_input_price
+            elif self.cached_input_price is None:
+                read = new_inp
+            if tier.cache_write_price is not None:
+                write = tier.cache_write_price
+            elif self.cache_write_price is None:
+                write = new_inp
+            inp = new_inp
+            out = tier.output_price if tier.output_price is not None else out
+        return inp, read, write, out
+
+
+def _per_million(value: Any) -> Decimal:
+    amount = (Decimal(str(value)) * _ONE_MILLION).normalize()
+    exponent = amount.as_tuple().exponent
+    # normalize() writes 10 as 1E+1; keep plain integers plain.
+    return amount.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else amount
+
+
+def _is_litellm(entry: Mapping[str, Any]) -> bool:
+    return any(key in _LITELLM_KEYS or _LITELLM_TIER.match(key) for key in entry)
+
+
+def _from_litellm(entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Our compact fields from a LiteLLM entry, or None if it has no token prices."""
+    if entry.get("input_cost_per_token") is None or entry.get("output_cost_per_token") is None:
+        return None
+    fields: dict[str, Any] = {
+        "input": _per_million(entry["input_cost_per_token"]),
+        "output": _per_million(entry["output_cost_per_token"]),
+    }
+    if entry.get("cache_read_input_token_cost") is not None:
+        fields["cached_input"] = _per_million(entry["cache_read_input_token_cost"])
+    if entry.get("cache_creation_input_token_cost") is not None:
+        fields["cache_write"] = _per_million(entry["cache_creation_input_token_cost"])
+    if isinstance(entry.get("max_input_tokens"), int) and entry["max_input_tokens"] > 0:
+        fields["context_window"] = entry["max_input_tokens"]
+    if isinstance(entry.get("max_output_tokens"), int) and entry["max_output_tokens"] > 0:
+        fields["max_output_tokens"] = entry["max_output_tokens"]
+    if isinstance(entry.get("litellm_provider"), str):
+        fields["provider"] = entry["litellm_provider"]
+    thresholds = sorted(int(m.group(1)) for k in entry if (m := _LITELLM_TIER.match(k)))
+    if thresholds:
+        # One tier is modelled; the lowest is the one most calls cross.
+        k = thresholds[0]
+        tier: dict[str, Any] = {"threshold": k * 1000}
+        for ours, theirs in (
+            ("input", "input_cost_per_token"),
+            ("output", "output_cost_per_token"),
+            ("cached_input", "cache_read_input_token_cost"),
+            ("cache_write", "cache_creation_input_token_cost"),
+        ):
+            value = entry.get(f"{theirs}_above_{k}k_tokens")
+            if value is not None:
+                tier[ours] = _per_million(value)
+        fields["long_context"] = tier
+    return fields
+
+
+def _read_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read price file {str(path)!r}: {exc}") from exc
+    if path.suffix.lower() in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigurationError(f"cannot parse price file {str(path)!r}: {exc}") from exc
+    try:
+        return json.loads(text, parse_float=Decimal)
+    except ValueError as exc:
+        raise ConfigurationError(f"cannot parse price file {str(path)!r}: {exc}") from exc
+
+
+def _split_document(data: Any) -> tuple[Mapping[str, Any], dict[str, str]]:
+    """(entries by model name, metadata) of a price document in any accepted shape."""
+    if not isinstance(data, Mapping):
+        raise ConfigurationError("a price table must be a mapping of model names to prices")
+    meta = {k: str(data[k]) for k in ("source", "date", "currency") if k in data}
+    for key in ("models", "prices"):
+        if isinstance(data.get(key), Mapping):
+            return data[key], meta
+    return data, {}
+
+
+_FILE_KEYS = {
+    "input_price": "input",
+    "output_price": "output",
+    "cached_input_price": "cached_input",
+    "cache_write_price": "cache_write",
+}
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(_FILE_KEYS.get(str(x), str(x)) for x in err["loc"]) or "entry"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+@lru_cache(maxsize=1)
+def _bundled() -> tuple[tuple[ModelInfo, ...], dict[str, str]]:
+    text = resources.files("langchain_runtime").joinpath("data/model_prices.json").read_text(
+        encoding="utf-8"
+    )
+    catalog = ModelCatalog()
+    catalog.update(json.loads(text, parse_float=Decimal))
+    return tuple(catalog), {"source": catalog.source or "", "date": catalog.date or ""}
+
+
+class ModelCatalog:
+    """Prices and limits of models, looked up by any name a model goes by.
+
+    ``ModelCatalog.default()`` is the bundled table (see ``langchain_runtime/data``);
+    :meth:`load`, :meth:`update` and :meth:`add` override columns or add models, from
+    YAML/JSON files or dicts, in our compact per-1M format or in LiteLLM's per-token
+    ``model_prices_and_context_window.json`` format as-is.
+
+    Names resolve exactly, then without a provider prefix (``openai:gpt-4o``,
+    ``openai/gpt-4o``, ``us.anthropic.claude-...``), then by the longest known name
+    followed only by a snapshot suffix (a date, ``-latest``, ``-v1:0``), so
+    ``gpt-4o-2024-08-06`` is ``gpt-4o`` but ``gpt-4o-mini-xyz`` is unknown.
+
+    Thread-safe.
+
+    Example:
+        >>> catalog = ModelCatalog.default()
+        >>> catalog.get("openai:gpt-4o-2024-08-06").id
+        'gpt-4o'
+        >>> catalog.add("my-model", input=1.0, output=2.0).output_price
+        Decimal('2.0')
+        >>> catalog.find("gpt-4o-mini-xyz") is None
+        True
+    """
+
+    def __init__(
+        self,
+        models: Iterable[ModelInfo] = (),
+        *,
+        source: str | None = None,
+        date: str | None = None,
+        currency: str = "USD",
+    ) -> None:
+        self.source = source
+        self.date = date
+        self.currency = currency
+        self._lock = threading.RLock()
+        self._models: dict[str, ModelInfo] = {}
+        self._aliases: dict[str, str] = {}
+        self._prefixes: list[str] | None = None
+        for info in models:
+            self._put(info)
+
+    # -- construction ----------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> ModelCatalog:
+        """A fresh copy of the bundled price table (parsed once per process)."""
+        models, meta = _bundled()
+        return cls(models, source=meta["source"], date=meta["date"])
+
+    @classmethod
+    def load(
+        cls,
+        *sources: str | os.PathLike[str] | Mapping[str, Any],
+        include_default: bool = True,
+    ) -> ModelCatalog:
+        """A catalog from price files or dicts, applied in order.
+
+        Args:
+            *sources: Paths to ``.yaml``/``.yml``/``.json`` files, or mappings.
+            include_default: Start from the bundled table (True) or from nothing.
+
+        Raises:
+            ConfigurationError: A file cannot be read or an entry is invalid.
+        """
+        catalog = cls.default() if include_default else cls()
+        for source in sources:
+            catalog.update(source)
+        return catalog
+
+    def copy(self) -> ModelCatalog:
+        """An independent copy of this catalog."""
+        with self._lock:
+            return ModelCatalog(
+                self._models.values(), source=self.source, date=self.date, currency=self.currency
+            )
+
+    def update(self, source: str | os.PathLike[str] | Mapping[str, Any]) -> list[str]:
+        """Override or add models from a file or a mapping; returns the ids touched.
+
+        A mapping may be ``{"models": {...}}``, ``{"prices": {...}}`` or a flat mapping
+        of model names to entries. Entries in LiteLLM's format (``input_cost_per_token``
+        ...) are converted; LiteLLM entries without token prices and ``sample_spec`` are
+        skipped. An entry for a known name changes only the columns it gives.
+        """
+        data = _read_file(Path(source)) if not isinstance(source, Mapping) else source
+        entries, meta = _split_document(data)
+        touched: list[str] = []
+        with self._lock:
+            for raw_name, entry in entries.items():
+                name = str(raw_name).strip()
+                if name == "sample_spec":
+                    continue
+                if not isinstance(entry, Mapping):
+                    raise ConfigurationError(
+                        f"price entry for model {name!r} must be a mapping, got "
+                        f"{type(entry).__name__}"
+                    )
+                if _is_litellm(entry):
+                    fields = _from_litellm(entry)
+                    if fields is None:
+                        logger.debug("skipping %s: no per-token prices", name)
+                        continue
+                else:
+                    fields = dict(entry)
+                touched.append(self._merge(name, fields).id)
+            self.source = meta.get("source", self.source)
+            self.date = meta.get("date", self.date)
+            self.currency = meta.get("currency", self.currency)
+        return touched
+
+    def add(self, model: str | ModelInfo, **fields: Any) -> ModelInfo:
+        """Add a model, or change columns of a known one; returns its entry.
+
+        Example:
+            >>> c = ModelCatalog()
+            >>> c.add("m", input=1, output=2, role="fast").role
+            'fast'
+        """
+        with self._lock:
+            if isinstance(model, ModelInfo):
+                if fields:
+                    model = model.model_copy(update=fields)
+                self._put(model)
+                return model
+            return self._merge(model.strip(), fields)
+
+    def _merge(self, name: str, fields: Mapping[str, Any]) -> ModelInfo:
+        key = name.lower()
+        existing_id = key if key in self._models else self._aliases.get(key)
+        base: dict[str, Any] = {}
+        if existing_id is not None:
+            base = self._models[existing_id].model_dump(exclude_none=True)
+        fields = {k: v for k, v in fields.items() if k != "id"}
+        try:
+            merged = {**base, **_canonical_keys(fields)}
+            merged.setdefault("id", name)
+            info = ModelInfo.model_validate(merged)
+        except ValidationError as exc:
+            raise ConfigurationError(
+                f"invalid price entry for model {name!r}: {_validation_message(exc)} "
+                "(prices are USD per 1M tokens; required: input, output)"
+            ) from exc
+        self._put(info)
+        return info
+
+    def _put(self, info: ModelInfo) -> None:
+        key = info.id.lower()
+        self._models[key] = info
+        self._aliases.pop(key, None)
+        for alias in info.aliases:
+            if alias.lower() != key:
+                self._aliases[alias.lower()] = key
+        self._prefixes = None
+
+    # -- lookup ----------------------------------------------------------------------
+
+    def _lookup(self, name: str) -> str | None:
+        if name in self._models:
+            return name
+        if name in self._aliases:
+            return self._aliases[name]
+        if self._prefixes is None:
+            self._prefixes = sorted({*self._models, *self._aliases}, key=len, reverse=True)
+        for known in self._prefixes:
+            if name.startswith(known) and _VERSION_SUFFIX.fullmatch(name[len(known) :]):
+                return known if known in self._models else self._aliases[known]
+        return None
+
+    def resolve(self, model: str) -> str | None:
+        """The catalog id ``model`` resolves to, or None."""
+        with self._lock:
+            for candidate in _candidates(model):
+                found = self._lookup(candidate)
+                if found is not None:
+                    return self._models[found].id
+        return None
+
+    def find(self, model: str) -> ModelInfo | None:
+        """The entry for ``model`` under any name it goes by, or None."""
+        with self._lock:
+            for candidate in _candidates(model):
+                found = self._lookup(candidate)
+                if found is not None:
+                    return self._models[found]
+        return None
+
+    def get(self, model: str) -> ModelInfo:
+        """The entry for ``model``.
+
+        Raises:
+            ConfigurationError: No price is known for ``model``; the message names it,
+                suggests close names and says how to add a price.
+        """
+        info = self.find(model)
+        if info is not None:
+            return info
+        with self._lock:
+            close = difflib.get_close_matches(model.lower(), list(self._models), n=3)
+        hint = f" Close names in the catalog: {', '.join(close)}." if close else ""
+        raise ConfigurationError(
+            f"No price is known for model {model!r}.{hint} " + _HOW_TO_ADD.format(model=model)
+        )
+
+    def __contains__(self, model: object) -> bool:
+        return isinstance(model, str) and self.find(model) is not None
+
+    def __iter__(self) -> Iterator[ModelInfo]:
+        with self._lock:
+            return iter(list(self._models.values()))
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __repr__(self) -> str:
+        return f"ModelCatalog({len(self)} models, source={self.source!r}, date={self.date!r})"
+
+
+_KEY_ALIASES = {
+    "input": "input_price",
+    "output": "output_price",
+    "cached_input": "cached_input_price",
+    "cache_read": "cached_input_price",
+    "cache_write": "cache_write_price",
+    "cache_creation": "cache_write_price",
+    "max_input_tokens": "context_window",
+}
+
+
+def _canonical_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
+    # So that an override's compact key replaces the base's field of the same meaning.
+    return {_KEY_ALIASES.get(k, k): v for k, v in fields.items()}
+
+
+def _candidates(model: str) -> list[str]:
+    """Names to try for ``model``, most specific first."""
+    name = model.strip().lower()
+    out = [name]
+    if ":" in name and "/" not in name:
+        out.append(name.replace(":", "/", 1))  # gemini:gemini-2.5-pro -> gemini/...
+    for current in list(out):
+        if "/" in current:
+            out.append(current.rsplit("/", 1)[1])
+    for current in list(out):
+        head, sep, tail = current.partition(":")
+        if sep and tail and _PROVIDER_WORD.match(head):
+            out.append(tail)
+    for current in list(out):
+        match = _BEDROCK_VENDOR.match(current)
+        if match:
+            out.append(match.group(1))
+    return [c for c in dict.fromkeys(out) if c]

@@ -1,0 +1,412 @@
+"""A LangChain callback handler that enforces a budget on every model call it sees."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from langchain_core.callbacks import BaseCallbackHandler
+
+from langchain_runtime.cost.budget import BudgetEnforcer
+from langchain_runtime.cost.catalog import ModelCatalog
+from langchain_runtime.cost.tokens import TokenEstimator
+from langchain_runtime.cost.tracking import UsageTotals, UsageTracker
+from langchain_runtime.domain import Budget, Cost, Usage
+
+if TYPE_CHECKING:
+    from langchain_core.messages import BaseMessage
+    from langchain_core.outputs import LLMResult
+
+__all__ = ["MODEL_METADATA_KEY", "SCOPE_METADATA_KEY", "TASK_METADATA_KEY", "BudgetCallbackHandler"]
+
+logger = logging.getLogger(__name__)
+
+#: Config metadata naming the task a call belongs to (set by the orchestrator).
+TASK_METADATA_KEY = "lcr_task_id"
+#: Config metadata naming the model to price a call whose model cannot be discovered.
+MODEL_METADATA_KEY = "lcr_model"
+#: Config metadata set by ``with_budget`` to find calls left open by one invocation.
+SCOPE_METADATA_KEY = "lcr_budget_scope"
+
+_MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
+_MAX_OUTPUT_PARAMS = (
+    "max_tokens",
+    "max_completion_tokens",
+    "max_output_tokens",
+    "max_tokens_to_sample",
+    "num_predict",
+)
+
+
+@dataclass(frozen=True)
+class _Call:
+    model: str | None
+    task_id: str | None
+    input_tokens: int
+    scope: str | None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _max_output(params: Mapping[str, Any]) -> int | None:
+    for key in _MAX_OUTPUT_PARAMS:
+        value = params.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _usage_from_dict(data: Mapping[str, Any]) -> Usage | None:
+    """Usage from a provider's raw usage dict in ``llm_output`` (OpenAI or Anthropic style)."""
+
+    def num(key: str, src: Mapping[str, Any] = data) -> int:
+        value = src.get(key)
+        return value if isinstance(value, int) else 0
+
+    if "prompt_tokens" in data or "completion_tokens" in data:
+        prompt_details = data.get("prompt_tokens_details") or {}
+        completion_details = data.get("completion_tokens_details") or {}
+        return Usage(
+            input_tokens=num("prompt_tokens"),
+            output_tokens=num("completion_tokens"),
+            total_tokens=num("total_tokens"),
+            cache_read_tokens=num("cached_tokens", prompt_details),
+            reasoning_tokens=num("reasoning_tokens", completion_details),
+        )
+    if "input_tokens" in data or "output_tokens" in data:
+        # Anthropic's input_tokens leaves out cache reads and writes.
+        read, write = num("cache_read_input_tokens"), num("cache_creation_input_tokens")
+        return Usage(
+            input_tokens=num("input_tokens") + read + write,
+            output_tokens=num("output_tokens"),
+            cache_read_tokens=read,
+            cache_creation_tokens=write,
+        )
+    return None
+
+
+def usage_from_result(result: LLMResult | None) -> Usage | None:
+    """The usage a provider reported in ``result``, or None if it reported none.
+
+    Reads ``usage_metadata`` of the first generation of each prompt (streamed calls
+    included; every candidate of one prompt carries the same usage), else the raw
+    usage in ``llm_output``.
+    """
+    if result is None:
+        return None
+    total: Usage | None = None
+    for generations in result.generations:
+        for generation in generations:
+            metadata = getattr(getattr(generation, "message", None), "usage_metadata", None)
+            if metadata:
+                usage = Usage.from_usage_metadata(metadata)
+                total = usage if total is None else total + usage
+                break
+    if total is not None:
+        return total
+    llm_output = result.llm_output or {}
+    raw = llm_output.get("token_usage") or llm_output.get("usage")
+    return _usage_from_dict(raw) if isinstance(raw, Mapping) else None
+
+
+class BudgetCallbackHandler(BaseCallbackHandler):
+    """Enforces a budget on every LLM and chat-model call it is attached to.
+
+    Before a call (``on_chat_model_start``/``on_llm_start``) it counts the real input
+    tokens, takes the call's ``max_tokens`` (``max_completion_tokens``,
+    ``max_output_tokens``) from its invocation parameters, else the budget's
+    ``expected_output_tokens``, and reserves their cost; a call that does not fit is
+    refused with :class:`~langchain_runtime.errors.BudgetExceededError` before
+    anything is sent. After the call (``on_llm_end``, streamed calls included) the
+    reservation is settled at the reported usage; a call without reported usage is
+    settled at an estimate (``Usage.estimated``). A failed call is charged what was
+    reported, else its input estimate.
+
+    The model is discovered from the invocation parameters (``model``,
+    ``model_name``), ``metadata["ls_model_name"]`` or the serialized model, else the
+    ``lcr_model`` config metadata, else ``default_model``. Usage is attributed to the
+    task named by the ``lcr_task_id`` config metadata.
+
+    The handler is synchronous with ``raise_error = True`` and ``run_inline = True``,
+    which is what lets it stop a call on sync and async paths alike; it is safe to
+    share between concurrent calls.
+
+    Args:
+        budget: The limits (none by default: the handler then only tracks usage).
+        enforcer: An existing enforcer to share (instead of ``budget``/``catalog``).
+        catalog: Prices (the bundled table by default).
+        estimator: Token counter (a default :class:`TokenEstimator`).
+        default_model: Model name for calls whose model cannot be discovered.
+        per_task: Per-task limits, as for :class:`BudgetEnforcer`.
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from langchain_runtime.domain import Budget
+        >>> handler = BudgetCallbackHandler(Budget(max_tokens=5000), default_model="simulated")
+        >>> FakeListChatModel(responses=["hi"]).invoke("hello", config={"callbacks": [handler]})
+        AIMessage(content='hi', ...)
+        >>> handler.usage.estimated, handler.remaining_tokens > 0
+        (True, True)
+    """
+
+    raise_error = True
+    run_inline = True
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        *,
+        enforcer: BudgetEnforcer | None = None,
+        catalog: ModelCatalog | None = None,
+        estimator: TokenEstimator | None = None,
+        default_model: str | None = None,
+        per_task: Budget | Mapping[str, Budget] | None = None,
+    ) -> None:
+        if enforcer is not None and (budget is not None or per_task is not None):
+            raise ValueError("pass either an enforcer or a budget/per_task, not both")
+        self.enforcer = enforcer or BudgetEnforcer(budget, catalog, per_task=per_task)
+        self.estimator = estimator or TokenEstimator()
+        self.default_model = default_model
+        self._lock = threading.Lock()
+        self._calls: dict[UUID, _Call] = {}
+
+    def __repr__(self) -> str:
+        return f"BudgetCallbackHandler({self.budget!r}, spent={self.spent})"
+
+    # Only model events matter; skipping the rest keeps the overhead down.
+    @property
+    def ignore_chain(self) -> bool:
+        return True
+
+    @property
+    def ignore_agent(self) -> bool:
+        return True
+
+    @property
+    def ignore_retriever(self) -> bool:
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        return True
+
+    # -- before the call -------------------------------------------------------------
+
+    def on_chat_model_start(
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Reserve budget for a chat-model call, or refuse it."""
+        params: Mapping[str, Any] = kwargs.get("invocation_params") or {}
+        meta = metadata or {}
+        model = self._model_for(serialized, params, meta)
+        tools = params.get("tools") or params.get("functions")
+        flat = [m for batch in messages for m in batch]
+        try:
+            tokens = self.estimator.count_messages(
+                flat, model, tools if isinstance(tools, Sequence) else None
+            )
+        except Exception:  # never block a call because a message could not be counted
+            logger.exception("could not count input tokens; using a character estimate")
+            tokens = math.ceil(len(repr(flat)) / self.estimator.chars_per_token)
+        self._begin(run_id, model, meta, params, tokens)
+
+    def on_llm_start(
+        self,
+        serialized: dict[str, Any],
+        prompts: list[str],
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Reserve budget for a text-completion call, or refuse it."""
+        params: Mapping[str, Any] = kwargs.get("invocation_params") or {}
+        meta = metadata or {}
+        model = self._model_for(serialized, params, meta)
+        tokens = sum(self.estimator.count_text(p, model) for p in prompts)
+        self._begin(run_id, model, meta, params, tokens)
+
+    def _model_for(
+        self,
+        serialized: Mapping[str, Any] | None,
+        params: Mapping[str, Any],
+        metadata: Mapping[str, Any],
+    ) -> str | None:
+        for key in _MODEL_PARAMS:
+            if name := _str(params.get(key)):
+                return name
+        if name := _str(metadata.get("ls_model_name")):
+            return name
+        serialized_kwargs = (serialized or {}).get("kwargs")
+        if isinstance(serialized_kwargs, Mapping):
+            for key in _MODEL_PARAMS:
+                if name := _str(serialized_kwargs.get(key)):
+                    return name
+        return _str(metadata.get(MODEL_METADATA_KEY)) or self.default_model
+
+    def _begin(
+        self,
+        run_id: UUID,
+        model: str | None,
+        metadata: Mapping[str, Any],
+        params: Mapping[str, Any],
+        input_tokens: int,
+    ) -> None:
+        max_output = _max_output(params)
+        if max_output is None:
+            max_output = self.enforcer.budget.expected_output_tokens
+        task_id = _str(metadata.get(TASK_METADATA_KEY))
+        try:
+            self.enforcer.reserve(run_id, model, input_tokens, max_output, task_id)
+        except BaseException:
+            # LangChain sends no end or error event for a call refused here.
+            self.enforcer.release(run_id)
+            raise
+        call = _Call(model, task_id, input_tokens, _str(metadata.get(SCOPE_METADATA_KEY)))
+        with self._lock:
+            self._calls[run_id] = call
+
+    # -- after the call --------------------------------------------------------------
+
+    def _pop(self, run_id: UUID) -> _Call | None:
+        with self._lock:
+            return self._calls.pop(run_id, None)
+
+    def on_llm_end(
+        self,
+        response: LLMResult,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Settle the call at its reported usage (or an estimate)."""
+        call = self._pop(run_id)
+        model = call.model if call else self._model_for(None, response.llm_output or {}, {})
+        usage = usage_from_result(response)
+        if usage is None:
+            usage = Usage(
+                input_tokens=call.input_tokens if call else 0,
+                output_tokens=self._count_output(response, model),
+                estimated=True,
+            )
+        self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
+
+    def on_llm_error(
+        self,
+        error: BaseException,
+        *,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Settle a failed call at what was reported, else at its input estimate."""
+        call = self._pop(run_id)
+        response = kwargs.get("response")
+        usage = usage_from_result(response) if response is not None else None
+        if usage is None:
+            if call is None:
+                return
+            usage = Usage(input_tokens=call.input_tokens, estimated=True)
+        model = call.model if call else None
+        self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
+
+    def _count_output(self, response: LLMResult, model: str | None) -> int:
+        total = 0
+        for generations in response.generations:
+            if not generations:
+                continue
+            generation = generations[0]  # other candidates of a prompt are alternatives
+            total += self.estimator.count_text(generation.text, model)
+            for call in getattr(getattr(generation, "message", None), "tool_calls", None) or ():
+                args = json.dumps(call.get("args") or {}, ensure_ascii=False)
+                total += self.estimator.count_text(f"{call.get('name', '')}{args}", model)
+        return total
+
+    def release_pending(self, scope: str | None = None) -> int:
+        """Drop reservations of calls that started but never ended; returns how many.
+
+        Such calls were stopped before sending by someone else (another handler raising
+        in ``on_chat_model_start``). With ``scope``, only calls started under that
+        ``with_budget`` invocation are dropped.
+        """
+        with self._lock:
+            ids = [rid for rid, c in self._calls.items() if scope is None or c.scope == scope]
+            for rid in ids:
+                del self._calls[rid]
+        for rid in ids:
+            self.enforcer.release(rid)
+        return len(ids)
+
+    # -- where we stand --------------------------------------------------------------
+
+    @property
+    def budget(self) -> Budget:
+        """The limits enforced."""
+        return self.enforcer.budget
+
+    @property
+    def tracker(self) -> UsageTracker:
+        """Settled usage, per call, task and model."""
+        return self.enforcer.tracker
+
+    @property
+    def usage(self) -> Usage:
+        """Usage of settled calls."""
+        return self.enforcer.usage
+
+    @property
+    def spent(self) -> Cost:
+        """Cost of settled calls."""
+        return self.enforcer.spent
+
+    @property
+    def reserved(self) -> Cost:
+        """Cost held by calls in flight."""
+        return self.enforcer.reserved
+
+    @property
+    def remaining(self) -> Cost | None:
+        """Money left for new calls, or None without a cost limit."""
+        return self.enforcer.remaining
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        """Tokens left for new calls, or None without a token limit."""
+        return self.enforcer.remaining_tokens
+
+    def by_task(self) -> dict[str, UsageTotals]:
+        """Usage, cost and calls per task id."""
+        return self.tracker.by_task()
+
+    def by_model(self) -> dict[str, UsageTotals]:
+        """Usage, cost and calls per model."""
+        return self.tracker.by_model()
+
+    def reset(self) -> None:
+        """Forget all spending and pending calls (the limits stay)."""
+        with self._lock:
+            self._calls.clear()
+        self.enforcer.reset()

@@ -1,0 +1,229 @@
+"""``with_budget``: one hard budget over every model call inside any Runnable."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from decimal import Decimal
+from typing import Any, cast
+from uuid import uuid4
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
+from langchain_core.runnables.base import coerce_to_runnable
+from langchain_core.runnables.config import ensure_config, merge_configs
+from langchain_core.runnables.graph import Graph
+from langchain_core.runnables.utils import ConfigurableFieldSpec, Input, Output
+from langchain_core.utils.pydantic import TypeBaseModel
+from pydantic import ConfigDict
+
+from langchain_runtime.cost.catalog import ModelCatalog
+from langchain_runtime.cost.handler import SCOPE_METADATA_KEY, BudgetCallbackHandler
+from langchain_runtime.cost.tokens import TokenEstimator
+from langchain_runtime.cost.tracking import UsageTotals
+from langchain_runtime.domain import Budget, Cost, Usage
+
+__all__ = ["BudgetedRunnable", "with_budget"]
+
+
+class BudgetedRunnable(RunnableSerializable[Input, Output]):
+    """A Runnable that runs ``bound`` with a :class:`BudgetCallbackHandler` attached.
+
+    Every model call made anywhere inside ``bound`` -- the steps of an agent, the
+    nodes of a LangGraph graph, the links of a chain -- is checked against one
+    budget before it is sent; a call that does not fit raises
+    :class:`~langchain_runtime.errors.BudgetExceededError` out of ``invoke``
+    (``ainvoke``, ``stream``, ``astream``, ``batch``...). No extra run appears in
+    traces: calls go straight to ``bound`` with the handler added to their callbacks.
+
+    The budget is cumulative over every call of this object, in any thread or event
+    loop; :meth:`reset` starts it over. Build it with :func:`with_budget`.
+    """
+
+    bound: Runnable[Input, Output]
+    handler: BudgetCallbackHandler
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    # -- config ----------------------------------------------------------------------
+
+    def _has_handler(self, config: RunnableConfig) -> bool:
+        callbacks = config.get("callbacks")
+        if isinstance(callbacks, BaseCallbackManager):
+            return self.handler in callbacks.handlers
+        return bool(callbacks) and self.handler in cast("list[Any]", callbacks)
+
+    def _config(self, config: RunnableConfig | None, scope: str) -> RunnableConfig:
+        config = ensure_config(config)
+        patch: RunnableConfig = {"metadata": {SCOPE_METADATA_KEY: scope}}
+        if not self._has_handler(config):
+            patch["callbacks"] = [self.handler]
+        return merge_configs(config, patch)
+
+    # -- running ---------------------------------------------------------------------
+
+    def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
+        scope = uuid4().hex
+        try:
+            return self.bound.invoke(input, self._config(config, scope), **kwargs)
+        finally:
+            self.handler.release_pending(scope)
+
+    async def ainvoke(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> Output:
+        scope = uuid4().hex
+        try:
+            return await self.bound.ainvoke(input, self._config(config, scope), **kwargs)
+        finally:
+            self.handler.release_pending(scope)
+
+    def stream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> Iterator[Output]:
+        scope = uuid4().hex
+        try:
+            yield from self.bound.stream(input, self._config(config, scope), **kwargs)
+        finally:
+            self.handler.release_pending(scope)
+
+    async def astream(
+        self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
+    ) -> AsyncIterator[Output]:
+        scope = uuid4().hex
+        try:
+            async for chunk in self.bound.astream(input, self._config(config, scope), **kwargs):
+                yield chunk
+        finally:
+            self.handler.release_pending(scope)
+
+    # -- describing ------------------------------------------------------------------
+
+    def get_name(self, suffix: str | None = None, *, name: str | None = None) -> str:
+        return self.bound.get_name(suffix, name=name)
+
+    @property
+    def InputType(self) -> type[Input]:
+        return self.bound.InputType
+
+    @property
+    def OutputType(self) -> type[Output]:
+        return self.bound.OutputType
+
+    def get_input_schema(self, config: RunnableConfig | None = None) -> TypeBaseModel:
+        return self.bound.get_input_schema(config)
+
+    def get_output_schema(self, config: RunnableConfig | None = None) -> TypeBaseModel:
+        return self.bound.get_output_schema(config)
+
+    @property
+    def config_specs(self) -> list[ConfigurableFieldSpec]:
+        return self.bound.config_specs
+
+    def get_graph(self, config: RunnableConfig | None = None) -> Graph:
+        return self.bound.get_graph(config)
+
+    # -- where we stand --------------------------------------------------------------
+
+    @property
+    def budget(self) -> Budget:
+        """The limits enforced."""
+        return self.handler.budget
+
+    @property
+    def usage(self) -> Usage:
+        """Usage of every settled model call so far."""
+        return self.handler.usage
+
+    @property
+    def spent(self) -> Cost:
+        """Cost of every settled model call so far."""
+        return self.handler.spent
+
+    @property
+    def remaining(self) -> Cost | None:
+        """Money left for new calls, or None without a cost limit."""
+        return self.handler.remaining
+
+    @property
+    def remaining_tokens(self) -> int | None:
+        """Tokens left for new calls, or None without a token limit."""
+        return self.handler.remaining_tokens
+
+    def by_model(self) -> dict[str, UsageTotals]:
+        """Usage, cost and calls per model."""
+        return self.handler.by_model()
+
+    def reset(self) -> None:
+        """Start the budget over: forget all spending so far."""
+        self.handler.reset()
+
+
+def with_budget(
+    runnable: Runnable[Input, Output] | Callable[[Input], Output],
+    *,
+    max_cost: Decimal | float | str | None = None,
+    max_tokens: int | None = None,
+    catalog: ModelCatalog | None = None,
+    expected_output_tokens: int | None = None,
+    default_model: str | None = None,
+    estimator: TokenEstimator | None = None,
+    budget: Budget | None = None,
+) -> BudgetedRunnable[Input, Output]:
+    """Wrap ``runnable`` so that all its model calls share one hard budget.
+
+    The budget accumulates over every call of the returned Runnable (call
+    ``.reset()`` to start over). It stops an agent before the model call that would
+    overspend: that call raises :class:`~langchain_runtime.errors.BudgetExceededError`
+    out of ``invoke`` and nothing is sent. A call's cost is estimated from its real
+    input tokens and its ``max_tokens`` (else ``expected_output_tokens``), and settled
+    at the usage the provider reports.
+
+    Args:
+        runnable: An agent, a LangGraph graph, a chain, a chat model (or a callable).
+        max_cost: Most money (USD) all calls together may cost.
+        max_tokens: Most tokens (input + output) all calls together may use.
+        catalog: Prices (the bundled table by default).
+        expected_output_tokens: Output reserved for a call that sets no ``max_tokens``
+            (default 1024).
+        default_model: Model name for calls whose model cannot be discovered.
+        estimator: Token counter (a default :class:`TokenEstimator`).
+        budget: A ready :class:`~langchain_runtime.domain.Budget` instead of the above.
+
+    Returns:
+        A :class:`BudgetedRunnable` exposing ``.usage``, ``.spent``, ``.remaining``
+        and ``.handler``.
+
+    Raises:
+        ConfigurationError: (at call time) a cost limit applies to a model whose price
+            is unknown.
+
+    Example:
+        >>> from langchain_core.language_models import FakeListChatModel
+        >>> from langchain_runtime.errors import BudgetExceededError
+        >>> model = with_budget(FakeListChatModel(responses=["ok"]), max_tokens=30,
+        ...                     expected_output_tokens=5)
+        >>> model.invoke("hello").content
+        'ok'
+        >>> try:
+        ...     model.invoke("a much longer question " * 10)
+        ... except BudgetExceededError as exc:
+        ...     print("refused; used", model.usage.total_tokens, "of", exc.limit)
+        refused; used 9 of 30
+    """
+    if budget is not None and (
+        max_cost is not None or max_tokens is not None or expected_output_tokens is not None
+    ):
+        raise ValueError("pass either budget= or max_cost/max_tokens/expected_output_tokens")
+    if budget is None:
+        fields: dict[str, Any] = {
+            "max_cost": Decimal(str(max_cost)) if max_cost is not None else None,
+            "max_tokens": max_tokens,
+        }
+        if expected_output_tokens is not None:
+            fields["expected_output_tokens"] = expected_output_tokens
+        budget = Budget(**fields)
+    handler = BudgetCallbackHandler(
+        budget, catalog=catalog, estimator=estimator, default_model=default_model
+    )
+    bound = coerce_to_runnable(runnable)
+    return BudgetedRunnable(bound=bound, handler=handler)

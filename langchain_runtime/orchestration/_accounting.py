@@ -1,0 +1,142 @@
+"""Usage, cost and budget for one run: the bridge from the run loop to ``cost``.
+
+Every run tracks usage per task and per model with a ``BudgetCallbackHandler``
+attached to the run's callbacks (it ignores chain events, so it only sees model
+calls). With a budget, each chat model task that the runtime itself invokes
+(``prompt`` piped into a chat model) is *planned* before it starts: its input is
+counted on the real prompt, its ``max_tokens`` is clamped to what the remaining
+budget can pay for, and that reservation is held until the call makes its own.
+In batched mode the plans are made in task-id order at the start of the batch,
+so every budget decision is the same whatever the completion timing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.callbacks import BaseCallbackManager
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import Runnable, RunnableConfig
+
+from langchain_runtime.domain import Budget, Cost, ModelUsage, RunPolicy, Usage
+from langchain_runtime.errors import BudgetExceededError, ConfigurationError
+
+if TYPE_CHECKING:
+    from langchain_runtime.cost import BudgetCallbackHandler, ModelCatalog
+    from langchain_runtime.orchestration.graph import TaskGraph
+    from langchain_runtime.orchestration.task import Task
+
+
+def model_name(task: Task) -> str | None:
+    """The model id a task's calls are priced by, when it can be discovered."""
+    model = task.model
+    for attr in ("model_name", "model", "model_id"):
+        value = getattr(model, attr, None)
+        if isinstance(value, str) and value:
+            return value
+    return task.model_id
+
+
+def check_prices(graph: TaskGraph, budget: Budget | None, catalog: ModelCatalog | None) -> None:
+    """A cost budget over a task whose model has no known price is refused up front."""
+    if budget is None or budget.max_cost is None:
+        return
+    from langchain_runtime.cost import ModelCatalog
+
+    cat = catalog or ModelCatalog.default()
+    for task in graph:
+        name = model_name(task) if task.model is not None or task.model_id else None
+        if name is not None:
+            try:
+                cat.get(name)
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"task {task.id!r}: {exc}") from None
+
+
+class RunAccounting:
+    """The run's usage tracker and, with a budget, its enforcer and planner."""
+
+    def __init__(self, policy: RunPolicy, catalog: ModelCatalog | None, run_id: str):
+        from langchain_runtime.cost import BudgetCallbackHandler
+
+        self.budget = policy.budget
+        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(
+            policy.budget, catalog=catalog
+        )
+        self._run_id = run_id
+        self._plans: dict[str, str] = {}
+
+    def attach(self, config: RunnableConfig) -> RunnableConfig:
+        """``config`` with the handler added to its (inheritable) callbacks."""
+        callbacks = config.get("callbacks")
+        new = dict(config)
+        if callbacks is None:
+            new["callbacks"] = [self.handler]
+        elif isinstance(callbacks, list):
+            new["callbacks"] = [*callbacks, self.handler]
+        elif isinstance(callbacks, BaseCallbackManager):
+            manager = callbacks.copy()
+            manager.add_handler(self.handler, inherit=True)
+            new["callbacks"] = manager
+        return new  # type: ignore[return-value]
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, task: Task, inp: dict[str, Any]) -> Runnable[Any, Any] | None:
+        """Reserve for a chat model task and clamp its ``max_tokens``.
+
+        Returns the runnable to invoke instead of ``task.runnable``, or None when
+        the task is not planned (no budget, or not a prompt into a chat model).
+
+        Raises:
+            BudgetExceededError: Not even one output token fits: the task must not
+                start.
+        """
+        if self.budget is None or task.prompt is None:
+            return None
+        model = task.model
+        if not isinstance(model, BaseChatModel):
+            return None
+        name = model_name(task)
+        enforcer = self.handler.enforcer
+        messages = task.prompt.invoke(inp).to_messages()
+        input_tokens = self.handler.estimator.count_messages(messages, model=name)
+        own = getattr(model, "max_tokens", None)
+        wanted = own if isinstance(own, int) and own > 0 else self.budget.expected_output_tokens
+        affordable = enforcer.affordable_output_tokens(name, input_tokens, task.id)
+        limit = wanted if affordable is None else min(wanted, affordable)
+        if limit < 1:
+            left = enforcer.remaining
+            raise BudgetExceededError(
+                f"task {task.id!r} not started: its prompt takes {input_tokens} input tokens "
+                f"and the budget cannot pay for a single output token after that "
+                f"(left: {left if left is not None else enforcer.remaining_tokens})",
+                limit=self.budget.max_cost
+                if self.budget.max_cost is not None
+                else self.budget.max_tokens,
+                spent=enforcer.spent.amount,
+                task_id=task.id,
+            )
+        call_id = f"plan:{self._run_id}:{task.id}"
+        enforcer.reserve(call_id, name, input_tokens, limit, task_id=task.id)
+        self._plans[task.id] = call_id
+        return task.prompt | model.bind(max_tokens=limit)
+
+    def release_plan(self, task_id: str) -> None:
+        """Drop a task's plan just before its call reserves for itself."""
+        call_id = self._plans.pop(task_id, None)
+        if call_id is not None:
+            self.handler.enforcer.release(call_id)
+
+    # ------------------------------------------------------------------ reporting
+    def task_usage(self, task_id: str) -> tuple[Usage, Cost]:
+        totals = self.handler.tracker.task_totals(task_id)
+        return totals.usage, totals.cost
+
+    def by_model(self) -> dict[str, ModelUsage]:
+        return {
+            name: ModelUsage(usage=t.usage, cost=t.cost, calls=t.calls)
+            for name, t in sorted(self.handler.by_model().items())
+        }
+
+    def totals(self) -> tuple[Usage, Cost]:
+        return self.handler.usage, self.handler.spent
