@@ -6,10 +6,21 @@ hard token and cost budgets, as a LangChain ``Runnable``.
 
 from langchain_runtime._version import __version__
 from langchain_runtime.context import ContextRouter
+from langchain_runtime.cost import (
+    BudgetCallbackHandler,
+    BudgetEnforcer,
+    CostCalculator,
+    ModelCatalog,
+    ModelInfo,
+    TokenEstimator,
+    UsageTracker,
+    with_budget,
+)
 from langchain_runtime.domain import (
     Budget,
     ContextPolicy,
     Cost,
+    ModelUsage,
     RunEvent,
     RunPolicy,
     RunResult,
@@ -37,16 +48,22 @@ from langchain_runtime.orchestration import Orchestrator, RunHandle, Task, TaskG
 
 __all__ = [
     "Budget",
+    "BudgetCallbackHandler",
+    "BudgetEnforcer",
     "BudgetExceededError",
     "ConfigurationError",
     "ContextPolicy",
     "ContextRouter",
     "ContextTooLargeError",
     "Cost",
+    "CostCalculator",
     "DeadlockError",
     "GraphValidationError",
     "InvalidInputError",
     "LangChainRuntimeError",
+    "ModelCatalog",
+    "ModelInfo",
+    "ModelUsage",
     "Orchestrator",
     "RunAbortedError",
     "RunEvent",
@@ -63,6 +80,9 @@ __all__ = [
     "TaskResult",
     "TaskState",
     "TaskTimeoutError",
+    "TokenEstimator",
     "Usage",
+    "UsageTracker",
     "__version__",
+    "with_budget",
 ]

@@ -38,6 +38,16 @@ EXPECTED = {
     "TaskTimeoutError",
     "Usage",
     "__version__",
+    # cost and budgets
+    "BudgetCallbackHandler",
+    "BudgetEnforcer",
+    "CostCalculator",
+    "ModelCatalog",
+    "ModelInfo",
+    "ModelUsage",
+    "TokenEstimator",
+    "UsageTracker",
+    "with_budget",
 }
 
 
