@@ -60,9 +60,7 @@ class RunAccounting:
         from langchain_runtime.cost import BudgetCallbackHandler
 
         self.budget = policy.budget
-        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(
-            policy.budget, catalog=catalog
-        )
+        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(policy.budget, catalog=catalog)
         self._run_id = run_id
         self._plans: dict[str, str] = {}
 

@@ -162,13 +162,46 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             raise err from exc
         raise err
 
-    async def ainvoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
+    async def ainvoke(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        progress: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the graph; return the ``RunResult`` (or the ``output`` task's output).
+
+        Args:
+            input: The run input (a dict; anything else is available as ``input``).
+            config: The caller's config: callbacks, tags, metadata, ``max_concurrency``.
+            progress: Show a progress bar (terminal or Jupyter) while it runs.
+        """
         run = self._make_run(input, config)
-        result = await run.execute()
+        bar = None
+        if progress:
+            from langchain_runtime.observability.progress import ProgressBar
+
+            bar = ProgressBar(len(self.graph), desc=self.get_name())
+            run.listeners.append(bar)
+        try:
+            result = await run.execute()
+        finally:
+            if bar is not None:
+                bar.close()
         return self._select(result, run)
 
-    def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> Any:
-        return run_sync(lambda: self.ainvoke(input, config, **kwargs))
+    def invoke(
+        self,
+        input: Any,
+        config: RunnableConfig | None = None,
+        *,
+        progress: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """Run the graph from sync code (also where an event loop is running, as in
+        Jupyter); see :meth:`ainvoke`."""
+        return run_sync(lambda: self.ainvoke(input, config, progress=progress, **kwargs))
 
     async def astream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None

@@ -28,10 +28,12 @@ from langchain_runtime.testing import SimulatedChatModel
 
 def test_usage_per_task_equals_what_the_model_reported() -> None:
     model = SimulatedChatModel(response_tokens=20)
-    orch = Orchestrator([
-        Task("a", prompt="Facts about {topic}", model=model),
-        Task("b", prompt="Summarise {a}", model=model, deps=["a"]),
-    ])
+    orch = Orchestrator(
+        [
+            Task("a", prompt="Facts about {topic}", model=model),
+            Task("b", prompt="Summarise {a}", model=model, deps=["a"]),
+        ]
+    )
     result = orch.invoke({"topic": "owls"})
     calc = CostCalculator(ModelCatalog.default())
     total_in = total_out = 0
@@ -55,11 +57,11 @@ def test_usage_per_task_equals_what_the_model_reported() -> None:
 def test_budget_refusal_ends_run_keeping_partial_results() -> None:
     model = SimulatedChatModel(response_tokens=50)
     tasks = [Task("a", prompt="Start {topic}", model=model)]
-    tasks += [Task(f"step{i}", prompt=f"Step {i}: {{a}}", model=model, deps=["a"])
-              for i in range(6)]
+    tasks += [
+        Task(f"step{i}", prompt=f"Step {i}: {{a}}", model=model, deps=["a"]) for i in range(6)
+    ]
     # room for "a" and a few steps, not all of them
-    policy = RunPolicy(budget=Budget(max_tokens=400, expected_output_tokens=50),
-                       max_parallelism=2)
+    policy = RunPolicy(budget=Budget(max_tokens=400, expected_output_tokens=50), max_parallelism=2)
     result = Orchestrator(tasks, policy=policy).invoke({"topic": "owls"})
     assert result.state is RunState.BUDGET_EXCEEDED
     assert result.usage.total_tokens <= 400
@@ -77,8 +79,9 @@ def test_budget_refusal_ends_run_keeping_partial_results() -> None:
 def test_max_tokens_is_clamped_to_what_the_budget_can_pay_for() -> None:
     model = SimulatedChatModel(response_tokens=500)
     policy = RunPolicy(budget=Budget(max_tokens=120))
-    result = Orchestrator([Task("a", prompt="Write a long essay on {topic}", model=model)],
-                          policy=policy).invoke({"topic": "owls"})
+    result = Orchestrator(
+        [Task("a", prompt="Write a long essay on {topic}", model=model)], policy=policy
+    ).invoke({"topic": "owls"})
     assert result.ok
     usage = result.tasks["a"].usage
     assert 0 < usage.output_tokens < 120  # clamped, the long answer was cut short
@@ -90,7 +93,8 @@ def test_cost_budget_is_a_hard_ceiling() -> None:
     limit = Decimal("0.005")
     tasks = [Task(f"t{i}", prompt=f"Essay {i} on {{topic}}", model=model) for i in range(8)]
     result = Orchestrator(tasks, policy=RunPolicy(budget=Budget(max_cost=limit))).invoke(
-        {"topic": "owls"})
+        {"topic": "owls"}
+    )
     assert result.cost.amount <= limit
     assert result.state is RunState.BUDGET_EXCEEDED
     assert result.tasks["t0"].state is TaskState.COMPLETED
@@ -99,14 +103,19 @@ def test_cost_budget_is_a_hard_ceiling() -> None:
 def test_unknown_model_price_under_cost_budget_is_refused_at_construction() -> None:
     model = SimulatedChatModel(model_name="my-private-model")
     with pytest.raises(ConfigurationError, match="my-private-model") as err:
-        Orchestrator([Task("a", prompt="hi", model=model)],
-                     policy=RunPolicy(budget=Budget(max_cost=Decimal(1))))
+        Orchestrator(
+            [Task("a", prompt="hi", model=model)],
+            policy=RunPolicy(budget=Budget(max_cost=Decimal(1))),
+        )
     assert "task 'a'" in str(err.value)
     # a catalog that knows it is fine
     catalog = ModelCatalog.default().copy()
     catalog.add("my-private-model", input=1, output=2)
-    Orchestrator([Task("a", prompt="hi", model=model)], catalog=catalog,
-                 policy=RunPolicy(budget=Budget(max_cost=Decimal(1))))
+    Orchestrator(
+        [Task("a", prompt="hi", model=model)],
+        catalog=catalog,
+        policy=RunPolicy(budget=Budget(max_cost=Decimal(1))),
+    )
 
 
 def test_runnable_task_with_model_id_is_priced() -> None:
@@ -124,8 +133,9 @@ def test_runnable_task_with_model_id_is_priced() -> None:
 def test_budget_errors_are_not_retried() -> None:
     model = SimulatedChatModel(response_tokens=10)
     policy = RunPolicy(budget=Budget(max_tokens=5), retry_backoff=0.001)
-    result = Orchestrator([Task("a", prompt="hello {x}", model=model, max_retries=3)],
-                          policy=policy).invoke({"x": "y"})
+    result = Orchestrator(
+        [Task("a", prompt="hello {x}", model=model, max_retries=3)], policy=policy
+    ).invoke({"x": "y"})
     assert result.state is RunState.BUDGET_EXCEEDED
     assert result.tasks["a"].attempts <= 1
     assert not [e for e in result.events if e.type == "task_retry"]
@@ -145,13 +155,16 @@ def test_parallel_tasks_never_overrun_and_decisions_do_not_depend_on_timing(
     outcomes = []
     for rnd in (r1, r2):
         tasks = [
-            Task(f"t{i:02d}",
-                 prompt=f"Task {i}: {{topic}}",
-                 model=SimulatedChatModel(response_tokens=n, latency=rnd.uniform(0, 0.002)))
+            Task(
+                f"t{i:02d}",
+                prompt=f"Task {i}: {{topic}}",
+                model=SimulatedChatModel(response_tokens=n, latency=rnd.uniform(0, 0.002)),
+            )
             for i, n in enumerate(lengths)
         ]
-        policy = RunPolicy(max_parallelism=par,
-                           budget=Budget(max_tokens=limit, expected_output_tokens=60))
+        policy = RunPolicy(
+            max_parallelism=par, budget=Budget(max_tokens=limit, expected_output_tokens=60)
+        )
         result = Orchestrator(tasks, policy=policy).invoke({"topic": "owls"})
         assert result.usage.total_tokens <= limit
         assert all(r.state.is_terminal for r in result.tasks.values())
@@ -160,11 +173,19 @@ def test_parallel_tasks_never_overrun_and_decisions_do_not_depend_on_timing(
 
 
 def test_eager_mode_also_never_overruns() -> None:
-    tasks = [Task(f"t{i}", prompt=f"Task {i} {{x}}",
-                  model=SimulatedChatModel(response_tokens=80, latency=0.001 * i))
-             for i in range(10)]
-    policy = RunPolicy(scheduling="eager", max_parallelism=4,
-                       budget=Budget(max_tokens=600, expected_output_tokens=80))
+    tasks = [
+        Task(
+            f"t{i}",
+            prompt=f"Task {i} {{x}}",
+            model=SimulatedChatModel(response_tokens=80, latency=0.001 * i),
+        )
+        for i in range(10)
+    ]
+    policy = RunPolicy(
+        scheduling="eager",
+        max_parallelism=4,
+        budget=Budget(max_tokens=600, expected_output_tokens=80),
+    )
     result = Orchestrator(tasks, policy=policy).invoke({"x": "y"})
     assert result.usage.total_tokens <= 600
     assert result.state is RunState.BUDGET_EXCEEDED
@@ -173,8 +194,9 @@ def test_eager_mode_also_never_overruns() -> None:
 @pytest.mark.anyio
 async def test_async_and_sync_paths_agree() -> None:
     model = SimulatedChatModel(response_tokens=7)
-    orch = Orchestrator([Task("a", prompt="x {y}", model=model)],
-                        policy=RunPolicy(budget=Budget(max_tokens=1000)))
+    orch = Orchestrator(
+        [Task("a", prompt="x {y}", model=model)], policy=RunPolicy(budget=Budget(max_tokens=1000))
+    )
     r1 = await orch.ainvoke({"y": 1})
     r2 = await asyncio.to_thread(orch.invoke, {"y": 1})
     assert r1.usage == r2.usage and r1.cost == r2.cost

@@ -342,3 +342,12 @@ def test_hot_path_models_equal_validated_ones() -> None:
     for ev in result.events:
         assert type(ev).model_validate(ev.model_dump()) == ev
     assert result.model_dump_json()  # serialises without warnings
+
+
+def test_progress_bar_counts_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    result = Orchestrator([Task("a", lambda x: 1), Task("b", lambda x: 2, deps=["a"])]).invoke(
+        {}, progress=True
+    )
+    assert result.ok
+    err = capsys.readouterr().err
+    assert "2/2" in err and "task" in err

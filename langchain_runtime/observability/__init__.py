@@ -1,0 +1,5 @@
+"""Watching runs: progress display."""
+
+from langchain_runtime.observability.progress import ProgressBar
+
+__all__ = ["ProgressBar"]
