@@ -5,7 +5,13 @@ hard token and cost budgets, as a LangChain ``Runnable``.
 """
 
 from langchain_runtime._version import __version__
-from langchain_runtime.context import ContextRouter
+from langchain_runtime.context import (
+    ContextBuilder,
+    ContextCompactor,
+    ContextRouter,
+    MemoryManager,
+    current_memory,
+)
 from langchain_runtime.cost import (
     BudgetCallbackHandler,
     BudgetEnforcer,
@@ -52,6 +58,8 @@ __all__ = [
     "BudgetEnforcer",
     "BudgetExceededError",
     "ConfigurationError",
+    "ContextBuilder",
+    "ContextCompactor",
     "ContextPolicy",
     "ContextRouter",
     "ContextTooLargeError",
@@ -61,6 +69,7 @@ __all__ = [
     "GraphValidationError",
     "InvalidInputError",
     "LangChainRuntimeError",
+    "MemoryManager",
     "ModelCatalog",
     "ModelInfo",
     "ModelUsage",
@@ -84,5 +93,6 @@ __all__ = [
     "Usage",
     "UsageTracker",
     "__version__",
+    "current_memory",
     "with_budget",
 ]

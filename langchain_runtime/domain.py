@@ -251,6 +251,8 @@ class TaskResult(BaseModel):
     ended_at: datetime | None = None
     attempts: int = 0
     batch: int | None = None
+    #: What context compaction did before the call (strategy, tokens before/after).
+    compaction: dict[str, Any] | None = None
 
     @property
     def duration(self) -> float | None:

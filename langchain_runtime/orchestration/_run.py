@@ -11,18 +11,21 @@ commits in completion order.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import threading
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
 from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
 from pydantic import BaseModel
 
+from langchain_runtime.context.builder import ContextBuilder, bind_memory, unbind_memory
+from langchain_runtime.context.memory import MemoryManager
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import (
     Cost,
@@ -44,7 +47,7 @@ from langchain_runtime.errors import (
     TaskTimeoutError,
     error_code,
 )
-from langchain_runtime.orchestration._accounting import RunAccounting
+from langchain_runtime.orchestration._accounting import RunAccounting, model_name
 from langchain_runtime.orchestration._retry import backoff_delay, is_retryable
 from langchain_runtime.orchestration._sync import with_timeout
 from langchain_runtime.orchestration.graph import TaskGraph
@@ -61,6 +64,19 @@ COMPLETED, FAILED, SKIPPED, CANCELLED = (
 _DOOMED = (FAILED, SKIPPED, CANCELLED)
 
 TaskListener = Callable[[TaskResult], None]
+_CURRENT_TASK: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "langchain_runtime_task", default=None
+)
+
+
+class _Prepared(NamedTuple):
+    """A task ready to start: its input, what to invoke, what compaction did."""
+
+    input: dict[str, Any]
+    runnable: Runnable[Any, Any]
+    compaction: dict[str, Any] | None
+
+
 _ZERO_USAGE = Usage()
 _ZERO_COST = Cost()
 
@@ -99,7 +115,9 @@ class Run:
         self.states: dict[str, TaskState] = dict.fromkeys(graph.tasks, TaskState.PENDING)
         self.results: dict[str, TaskResult] = {}
         self.outputs: dict[str, Any] = {}
-        self.memory: dict[str, Any] = {}
+        self.memory = MemoryManager(on_write=self._on_memory_write)
+        self.builder = ContextBuilder(router)
+        self._committing: str | None = None
         self.events: list[RunEvent] = []
         self.error: TaskError | None = None
         self.listeners: list[TaskListener] = []
@@ -123,7 +141,7 @@ class Run:
         self._run_manager: AsyncCallbackManagerForChainRun | None = None
         self.done = threading.Event()
         self.accounting = RunAccounting(policy, catalog, self.run_id)
-        self._prepared: dict[str, tuple[dict[str, Any], Runnable[Any, Any]]] = {}
+        self._prepared: dict[str, _Prepared] = {}
         self.limit = policy.max_parallelism
         max_conc = config.get("max_concurrency")
         if max_conc is not None:
@@ -171,6 +189,7 @@ class Run:
         self._main = asyncio.current_task()
         self._wake = asyncio.Event() if self.live else None
         self.config = self.accounting.attach(self.config)
+        memory_token = bind_memory(self.memory)  # for current_memory() inside tasks
         cm = get_async_callback_manager_for_config(self.config)
         self._run_manager = await cm.on_chain_start(
             None,
@@ -236,6 +255,7 @@ class Run:
         else:
             await self._run_manager.on_chain_error(_as_exception(result))
         self.done.set()
+        unbind_memory(memory_token)
         if external_cancel is not None:
             raise external_cancel
         return result
@@ -252,7 +272,7 @@ class Run:
             cost=cost,
             events=list(self.events),
             error=self.error,
-            memory=dict(self.memory),
+            memory=self.memory.snapshot(),
             models=self.accounting.by_model(),
             scheduling=self.policy.scheduling,
         )
@@ -271,7 +291,7 @@ class Run:
                 self._ready.clear()
             batch_no += 1
             self._emit("batch_started", None, {"batch": batch_no, "tasks": batch})
-            startable = self._prepare_batch(batch, batch_no)
+            startable = await self._prepare_batch(batch, batch_no)
             for tid in startable:
                 self.states[tid] = TaskState.RUNNING
             if startable:
@@ -280,33 +300,47 @@ class Run:
                 for tid in batch:
                     self._commit(self.results[tid])
 
-    def _prepare_batch(self, batch: list[str], batch_no: int) -> list[str]:
-        """Route inputs and plan budgets in task-id order; drop what cannot start.
+    async def _prepare_batch(self, batch: list[str], batch_no: int) -> list[str]:
+        """Build inputs and plan budgets in task-id order; drop what cannot start.
 
-        Budget plans are made here, before anything in the batch starts, so which
-        task a budget refuses never depends on timing. After a refusal the rest of
-        the batch does not start (it would be cancelled).
+        Budget plans (and context summaries) are made here, one task at a time,
+        before anything in the batch starts, so which task a budget refuses never
+        depends on timing. After a refusal the rest of the batch does not start.
         """
-        runnable: list[str] = []
+        startable: list[str] = []
         for tid in batch:
             if self._stop_reason is not None:
                 self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
                 continue
             try:
-                self._prepared[tid] = self._prepare(tid)
+                self._prepared[tid] = await self._prepare(tid)
+            except asyncio.CancelledError:
+                raise
             except Exception as exc:
                 self._finish(tid, self._failed_result(tid, exc, None, 0, batch_no))
                 self._on_failure(tid)
                 continue
-            runnable.append(tid)
-        return runnable
+            startable.append(tid)
+        return startable
 
-    def _prepare(self, tid: str) -> tuple[dict[str, Any], Runnable[Any, Any]]:
+    async def _prepare(self, tid: str) -> _Prepared:
         task = self.graph[tid]
-        variables = self.router.route(task, self.outputs, self.run_input, self.memory)
-        inp = {**self.run_input, **variables} if variables else dict(self.run_input)
+        policy = task.context or self.policy.context
+        memory = self.memory.snapshot() if len(self.memory) else {}
+        inp, compaction = await self.builder.abuild(
+            task,
+            self.outputs,
+            self.run_input,
+            memory,
+            policy=policy,
+            model=model_name(task),
+            config=self._child_config(task) if policy is not None else None,
+        )
+        info = compaction.as_event_data() if compaction is not None else None
+        if compaction is not None and compaction.changed:
+            self._buffer(tid, "context_compacted", info or {})
         planned = self.accounting.plan(task, inp)
-        return inp, planned if planned is not None else task.runnable
+        return _Prepared(inp, planned if planned is not None else task.runnable, info)
 
     async def _gather(self, batch: list[str], batch_no: int) -> None:
         if len(batch) == 1:  # a chain: no task or gather to pay for
@@ -376,12 +410,20 @@ class Run:
 
     # ------------------------------------------------------------------ one task
     async def _execute(self, tid: str, batch_no: int | None) -> TaskResult:
+        # attributes memory writes to the task; reset, as a chain runs in the main task
+        token = _CURRENT_TASK.set(tid)
+        try:
+            return await self._execute_task(tid, batch_no)
+        finally:
+            _CURRENT_TASK.reset(token)
+
+    async def _execute_task(self, tid: str, batch_no: int | None) -> TaskResult:
         task = self.graph[tid]
         started = _now()
         attempts = 0
         try:
-            prepared = self._prepared.pop(tid, None)
-            inp, runnable = prepared if prepared is not None else self._prepare(tid)
+            prepared = self._prepared.pop(tid, None) or await self._prepare(tid)
+            inp, runnable = prepared.input, prepared.runnable
             cfg = self._child_config(task)
             while True:
                 attempts += 1
@@ -432,6 +474,7 @@ class Run:
                 batch=batch_no,
                 started_at=started,
                 ended_at=_now(),
+                compaction=prepared.compaction,
             ),
         )
 
@@ -551,7 +594,11 @@ class Run:
             self.outputs[tid] = tr.output
             task = self.graph[tid]
             if task.memory_key is not None:
-                self.memory[task.memory_key] = tr.output
+                self._committing = tid
+                try:
+                    self.memory.mset([(task.memory_key, tr.output)])
+                finally:
+                    self._committing = None
             for child in self.graph.dependents(tid):
                 if child in self._waiting:
                     self._waiting[child] -= 1
@@ -637,6 +684,16 @@ class Run:
             }
             detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
             raise InvalidInputError(f"the run input is missing {detail}")
+
+    def _on_memory_write(self, key: str, value: Any) -> None:
+        if self._committing is not None:  # a memory_key write, in commit order
+            self._emit("memory_write", self._committing, {"key": key})
+            return
+        tid = _CURRENT_TASK.get()
+        if tid is not None:  # written by a task's code: committed with the task
+            self._buffer(tid, "memory_write", {"key": key})
+        else:
+            self._emit("memory_write", None, {"key": key})
 
     def _buffer(self, tid: str, etype: str, data: dict[str, Any]) -> None:
         self._buffers.setdefault(tid, []).append((etype, data))

@@ -48,6 +48,11 @@ EXPECTED = {
     "TokenEstimator",
     "UsageTracker",
     "with_budget",
+    # context
+    "ContextBuilder",
+    "ContextCompactor",
+    "MemoryManager",
+    "current_memory",
 }
 
 

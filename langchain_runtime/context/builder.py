@@ -1,0 +1,110 @@
+"""``ContextBuilder``: a task's input from the run input, its dependencies and memory."""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.runnables import RunnableConfig
+
+from langchain_runtime.context.compaction import CompactionResult, ContextCompactor
+from langchain_runtime.context.memory import MemoryManager
+from langchain_runtime.context.router import ContextRouter
+from langchain_runtime.domain import ContextPolicy
+
+if TYPE_CHECKING:
+    from langchain_runtime.orchestration.task import Task
+
+__all__ = ["ContextBuilder", "current_memory"]
+
+_MEMORY: contextvars.ContextVar[MemoryManager | None] = contextvars.ContextVar(
+    "langchain_runtime_memory", default=None
+)
+
+
+def current_memory() -> MemoryManager:
+    """The memory of the run whose task is calling (inside any task's code).
+
+    Example:
+        >>> from langchain_runtime import Orchestrator, Task
+        >>> def remember(inp):
+        ...     current_memory().mset([("seen", inp["topic"])])
+        ...     return "ok"
+        >>> Orchestrator([Task("a", remember)]).invoke({"topic": "owls"}).memory
+        {'seen': 'owls'}
+
+    Raises:
+        LookupError: Called outside a run.
+    """
+    memory = _MEMORY.get()
+    if memory is None:
+        raise LookupError("current_memory() is only available inside a running task")
+    return memory
+
+
+def bind_memory(memory: MemoryManager) -> contextvars.Token[MemoryManager | None]:
+    """Make ``memory`` what :func:`current_memory` returns in this context."""
+    return _MEMORY.set(memory)
+
+
+def unbind_memory(token: contextvars.Token[MemoryManager | None]) -> None:
+    """Undo :func:`bind_memory`."""
+    _MEMORY.reset(token)
+
+
+class ContextBuilder:
+    """Assembles what a task receives, then keeps it inside the context policy.
+
+    The input is the run input overlaid with the routed variables (each completed
+    dependency's output under its task id, plus the task's ``inputs`` sources).
+    With a context policy, the routed variables are compacted before the call;
+    a summarising policy uses ``summarizer`` or else the task's own chat model.
+
+    Args:
+        router: Resolves variables (a default ``ContextRouter``).
+        compactor: Applies context policies (a default ``ContextCompactor``).
+        summarizer: The chat model for ``summarize`` (default: the task's model).
+    """
+
+    def __init__(
+        self,
+        router: ContextRouter | None = None,
+        compactor: ContextCompactor | None = None,
+        *,
+        summarizer: BaseChatModel | None = None,
+    ) -> None:
+        self.router = router or ContextRouter()
+        self.compactor = compactor or ContextCompactor()
+        self.summarizer = summarizer
+
+    async def abuild(
+        self,
+        task: Task,
+        outputs: Mapping[str, Any],
+        run_input: Mapping[str, Any],
+        memory: Mapping[str, Any],
+        *,
+        policy: ContextPolicy | None = None,
+        model: str | None = None,
+        config: RunnableConfig | None = None,
+    ) -> tuple[dict[str, Any], CompactionResult | None]:
+        """The task's input and, when a policy applied, what compaction did."""
+        variables = self.router.route(task, outputs, run_input, memory)
+        compaction = None
+        if policy is not None and (policy.strategy != "none" or policy.max_tokens is not None):
+            summarizer = self.summarizer
+            if summarizer is None and isinstance(task.model, BaseChatModel):
+                summarizer = task.model
+            compaction = await self.compactor.acompact(
+                variables,
+                policy,
+                model=model,
+                task_id=task.id,
+                summarizer=summarizer,
+                config=config,
+            )
+            variables = compaction.variables
+        inp = {**run_input, **variables} if variables else dict(run_input)
+        return inp, compaction

@@ -1,0 +1,150 @@
+"""Context policies, compaction and run memory through the orchestrator."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from langchain_runtime import Budget, ContextPolicy, Orchestrator, RunPolicy, RunState, Task
+from langchain_runtime.context import MemoryManager, current_memory
+from langchain_runtime.cost import TokenEstimator
+from langchain_runtime.testing import SimulatedChatModel
+
+
+def test_memory_key_stores_output_and_dependents_read_memory() -> None:
+    seen: dict[str, Any] = {}
+    orch = Orchestrator(
+        [
+            Task("facts", lambda x: ["owls hunt at night"], memory_key="facts"),
+            Task(
+                "use",
+                lambda x: seen.update(x) or "ok",
+                deps=["facts"],
+                inputs={"remembered": "$memory.facts"},
+            ),
+        ]
+    )
+    result = orch.invoke({})
+    assert result.memory == {"facts": ["owls hunt at night"]}
+    assert seen["remembered"] == ["owls hunt at night"]
+    writes = [(e.task_id, e.data["key"]) for e in result.events if e.type == "memory_write"]
+    assert writes == [("facts", "facts")]
+
+
+def test_task_code_reads_and_writes_run_memory() -> None:
+    def writer(inp: dict[str, Any]) -> str:
+        mem = current_memory()
+        assert isinstance(mem, MemoryManager)
+        mem.mset([("note", f"about {inp['topic']}")])
+        return "w"
+
+    def reader(_: dict[str, Any]) -> Any:
+        return current_memory().get("note")
+
+    result = Orchestrator([Task("w", writer), Task("r", reader, deps=["w"])]).invoke(
+        {"topic": "owls"}
+    )
+    assert result["r"] == "about owls"
+    assert result.memory["note"] == "about owls"
+    ev = next(e for e in result.events if e.type == "memory_write")
+    assert ev.task_id == "w"
+    with pytest.raises(LookupError):
+        current_memory()  # outside a run
+
+
+def test_truncate_policy_keeps_the_prompt_within_budget() -> None:
+    long_text = " ".join(["owl"] * 3000)
+    prompts: list[str] = []
+
+    class Capture(SimulatedChatModel):
+        async def _agenerate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+            prompts.append(messages[-1].text)
+            return await super()._agenerate(messages, *args, **kwargs)
+
+    orch = Orchestrator(
+        [
+            Task("big", lambda x: long_text),
+            Task(
+                "sum",
+                prompt="Summarise: {big}",
+                model=Capture(response_tokens=5),
+                deps=["big"],
+                context=ContextPolicy(max_tokens=200, strategy="truncate"),
+            ),
+        ]
+    )
+    result = orch.invoke({})
+    assert result.ok
+    est = TokenEstimator()
+    assert est.count_text(prompts[0]) <= 200 + est.count_text("Summarise: ")
+    assert "tokens truncated" in prompts[0]
+    info = result.tasks["sum"].compaction
+    assert info is not None and info["strategy"] == "truncate"
+    assert info["tokens_before"] > 2000 and info["tokens_after"] <= 200
+    assert any(e.type == "context_compacted" and e.task_id == "sum" for e in result.events)
+
+
+def test_context_too_large_fails_before_any_model_call() -> None:
+    calls: list[int] = []
+
+    class Counting(SimulatedChatModel):
+        async def _agenerate(self, *args: Any, **kwargs: Any) -> Any:
+            calls.append(1)
+            return await super()._agenerate(*args, **kwargs)
+
+    orch = Orchestrator(
+        [
+            Task("big", lambda x: "word " * 2000),
+            Task(
+                "use",
+                prompt="{big}",
+                model=Counting(),
+                deps=["big"],
+                context=ContextPolicy(max_tokens=50, strategy="none"),
+            ),
+        ]
+    )
+    result = orch.invoke({})
+    assert result.state is RunState.FAILED
+    assert result.tasks["use"].error is not None
+    assert result.tasks["use"].error.code == "context_too_large"
+    assert calls == []
+    assert result.cost.amount == 0
+
+
+def test_summarize_end_to_end_under_a_cost_budget() -> None:
+    """Upstream tasks write far more than the downstream window; the summary fits,
+    the summarizer's cost is in the totals, and the run stays under budget."""
+    writer = SimulatedChatModel(response_tokens=1500, model_name="gpt-4o-mini")
+    reader = SimulatedChatModel(response_tokens=30, model_name="gpt-4o-mini")
+    policy = RunPolicy(
+        budget=Budget(max_cost=Decimal("0.01"), expected_output_tokens=1500),
+        context=ContextPolicy(max_tokens=400, strategy="summarize"),
+    )
+    orch = Orchestrator(
+        [
+            Task("chapter1", prompt="Write chapter 1 on {topic}", model=writer),
+            Task("chapter2", prompt="Write chapter 2 on {topic}", model=writer),
+            Task(
+                "review",
+                prompt="Review:\n{chapter1}\n{chapter2}",
+                model=reader,
+                deps=["chapter1", "chapter2"],
+            ),
+        ],
+        policy=policy,
+    )
+    result = orch.invoke({"topic": "owls"})
+    assert result.ok, result.error
+    info = result.tasks["review"].compaction
+    assert info is not None and info["strategy"] == "summarize"
+    assert info["tokens_before"] >= 3000 and info["tokens_after"] <= 400
+    assert info["summarizer_calls"] >= 1
+    review_usage = result.tasks["review"].usage
+    # the review task's usage includes its summarizer calls: more input than its prompt
+    assert review_usage.input_tokens > 400 + 400
+    assert result.models["gpt-4o-mini"].calls == 2 + info["summarizer_calls"] + 1
+    assert result.cost.amount <= Decimal("0.01")
+    assert result.cost.amount == sum(t.cost.amount for t in result.tasks.values())
