@@ -16,6 +16,8 @@ from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
+from langchain_runtime.testing._tokens import usage_metadata
+
 __all__ = ["SimulatedChatModel"]
 
 # Common English words that are one token each in the cl100k and o200k encodings
@@ -112,12 +114,6 @@ _WORDS: tuple[str, ...] = tuple(
 )
 
 
-def _count(text: str) -> int:
-    from langchain_runtime.testing._tokens import count_tokens
-
-    return count_tokens(text)
-
-
 class SimulatedChatModel(BaseChatModel):
     """An offline, deterministic chat model for demos and tests.
 
@@ -176,15 +172,7 @@ class SimulatedChatModel(BaseChatModel):
         return " ".join(words), n
 
     def _usage(self, messages: Sequence[BaseMessage], text: str) -> UsageMetadata:
-        # per-message overhead as in OpenAI's chat format: 3 per message + 3 priming
-        input_tokens = sum(_count(m.text) + 3 for m in messages) + 3
-        output_tokens = _count(text)
-        # langchain-core marks the detail keys NotRequired at runtime only
-        return {  # type: ignore[typeddict-item]
-            "input_tokens": input_tokens,
-            "output_tokens": output_tokens,
-            "total_tokens": input_tokens + output_tokens,
-        }
+        return usage_metadata(messages, text)
 
     def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
         text, _ = self._answer(messages, kwargs.get("max_tokens", self.max_tokens))

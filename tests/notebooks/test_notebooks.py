@@ -1,0 +1,71 @@
+"""Every notebook runs top to bottom, offline, and shows what it promises."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[2] / "notebooks"
+
+
+def execute(name: str) -> Any:
+    nb = nbformat.read(NOTEBOOKS / name, as_version=4)
+    # the kernel inherits this process's environment (offline tiktoken cache included)
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}}
+    )
+    client.execute(env=dict(os.environ))
+    return nb
+
+
+def outputs(nb: Any) -> tuple[str, str]:
+    text, html = [], []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                text.append(out["text"])
+            data = out.get("data", {})
+            text.append(data.get("text/plain", ""))
+            html.append(data.get("text/html", ""))
+            text.append(data.get("text/markdown", ""))
+            assert out.get("output_type") != "error", out
+    return "\n".join(text), "\n".join(html)
+
+
+def test_notebooks_are_all_tested() -> None:
+    assert sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")) == sorted(EXPECT)
+
+
+def _quickstart(text: str, html: str) -> None:
+    assert "<table>" in html and "<td>review</td><td>completed</td>" in html
+    assert "completed -" in text and "USD" in text
+    assert "```mermaid" in text and "outline --> draft_body" in text
+
+
+def _budget(text: str, html: str) -> None:
+    assert "All five cities are at 20C." in text
+    assert "stopped: Budget exceeded" in text
+    assert "model calls made: " in text
+
+
+def _context(text: str, html: str) -> None:
+    assert "summarize: " in text and "tokens truncated" in text
+    assert "failed - context_too_large - cost: 0 USD" in text
+
+
+EXPECT = {
+    "01_quickstart.ipynb": _quickstart,
+    "02_budget_an_agent.ipynb": _budget,
+    "03_context.ipynb": _context,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECT))
+def test_notebook_runs_offline(name: str) -> None:
+    text, html = outputs(execute(name))
+    EXPECT[name](text, html)
