@@ -15,7 +15,7 @@ import contextvars
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any, NamedTuple, TypeVar
 
@@ -185,8 +185,10 @@ class Run:
     # ------------------------------------------------------------------ main
     async def execute(self) -> RunResult:
         """Run the graph to a terminal state and return the result."""
-        self._loop = asyncio.get_running_loop()
-        self._main = asyncio.current_task()
+        with self._lock:
+            self._loop = asyncio.get_running_loop()
+            self._main = asyncio.current_task()
+            aborted_early = self._abort_requested  # abort() before the loop existed
         self._wake = asyncio.Event() if self.live else None
         self.config = self.accounting.attach(self.config)
         memory_token = bind_memory(self.memory)  # for current_memory() inside tasks
@@ -209,6 +211,8 @@ class Run:
         )
         external_cancel: BaseException | None = None
         try:
+            if aborted_early:
+                raise asyncio.CancelledError
             self._check_input()
             with self._lock:
                 for tid in self.graph.order:
@@ -237,9 +241,10 @@ class Run:
             self.state = RunState.FAILED
             self.error = TaskError(code=exc.code, message=str(exc), type=type(exc).__name__)
         finally:
-            await self._cancel_inflight()
             with self._lock:
-                self._closed = True
+                self._closed = True  # from here on abort() is a no-op
+            await self._settle(self._cancel_inflight())
+            with self._lock:
                 self._finish_untouched()
         if self.state is RunState.RUNNING:
             if self._budget_stop:
@@ -251,14 +256,32 @@ class Run:
         self._emit("run_finished", None, {"state": self.state.value})
         result = self.result()
         if self.state is RunState.COMPLETED:
-            await self._run_manager.on_chain_end(result)
+            await self._settle(self._run_manager.on_chain_end(result))
         else:
-            await self._run_manager.on_chain_error(_as_exception(result))
+            await self._settle(self._run_manager.on_chain_error(_as_exception(result)))
         self.done.set()
         unbind_memory(memory_token)
         if external_cancel is not None:
             raise external_cancel
         return result
+
+    async def _settle(self, aw: Awaitable[Any]) -> None:
+        """Await clean-up even if an abort's cancellation lands on it.
+
+        ``abort()`` may have scheduled a cancellation just before the run closed;
+        it must not cut the clean-up short. Any other cancellation propagates.
+        """
+        fut = asyncio.ensure_future(aw)
+        while True:
+            try:
+                await asyncio.shield(fut)
+                return
+            except asyncio.CancelledError:
+                if not self._abort_requested or fut.cancelled():
+                    raise
+                task = asyncio.current_task()
+                if task is not None and hasattr(task, "uncancel"):
+                    task.uncancel()
 
     def result(self) -> RunResult:
         """A snapshot of the run as it stands."""

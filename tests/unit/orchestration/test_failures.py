@@ -323,3 +323,21 @@ def test_external_cancellation_propagates_after_cleanup(tracker: Tracker) -> Non
 
     asyncio.run(main())
     assert tracker.running == 0
+
+
+def test_abort_right_after_start_is_not_lost(tracker: Tracker) -> None:
+    for _ in range(20):
+        handle = Orchestrator([Task("a", tracker.task("a", 2.0))]).start({})
+        assert handle.abort() in (True, False)
+        result = handle.result(timeout=5)
+        assert result.state is RunState.ABORTED
+        assert result.tasks["a"].state is TaskState.CANCELLED
+
+
+def test_abort_racing_the_end_of_a_run_never_breaks_it() -> None:
+    for _ in range(30):
+        handle = Orchestrator([Task("a", lambda x: 1)]).start({})
+        handle.abort()
+        result = handle.result(timeout=5)
+        assert result.state in (RunState.ABORTED, RunState.COMPLETED)
+        assert all(t.state.is_terminal for t in result.tasks.values())
