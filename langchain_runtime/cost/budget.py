@@ -11,7 +11,7 @@ from uuid import UUID
 
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.pricing import CostCalculator
-from langchain_runtime.cost.tracking import UsageTotals, UsageTracker, call_key
+from langchain_runtime.cost.tracking import UsageTracker, call_key
 from langchain_runtime.domain import Budget, Cost, Usage
 from langchain_runtime.errors import BudgetExceededError, ConfigurationError
 
@@ -141,15 +141,30 @@ class BudgetEnforcer:
             task_budget is not None and task_budget.max_cost is not None
         )
 
-    def _price(self, model: str | None, usage: Usage, *, required: bool) -> Decimal:
-        """Cost of ``usage`` on ``model``; 0 (with a warning) only if no cost limit needs it."""
-        if model is not None and (required or self.calculator.catalog.find(model)):
-            return self.calculator.cost(model, usage).amount  # raises if unknown
-        if required:
+    def _price(
+        self,
+        model: str | None,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+        *,
+        required: bool,
+    ) -> Decimal:
+        """Cost of those tokens on ``model``; 0 (with a warning) only if no limit needs it."""
+        catalog = self.calculator.catalog
+        info = catalog.find(model) if model is not None else None
+        if info is None and required:
+            if model is not None:
+                catalog.get(model)  # raises, naming the model and how to price it
             raise ConfigurationError(
                 "A cost budget is set but the model of this call is unknown, so it cannot "
                 "be priced. Name the model (with_budget(..., default_model='gpt-4o-mini'), "
                 "BudgetCallbackHandler(default_model=...), or the task's model)."
+            )
+        if info is not None:
+            return self.calculator.amount(
+                info, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens
             )
         key = model or "unknown"
         if key not in self._unpriced_warned:
@@ -175,18 +190,19 @@ class BudgetEnforcer:
         """
         if input_tokens < 0 or max_output_tokens < 0:
             raise ValueError("token counts must be >= 0")
-        estimate = Usage(input_tokens=input_tokens, output_tokens=max_output_tokens)
-        cost = self._price(model, estimate, required=self._needs_price(task_id))
+        required = self._needs_price(task_id)
+        cost = self._price(model, input_tokens, max_output_tokens, required=required)
         res = Reservation(call_key(call_id), model, task_id, input_tokens, max_output_tokens, cost)
         with self._lock:
             old = self._reservations.pop(res.call_id, None)
             if old is not None:
                 self._hold(old, -1)
-            self._check(self.budget, self.tracker.totals(), self._held, res, None)
+            self._check(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
             task_budget = self.task_budget(task_id)
             if task_budget is not None and task_id is not None:
                 held = self._task_held.get(task_id) or _Held()
-                self._check(task_budget, self.tracker.task_totals(task_id), held, res, task_id)
+                settled = self.tracker.cost_and_tokens(task_id)
+                self._check(task_budget, settled, held, res, task_id)
             self._reservations[res.call_id] = res
             self._hold(res, 1)
         return res
@@ -199,15 +215,16 @@ class BudgetEnforcer:
     def _check(
         self,
         budget: Budget,
-        settled: UsageTotals,
+        settled: tuple[Decimal, int],
         held: _Held,
         res: Reservation,
         scope_task: str | None,
     ) -> None:
+        settled_cost, settled_tokens = settled
         whose = f"task {scope_task!r}'s" if scope_task is not None else "the"
         call = f"a call to {res.model or 'an unknown model'}"
         if budget.max_cost is not None:
-            committed = settled.cost.amount + held.cost
+            committed = settled_cost + held.cost
             if committed + res.cost > budget.max_cost:
                 left = max(budget.max_cost - committed, Decimal(0))
                 cur = budget.currency
@@ -215,21 +232,21 @@ class BudgetEnforcer:
                     f"Budget exceeded: {call} needs up to {_money(res.cost, cur)} "
                     f"({res.input_tokens} input + up to {res.output_tokens} output tokens) but "
                     f"only {_money(left, cur)} of {whose} {_money(budget.max_cost, cur)} "
-                    f"budget is left ({_money(settled.cost.amount, cur)} spent, "
+                    f"budget is left ({_money(settled_cost, cur)} spent, "
                     f"{_money(held.cost, cur)} reserved by calls in flight)",
                     limit=budget.max_cost,
                     spent=committed,
                     task_id=res.task_id,
                 )
         if budget.max_tokens is not None:
-            committed_tokens = settled.usage.total_tokens + held.tokens
+            committed_tokens = settled_tokens + held.tokens
             if committed_tokens + res.tokens > budget.max_tokens:
                 left_tokens = max(budget.max_tokens - committed_tokens, 0)
                 raise BudgetExceededError(
                     f"Token budget exceeded: {call} needs up to {res.tokens} tokens "
                     f"({res.input_tokens} input + up to {res.output_tokens} output) but only "
                     f"{left_tokens} of {whose} {budget.max_tokens}-token budget is left "
-                    f"({settled.usage.total_tokens} used, {held.tokens} reserved by calls "
+                    f"({settled_tokens} used, {held.tokens} reserved by calls "
                     "in flight)",
                     limit=budget.max_tokens,
                     spent=committed_tokens,
@@ -255,11 +272,15 @@ class BudgetEnforcer:
         known = self._reservations.get(key) or self.tracker.get(key)
         model = model or (known.model if known else None)
         task_id = task_id or (known.task_id if known else None)
-        # The call has happened: price it if we can, never refuse it now.
-        try:
-            amount = self._price(model, usage, required=False)
-        except ConfigurationError:
-            amount = Decimal(0)
+        # The call has happened: price it if we can (warning if not), never refuse it now.
+        amount = self._price(
+            model,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_creation_tokens,
+            required=False,
+        )
         cost = Cost(amount=amount, currency=self.calculator.catalog.currency)
         with self._lock:
             res = self._reservations.pop(key, None)
@@ -319,7 +340,7 @@ class BudgetEnforcer:
         if self.budget.max_cost is None:
             return None
         with self._lock:
-            left = self.budget.max_cost - self.tracker.cost.amount - self._held.cost
+            left = self.budget.max_cost - self.tracker.cost_and_tokens()[0] - self._held.cost
         return Cost(amount=max(left, Decimal(0)), currency=self.budget.currency)
 
     @property
@@ -328,7 +349,7 @@ class BudgetEnforcer:
         if self.budget.max_tokens is None:
             return None
         with self._lock:
-            left = self.budget.max_tokens - self.tracker.usage.total_tokens - self._held.tokens
+            left = self.budget.max_tokens - self.tracker.cost_and_tokens()[1] - self._held.tokens
         return max(left, 0)
 
     def affordable_output_tokens(
@@ -348,15 +369,15 @@ class BudgetEnforcer:
         limits: list[int] = []
         for budget, tid in budgets:
             with self._lock:
-                totals = self.tracker.task_totals(tid) if tid else self.tracker.totals()
+                spent_cost, spent_tokens = self.tracker.cost_and_tokens(tid)
                 held = (self._task_held.get(tid) or _Held()) if tid else self._held
-                cost_left = (budget.max_cost or Decimal(0)) - totals.cost.amount - held.cost
-                tokens_left = (budget.max_tokens or 0) - totals.usage.total_tokens - held.tokens
+                cost_left = (budget.max_cost or Decimal(0)) - spent_cost - held.cost
+                tokens_left = (budget.max_tokens or 0) - spent_tokens - held.tokens
             if budget.max_tokens is not None:
                 limits.append(max(tokens_left - input_tokens, 0))
             if budget.max_cost is not None:
                 if model is None:
-                    self._price(None, Usage(), required=True)  # raises, naming the problem
+                    self._price(None, 0, 0, required=True)  # raises, naming the problem
                     raise AssertionError("unreachable")
                 limits.append(
                     self.calculator.affordable_output_tokens(

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
 
+from langchain_runtime.cost._price_files import from_litellm, is_litellm, read_file, split_document
 from langchain_runtime.errors import ConfigurationError
 
 __all__ = ["LongContextPricing", "ModelCatalog", "ModelInfo", "Role"]
@@ -28,26 +29,15 @@ Role = Literal["flagship", "balanced", "fast"]
 _ONE_MILLION = Decimal(1_000_000)
 #: Suffixes that name a snapshot of the same model at the same price: dates
 #: (2024-08-06, 20250929, @20250929), -latest, Bedrock's -v1:0 and 3-digit versions.
-_VERSION_SUFFIX = re.compile(
-    r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|-\d{3})+"
-)
+_VERSION_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|-\d{8}|@\d{8}|-latest|-v\d+(?::\d+)?|-\d{3})+")
 _BEDROCK_VENDOR = re.compile(
     r"^(?:(?:us|eu|apac|jp|au|global)\.)?"
     r"(?:anthropic|amazon|meta|mistral|cohere|ai21|deepseek|openai|google)\.(.+)$"
 )
 _PROVIDER_WORD = re.compile(r"^[a-z][a-z0-9_-]*$")
-_LITELLM_KEYS = frozenset(
-    {
-        "input_cost_per_token",
-        "output_cost_per_token",
-        "cache_read_input_token_cost",
-        "cache_creation_input_token_cost",
-        "litellm_provider",
-        "max_input_tokens",
-        "mode",
-    }
-)
-_LITELLM_TIER = re.compile(r"^input_cost_per_token_above_(\d+)k_tokens$")
+
+_FOUND_CACHE_SIZE = 1024
+_UNSET = "\x00unset"
 
 _HOW_TO_ADD = (
     "Add its price (USD per 1M tokens) with catalog.add({model!r}, input=..., output=...), "
@@ -71,9 +61,7 @@ class LongContextPricing(BaseModel):
     threshold: int = Field(gt=0)
     input_price: Decimal | None = _price("input_price", "input")
     output_price: Decimal | None = _price("output_price", "output")
-    cached_input_price: Decimal | None = _price(
-        "cached_input_price", "cached_input", "cache_read"
-    )
+    cached_input_price: Decimal | None = _price("cached_input_price", "cached_input", "cache_read")
     cache_write_price: Decimal | None = _price("cache_write_price", "cache_write", "cache_creation")
 
 
@@ -107,9 +95,7 @@ class ModelInfo(BaseModel):
     id: str = Field(min_length=1)
     input_price: Decimal = Field(ge=0, validation_alias=AliasChoices("input_price", "input"))
     output_price: Decimal = Field(ge=0, validation_alias=AliasChoices("output_price", "output"))
-    cached_input_price: Decimal | None = _price(
-        "cached_input_price", "cached_input", "cache_read"
-    )
+    cached_input_price: Decimal | None = _price("cached_input_price", "cached_input", "cache_read")
     cache_write_price: Decimal | None = _price("cache_write_price", "cache_write", "cache_creation")
     long_context: LongContextPricing | None = None
     context_window: int | None = Field(
@@ -145,82 +131,6 @@ class ModelInfo(BaseModel):
         return inp, read, write, out
 
 
-def _per_million(value: Any) -> Decimal:
-    amount = (Decimal(str(value)) * _ONE_MILLION).normalize()
-    exponent = amount.as_tuple().exponent
-    # normalize() writes 10 as 1E+1; keep plain integers plain.
-    return amount.quantize(Decimal(1)) if isinstance(exponent, int) and exponent > 0 else amount
-
-
-def _is_litellm(entry: Mapping[str, Any]) -> bool:
-    return any(key in _LITELLM_KEYS or _LITELLM_TIER.match(key) for key in entry)
-
-
-def _from_litellm(entry: Mapping[str, Any]) -> dict[str, Any] | None:
-    """Our compact fields from a LiteLLM entry, or None if it has no token prices."""
-    if entry.get("input_cost_per_token") is None or entry.get("output_cost_per_token") is None:
-        return None
-    fields: dict[str, Any] = {
-        "input": _per_million(entry["input_cost_per_token"]),
-        "output": _per_million(entry["output_cost_per_token"]),
-    }
-    if entry.get("cache_read_input_token_cost") is not None:
-        fields["cached_input"] = _per_million(entry["cache_read_input_token_cost"])
-    if entry.get("cache_creation_input_token_cost") is not None:
-        fields["cache_write"] = _per_million(entry["cache_creation_input_token_cost"])
-    if isinstance(entry.get("max_input_tokens"), int) and entry["max_input_tokens"] > 0:
-        fields["context_window"] = entry["max_input_tokens"]
-    if isinstance(entry.get("max_output_tokens"), int) and entry["max_output_tokens"] > 0:
-        fields["max_output_tokens"] = entry["max_output_tokens"]
-    if isinstance(entry.get("litellm_provider"), str):
-        fields["provider"] = entry["litellm_provider"]
-    thresholds = sorted(int(m.group(1)) for k in entry if (m := _LITELLM_TIER.match(k)))
-    if thresholds:
-        # One tier is modelled; the lowest is the one most calls cross.
-        k = thresholds[0]
-        tier: dict[str, Any] = {"threshold": k * 1000}
-        for ours, theirs in (
-            ("input", "input_cost_per_token"),
-            ("output", "output_cost_per_token"),
-            ("cached_input", "cache_read_input_token_cost"),
-            ("cache_write", "cache_creation_input_token_cost"),
-        ):
-            value = entry.get(f"{theirs}_above_{k}k_tokens")
-            if value is not None:
-                tier[ours] = _per_million(value)
-        fields["long_context"] = tier
-    return fields
-
-
-def _read_file(path: Path) -> Any:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read price file {str(path)!r}: {exc}") from exc
-    if path.suffix.lower() in (".yaml", ".yml"):
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ConfigurationError(f"cannot parse price file {str(path)!r}: {exc}") from exc
-    try:
-        return json.loads(text, parse_float=Decimal)
-    except ValueError as exc:
-        raise ConfigurationError(f"cannot parse price file {str(path)!r}: {exc}") from exc
-
-
-def _split_document(data: Any) -> tuple[Mapping[str, Any], dict[str, str]]:
-    """(entries by model name, metadata) of a price document in any accepted shape."""
-    if not isinstance(data, Mapping):
-        raise ConfigurationError("a price table must be a mapping of model names to prices")
-    meta = {k: str(data[k]) for k in ("source", "date", "currency") if k in data}
-    for key in ("models", "prices"):
-        if isinstance(data.get(key), Mapping):
-            return data[key], meta
-    return data, {}
-
-
 _FILE_KEYS = {
     "input_price": "input",
     "output_price": "output",
@@ -239,8 +149,10 @@ def _validation_message(exc: ValidationError) -> str:
 
 @lru_cache(maxsize=1)
 def _bundled() -> tuple[tuple[ModelInfo, ...], dict[str, str]]:
-    text = resources.files("langchain_runtime").joinpath("data/model_prices.json").read_text(
-        encoding="utf-8"
+    text = (
+        resources.files("langchain_runtime")
+        .joinpath("data/model_prices.json")
+        .read_text(encoding="utf-8")
     )
     catalog = ModelCatalog()
     catalog.update(json.loads(text, parse_float=Decimal))
@@ -287,6 +199,8 @@ class ModelCatalog:
         self._models: dict[str, ModelInfo] = {}
         self._aliases: dict[str, str] = {}
         self._prefixes: list[str] | None = None
+        #: name as asked -> catalog key (or None): resolution is on every model call.
+        self._found: dict[str, str | None] = {}
         for info in models:
             self._put(info)
 
@@ -333,8 +247,8 @@ class ModelCatalog:
         ...) are converted; LiteLLM entries without token prices and ``sample_spec`` are
         skipped. An entry for a known name changes only the columns it gives.
         """
-        data = _read_file(Path(source)) if not isinstance(source, Mapping) else source
-        entries, meta = _split_document(data)
+        data = read_file(Path(source)) if not isinstance(source, Mapping) else source
+        entries, meta = split_document(data)
         touched: list[str] = []
         with self._lock:
             for raw_name, entry in entries.items():
@@ -346,8 +260,8 @@ class ModelCatalog:
                         f"price entry for model {name!r} must be a mapping, got "
                         f"{type(entry).__name__}"
                     )
-                if _is_litellm(entry):
-                    fields = _from_litellm(entry)
+                if is_litellm(entry):
+                    fields = from_litellm(entry)
                     if fields is None:
                         logger.debug("skipping %s: no per-token prices", name)
                         continue
@@ -402,6 +316,7 @@ class ModelCatalog:
             if alias.lower() != key:
                 self._aliases[alias.lower()] = key
         self._prefixes = None
+        self._found = {}
 
     # -- lookup ----------------------------------------------------------------------
 
@@ -417,23 +332,30 @@ class ModelCatalog:
                 return known if known in self._models else self._aliases[known]
         return None
 
-    def resolve(self, model: str) -> str | None:
-        """The catalog id ``model`` resolves to, or None."""
+    def _key(self, model: str) -> str | None:
+        cached = self._found.get(model, _UNSET)  # one read: safe while another thread adds
+        if cached is not _UNSET:
+            return cached
         with self._lock:
+            found = None
             for candidate in _candidates(model):
                 found = self._lookup(candidate)
                 if found is not None:
-                    return self._models[found].id
-        return None
+                    break
+            if len(self._found) >= _FOUND_CACHE_SIZE:
+                self._found = {}
+            self._found[model] = found
+        return found
+
+    def resolve(self, model: str) -> str | None:
+        """The catalog id ``model`` resolves to, or None."""
+        info = self.find(model)
+        return info.id if info is not None else None
 
     def find(self, model: str) -> ModelInfo | None:
         """The entry for ``model`` under any name it goes by, or None."""
-        with self._lock:
-            for candidate in _candidates(model):
-                found = self._lookup(candidate)
-                if found is not None:
-                    return self._models[found]
-        return None
+        key = self._key(model)
+        return self._models.get(key) if key is not None else None
 
     def get(self, model: str) -> ModelInfo:
         """The entry for ``model``.

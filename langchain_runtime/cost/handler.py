@@ -7,7 +7,6 @@ import logging
 import math
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -44,12 +43,16 @@ _MAX_OUTPUT_PARAMS = (
 )
 
 
-@dataclass(frozen=True)
 class _Call:
-    model: str | None
-    task_id: str | None
-    input_tokens: int
-    scope: str | None
+    __slots__ = ("input_tokens", "model", "scope", "task_id")
+
+    def __init__(
+        self, model: str | None, task_id: str | None, input_tokens: int, scope: str | None
+    ) -> None:
+        self.model = model
+        self.task_id = task_id
+        self.input_tokens = input_tokens
+        self.scope = scope
 
 
 def _str(value: Any) -> str | None:
@@ -137,7 +140,10 @@ class BudgetCallbackHandler(BaseCallbackHandler):
 
     The handler is synchronous with ``raise_error = True`` and ``run_inline = True``,
     which is what lets it stop a call on sync and async paths alike; it is safe to
-    share between concurrent calls.
+    share between concurrent calls. (On async paths, langchain-core runs inline
+    handlers first: when this one refuses a call, the start event of any non-inline
+    handler, such as ``astream_events``' own, is never awaited and Python warns
+    "coroutine 'ahandle_event' was never awaited".)
 
     Args:
         budget: The limits (none by default: the handler then only tracks usage).
@@ -177,6 +183,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         self.default_model = default_model
         self._lock = threading.Lock()
         self._calls: dict[UUID, _Call] = {}
+        self._scopes: dict[str, set[UUID]] = {}
 
     def __repr__(self) -> str:
         return f"BudgetCallbackHandler({self.budget!r}, spent={self.spent})"
@@ -284,15 +291,23 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             # LangChain sends no end or error event for a call refused here.
             self.enforcer.release(run_id)
             raise
-        call = _Call(model, task_id, input_tokens, _str(metadata.get(SCOPE_METADATA_KEY)))
+        scope = _str(metadata.get(SCOPE_METADATA_KEY))
+        call = _Call(model, task_id, input_tokens, scope)
         with self._lock:
             self._calls[run_id] = call
+            if scope is not None:
+                self._scopes.setdefault(scope, set()).add(run_id)
 
     # -- after the call --------------------------------------------------------------
 
     def _pop(self, run_id: UUID) -> _Call | None:
         with self._lock:
-            return self._calls.pop(run_id, None)
+            call = self._calls.pop(run_id, None)
+            if call is not None and call.scope is not None:
+                ids = self._scopes.get(call.scope)
+                if ids is not None:
+                    ids.discard(run_id)
+            return call
 
     def on_llm_end(
         self,
@@ -353,9 +368,13 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         ``with_budget`` invocation are dropped.
         """
         with self._lock:
-            ids = [rid for rid, c in self._calls.items() if scope is None or c.scope == scope]
+            if scope is None:
+                ids = list(self._calls)
+                self._scopes.clear()
+            else:
+                ids = list(self._scopes.pop(scope, ()))
             for rid in ids:
-                del self._calls[rid]
+                self._calls.pop(rid, None)
         for rid in ids:
             self.enforcer.release(rid)
         return len(ids)
@@ -409,4 +428,5 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         """Forget all spending and pending calls (the limits stay)."""
         with self._lock:
             self._calls.clear()
+            self._scopes.clear()
         self.enforcer.reset()

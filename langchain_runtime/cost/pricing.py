@@ -48,17 +48,37 @@ class CostCalculator:
             ConfigurationError: ``model`` has no known price.
         """
         info = self.info(model)
-        inp, read, write, out = info.rates(usage.input_tokens)
-        cache_read = min(usage.cache_read_tokens, usage.input_tokens)
-        cache_write = min(usage.cache_creation_tokens, usage.input_tokens - cache_read)
-        uncached = usage.input_tokens - cache_read - cache_write
-        total = uncached * inp + cache_read * read + cache_write * write
-        total += usage.output_tokens * out
-        return Cost(amount=total / _ONE_MILLION, currency=info.currency)
+        amount = self.amount(
+            info,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.cache_read_tokens,
+            usage.cache_creation_tokens,
+        )
+        return Cost(amount=amount, currency=info.currency)
+
+    def amount(
+        self,
+        model: str | ModelInfo,
+        input_tokens: int,
+        output_tokens: int,
+        cache_read_tokens: int = 0,
+        cache_creation_tokens: int = 0,
+    ) -> Decimal:
+        """The cost of that many tokens as a bare Decimal (see :meth:`cost`)."""
+        info = self.info(model)
+        inp, read, write, out = info.rates(input_tokens)
+        cache_read = min(cache_read_tokens, input_tokens)
+        cache_write = min(cache_creation_tokens, input_tokens - cache_read)
+        uncached = input_tokens - cache_read - cache_write
+        total = uncached * inp + cache_read * read + cache_write * write + output_tokens * out
+        return total / _ONE_MILLION
 
     def estimate(self, model: str | ModelInfo, input_tokens: int, output_tokens: int) -> Cost:
         """Cost of a call with that many (uncached) input and output tokens."""
-        return self.cost(model, Usage(input_tokens=input_tokens, output_tokens=output_tokens))
+        info = self.info(model)
+        amount = self.amount(info, input_tokens, output_tokens)
+        return Cost(amount=amount, currency=info.currency)
 
     def affordable_output_tokens(
         self, model: str | ModelInfo, input_tokens: int, amount: Decimal

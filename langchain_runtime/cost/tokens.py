@@ -10,12 +10,20 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Literal
+
+from langchain_core.messages import (
+    AIMessage,
+    BaseMessage,
+    ChatMessage,
+    ToolMessage,
+    convert_to_messages,
+)
 
 from langchain_runtime.cost import _encodings
 
 if TYPE_CHECKING:
-    from langchain_core.messages import BaseMessage
     from tiktoken import Encoding
 
 __all__ = ["TokenEstimator", "encoding_name_for_model"]
@@ -55,6 +63,7 @@ _TOOL_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call", "server
 _BINARY_KEYS = frozenset({"data", "base64", "bytes", "source"})
 
 
+@lru_cache(maxsize=512)
 def encoding_name_for_model(model: str | None) -> str:
     """The tiktoken encoding used by ``model``'s family.
 
@@ -118,6 +127,14 @@ class _CountCache:
 
 
 _counts = _CountCache()
+
+
+@lru_cache(maxsize=4096)
+def _short_count(encoding: Encoding, text: str) -> int:
+    # Roles, names, ids and short replies recur on every call.
+    return len(encoding.encode_ordinary(text))
+
+
 #: Texts shorter than this are encoded directly (as fast as a cache lookup).
 _CACHE_MIN_CHARS = 64
 
@@ -212,7 +229,7 @@ class TokenEstimator:
         if encoding is None:
             return self._heuristic(text)
         if len(text) < _CACHE_MIN_CHARS:
-            return len(encoding.encode_ordinary(text))
+            return _short_count(encoding, text)
         key = (encoding.name, len(text), hash(text))
         cached = _counts.get(key)
         if cached is None:
@@ -305,23 +322,24 @@ class TokenEstimator:
         return self._count_tools(tools, self._choose(model).encoding) if tools else 0
 
     def _count_message(self, message: BaseMessage, encoding: Encoding | None) -> int:
-        role = _ROLES.get(message.type) or str(getattr(message, "role", message.type))
+        kind = message.type
+        role = message.role if isinstance(message, ChatMessage) else _ROLES.get(kind, kind)
         total = TOKENS_PER_MESSAGE + self._count(role, encoding)
         if message.name:
             total += TOKENS_PER_NAME + self._count(message.name, encoding)
-        tool_calls = list(getattr(message, "tool_calls", None) or ())
-        invalid_calls = list(getattr(message, "invalid_tool_calls", None) or ())
+        tool_calls = message.tool_calls if isinstance(message, AIMessage) else []
         total += self._count_content(message.content, encoding, skip_tool_calls=bool(tool_calls))
-        for call in tool_calls:
-            args = json.dumps(call.get("args") or {}, ensure_ascii=False)
-            total += TOKENS_PER_TOOL_CALL + self._count(str(call.get("name") or ""), encoding)
-            total += self._count(args, encoding) + self._count(str(call.get("id") or ""), encoding)
-        for call in invalid_calls:
-            total += TOKENS_PER_TOOL_CALL + self._count(str(call.get("name") or ""), encoding)
-            total += self._count(str(call.get("args") or ""), encoding)
-        tool_call_id = getattr(message, "tool_call_id", None)
-        if tool_call_id:
-            total += self._count(str(tool_call_id), encoding)
+        if isinstance(message, AIMessage):
+            for call in tool_calls:
+                args = json.dumps(call.get("args") or {}, ensure_ascii=False)
+                total += TOKENS_PER_TOOL_CALL + self._count(str(call.get("name") or ""), encoding)
+                total += self._count(args, encoding)
+                total += self._count(str(call.get("id") or ""), encoding)
+            for bad in message.invalid_tool_calls:
+                total += TOKENS_PER_TOOL_CALL + self._count(str(bad.get("name") or ""), encoding)
+                total += self._count(str(bad.get("args") or ""), encoding)
+        elif isinstance(message, ToolMessage) and message.tool_call_id:
+            total += self._count(str(message.tool_call_id), encoding)
         return total
 
     def _count_content(
@@ -398,8 +416,6 @@ def _tool_schema(tool: Any) -> Mapping[str, Any]:
 def _as_messages(
     messages: Sequence[BaseMessage | Mapping[str, Any] | str | tuple[str, Any]],
 ) -> list[BaseMessage]:
-    from langchain_core.messages import BaseMessage, convert_to_messages
-
     if all(isinstance(m, BaseMessage) for m in messages):
         return list(messages)  # type: ignore[arg-type]
     return convert_to_messages(messages)  # type: ignore[arg-type]

@@ -11,6 +11,7 @@ from langchain_runtime.domain import Cost, Usage
 
 __all__ = ["CallRecord", "UsageTotals", "UsageTracker"]
 
+_ZERO = Cost()
 _USAGE_FIELDS = (
     "input_tokens",
     "output_tokens",
@@ -107,7 +108,7 @@ class UsageTracker:
         task_id: str | None = None,
     ) -> bool:
         """Record a call's usage; True if the call is new, False if it replaced one."""
-        rec = CallRecord(call_key(call_id), usage, cost or Cost(), model, task_id)
+        rec = CallRecord(call_key(call_id), usage, cost or _ZERO, model, task_id)
         with self._lock:
             old = self._records.get(rec.call_id)
             if old is not None:
@@ -131,6 +132,14 @@ class UsageTracker:
         """Usage, cost and number of calls over everything recorded."""
         with self._lock:
             return self._total.totals()
+
+    def cost_and_tokens(self, task_id: str | None = None) -> tuple[Decimal, int]:
+        """Total cost amount and total tokens, overall or of one task (cheap to read)."""
+        with self._lock:
+            acc = self._total if task_id is None else self._by_task.get(task_id)
+            if acc is None:
+                return Decimal(0), 0
+            return acc.cost, acc.counts["total_tokens"]
 
     def task_totals(self, task_id: str) -> UsageTotals:
         """Totals of one task (zero if it made no call)."""

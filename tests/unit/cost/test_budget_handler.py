@@ -40,9 +40,7 @@ def test_reported_usage_is_recorded_and_priced() -> None:
     model = ScriptedChatModel(responses=[msg])
     handler = BudgetCallbackHandler(Budget(max_cost=D(1)))
     model.invoke(PROMPT, config=cfg(handler))
-    expected = Usage(
-        input_tokens=120, output_tokens=30, cache_read_tokens=100, reasoning_tokens=10
-    )
+    expected = Usage(input_tokens=120, output_tokens=30, cache_read_tokens=100, reasoning_tokens=10)
     assert handler.usage == expected
     assert handler.spent.amount == (20 * D("0.15") + 100 * D("0.075") + 30 * D("0.60")) / 10**6
     assert handler.reserved.amount == 0
@@ -51,11 +49,8 @@ def test_reported_usage_is_recorded_and_priced() -> None:
     assert handler.by_model()["gpt-4o-mini"].calls == 1
 
 
-@pytest.mark.parametrize("path", ["invoke", "ainvoke", "stream", "astream"])
-def test_every_call_path_settles_the_reported_usage(path: str) -> None:
-    model = ScriptedChatModel(responses=answers(1, inp=111, out=22))
-    handler = BudgetCallbackHandler(Budget(max_tokens=10_000))
-    config = cfg(handler)
+def run_path(model: ScriptedChatModel, path: str, config: Any) -> None:
+    """Call ``model`` on ``PROMPT`` the way ``path`` says."""
     if path == "invoke":
         model.invoke(PROMPT, config=config)
     elif path == "ainvoke":
@@ -69,6 +64,16 @@ def test_every_call_path_settles_the_reported_usage(path: str) -> None:
                 pass
 
         asyncio.run(consume())
+
+
+PATHS = ["invoke", "ainvoke", "stream", "astream"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_every_call_path_settles_the_reported_usage(path: str) -> None:
+    model = ScriptedChatModel(responses=answers(1, inp=111, out=22))
+    handler = BudgetCallbackHandler(Budget(max_tokens=10_000))
+    run_path(model, path, cfg(handler))
     assert handler.usage == Usage(input_tokens=111, output_tokens=22)
     assert handler.remaining_tokens == 10_000 - 133
     assert not handler.usage.estimated
@@ -98,27 +103,14 @@ def test_a_failed_call_is_charged_its_input_estimate() -> None:
 # -- refusing ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["invoke", "ainvoke", "stream", "astream"])
+@pytest.mark.parametrize("path", PATHS)
 def test_a_call_that_does_not_fit_is_refused_before_the_model_runs(path: str) -> None:
     model = ScriptedChatModel(responses=answers(1))
     # Room for the prompt but not for the 1024 expected output tokens.
     handler = BudgetCallbackHandler(Budget(max_cost=mini(PROMPT_TOKENS + 1000, 1000)))
     handler.enforcer.reserve("other", "gpt-4o-mini", 1000, 0)
-    config = cfg(handler, lcr_task_id="summary")
     with pytest.raises(BudgetExceededError) as err:
-        if path == "invoke":
-            model.invoke(PROMPT, config=config)
-        elif path == "ainvoke":
-            asyncio.run(model.ainvoke(PROMPT, config=config))
-        elif path == "stream":
-            list(model.stream(PROMPT, config=config))
-        else:
-
-            async def consume() -> None:
-                async for _ in model.astream(PROMPT, config=config):
-                    pass
-
-            asyncio.run(consume())
+        run_path(model, path, cfg(handler, lcr_task_id="summary"))
     assert model.calls == 0
     assert err.value.task_id == "summary"
     assert err.value.spent == mini(1000, 0)
@@ -200,7 +192,7 @@ def test_unknown_model_under_a_cost_budget_is_a_configuration_error() -> None:
 
 def test_text_llms_are_budgeted_too() -> None:
     llm = FakeListLLM(responses=["a short answer"])
-    handler = BudgetCallbackHandler(Budget(max_tokens=1000), default_model="gpt-4o-mini")
+    handler = BudgetCallbackHandler(Budget(max_tokens=5000), default_model="gpt-4o-mini")
     llm.invoke("What is the capital of France?", config=cfg(handler))
     assert handler.usage == Usage(
         input_tokens=EST.count_text("What is the capital of France?"),
@@ -279,8 +271,9 @@ def test_usage_from_raw_provider_dicts() -> None:
 
 
 def test_concurrent_calls_in_threads_are_each_counted_once() -> None:
-    model = ScriptedChatModel(responses=answers(1, 100, 10))
-    handler = BudgetCallbackHandler(Budget(max_tokens=110 * 30 + 5, expected_output_tokens=10))
+    per_call = PROMPT_TOKENS + 10  # reported usage == reservation
+    model = ScriptedChatModel(responses=answers(1, PROMPT_TOKENS, 10))
+    handler = BudgetCallbackHandler(Budget(max_tokens=per_call * 30 + 5, expected_output_tokens=10))
     refused: list[BaseException] = []
     barrier = threading.Barrier(8)
 
@@ -298,6 +291,22 @@ def test_concurrent_calls_in_threads_are_each_counted_once() -> None:
     for t in threads:
         t.join()
     assert model.calls == 30 and len(refused) == 50
-    assert handler.usage == Usage(input_tokens=3000, output_tokens=300)
+    assert handler.usage == Usage(input_tokens=30 * PROMPT_TOKENS, output_tokens=300)
     assert handler.tracker.calls == 30
-    assert handler.reserved_tokens_left() if False else handler.reserved.amount == 0
+    assert handler.enforcer.reserved_tokens == 0
+
+
+def test_per_task_limits_apply_to_calls_tagged_with_the_task() -> None:
+    model = ScriptedChatModel(responses=answers(3, PROMPT_TOKENS, 10))
+    per_call = PROMPT_TOKENS + 10
+    handler = BudgetCallbackHandler(
+        Budget(max_tokens=100 * per_call, expected_output_tokens=10),
+        per_task={"draft": Budget(max_tokens=per_call)},
+    )
+    model.invoke(PROMPT, config=cfg(handler, lcr_task_id="draft"))
+    with pytest.raises(BudgetExceededError) as err:
+        model.invoke(PROMPT, config=cfg(handler, lcr_task_id="draft"))
+    assert err.value.task_id == "draft" and "task 'draft'" in str(err.value)
+    model.invoke(PROMPT, config=cfg(handler, lcr_task_id="review"))  # other tasks go on
+    assert model.calls == 2
+    assert handler.by_task()["draft"].calls == handler.by_task()["review"].calls == 1

@@ -48,7 +48,9 @@ def test_missing_cache_rates_fall_back_to_the_input_rate() -> None:
     catalog = ModelCatalog()
     catalog.add("plain", input=2, output=4)
     calc = CostCalculator(catalog)
-    cached = Usage(input_tokens=100, output_tokens=10, cache_read_tokens=50, cache_creation_tokens=30)
+    cached = Usage(
+        input_tokens=100, output_tokens=10, cache_read_tokens=50, cache_creation_tokens=30
+    )
     uncached = Usage(input_tokens=100, output_tokens=10)
     assert calc.cost("plain", cached) == calc.cost("plain", uncached)
     assert calc.cost("plain", uncached).amount == D("0.00024")
@@ -64,25 +66,29 @@ def test_reasoning_tokens_are_not_charged_twice(calc: CostCalculator) -> None:
 def test_long_context_tier_applies_above_the_threshold(calc: CostCalculator) -> None:
     at = Usage(input_tokens=200_000, output_tokens=1_000)
     above = Usage(input_tokens=200_001, output_tokens=1_000)
-    assert calc.cost("claude-sonnet-4-5", at).amount == (
-        200_000 * D("3") + 1_000 * D("15")
-    ) / 10**6
-    assert calc.cost("claude-sonnet-4-5", above).amount == (
-        200_001 * D("6") + 1_000 * D("22.50")
-    ) / 10**6
-    cached = Usage(
-        input_tokens=300_000, output_tokens=0, cache_read_tokens=100_000, cache_creation_tokens=50_000
+    assert calc.cost("claude-sonnet-4-5", at).amount == (200_000 * D("3") + 1_000 * D("15")) / 10**6
+    assert (
+        calc.cost("claude-sonnet-4-5", above).amount
+        == (200_001 * D("6") + 1_000 * D("22.50")) / 10**6
     )
-    assert calc.cost("claude-sonnet-4-5", cached).amount == (
-        150_000 * D("6") + 100_000 * D("0.60") + 50_000 * D("7.50")
-    ) / 10**6
+    cached = Usage(
+        input_tokens=300_000,
+        output_tokens=0,
+        cache_read_tokens=100_000,
+        cache_creation_tokens=50_000,
+    )
+    assert (
+        calc.cost("claude-sonnet-4-5", cached).amount
+        == (150_000 * D("6") + 100_000 * D("0.60") + 50_000 * D("7.50")) / 10**6
+    )
 
 
 def test_gemini_tier_keeps_the_base_cache_rate(calc: CostCalculator) -> None:
     usage = Usage(input_tokens=250_000, output_tokens=2_000, cache_read_tokens=50_000)
-    assert calc.cost("gemini-2.5-pro", usage).amount == (
-        200_000 * D("2.50") + 50_000 * D("0.125") + 2_000 * D("15")
-    ) / 10**6
+    assert (
+        calc.cost("gemini-2.5-pro", usage).amount
+        == (200_000 * D("2.50") + 50_000 * D("0.125") + 2_000 * D("15")) / 10**6
+    )
 
 
 def test_resolved_names_are_priced(calc: CostCalculator) -> None:

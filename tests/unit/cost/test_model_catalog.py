@@ -12,6 +12,7 @@ from langchain_runtime.cost import ModelCatalog, ModelInfo
 from langchain_runtime.errors import ConfigurationError
 
 D = Decimal
+VERTEX = "vertex_ai-language-models"
 
 # shared/data/model-prices.md: input, cached input, cache write, output, max in, max out.
 PRICES: dict[str, tuple[str, str, str | None, str, int, int, str]] = {
@@ -36,9 +37,9 @@ PRICES: dict[str, tuple[str, str, str | None, str, int, int, str]] = {
     "claude-opus-4-6": ("5.00", "0.50", "6.25", "25.00", 1_000_000, 128_000, "anthropic"),
     "claude-haiku-4-5": ("1.00", "0.10", "1.25", "5.00", 200_000, 64_000, "anthropic"),
     "claude-3-5-haiku-20241022": ("0.80", "0.08", "1.00", "4.00", 200_000, 8_192, "anthropic"),
-    "gemini-2.5-pro": ("1.25", "0.125", None, "10.00", 1_048_576, 65_535, "vertex_ai-language-models"),
-    "gemini-2.5-flash": ("0.30", "0.03", None, "2.50", 1_048_576, 65_535, "vertex_ai-language-models"),
-    "gemini-2.5-flash-lite": ("0.10", "0.01", None, "0.40", 1_048_576, 65_535, "vertex_ai-language-models"),
+    "gemini-2.5-pro": ("1.25", "0.125", None, "10.00", 1_048_576, 65_535, VERTEX),
+    "gemini-2.5-flash": ("0.30", "0.03", None, "2.50", 1_048_576, 65_535, VERTEX),
+    "gemini-2.5-flash-lite": ("0.10", "0.01", None, "0.40", 1_048_576, 65_535, VERTEX),
 }
 
 

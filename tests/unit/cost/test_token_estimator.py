@@ -18,8 +18,7 @@ from hypothesis import strategies as st
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool
 
-from langchain_runtime.cost import TokenEstimator, encoding_name_for_model
-from langchain_runtime.cost import _encodings
+from langchain_runtime.cost import TokenEstimator, _encodings, encoding_name_for_model
 
 CL100K = tiktoken.get_encoding("cl100k_base")  # offline thanks to tests/conftest.py
 

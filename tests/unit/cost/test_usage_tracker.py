@@ -31,7 +31,9 @@ def test_totals_per_task_and_model() -> None:
     tracker.record("2", u(20, 2, reasoning_tokens=1), model="b", task_id="t1")
     tracker.record("3", u(30, 3), model="a", task_id="t2")
     tracker.record("4", u(40, 4, cache_creation_tokens=5))
-    assert tracker.usage == u(100, 10, cache_read_tokens=4, cache_creation_tokens=5, reasoning_tokens=1)
+    assert tracker.usage == u(
+        100, 10, cache_read_tokens=4, cache_creation_tokens=5, reasoning_tokens=1
+    )
     by_task = tracker.by_task()
     assert list(by_task) == ["t1", "t2"]
     assert by_task["t1"].usage == u(30, 3, cache_read_tokens=4, reasoning_tokens=1)
