@@ -285,8 +285,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         if max_output is None:
             max_output = self.enforcer.budget.expected_output_tokens
         task_id = _str(metadata.get(TASK_METADATA_KEY))
+        held = self.estimator.reservation_tokens(input_tokens, model)
         try:
-            self.enforcer.reserve(run_id, model, input_tokens, max_output, task_id)
+            self.enforcer.reserve(run_id, model, held, max_output, task_id)
         except BaseException:
             # LangChain sends no end or error event for a call refused here.
             self.enforcer.release(run_id)

@@ -46,6 +46,14 @@ LOW_DETAIL_IMAGE_TOKENS = 85
 #: Encoding wanted for models of each family; anything else gets the fallback.
 _O200K_MODEL = re.compile(r"^(?:gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|chatgpt-4o|codex|o\d)")
 _DEFAULT_ENCODING = "cl100k_base"
+#: Families whose tokenizer tiktoken reproduces (o200k counted with cl100k offline
+#: gives about as many tokens or more, so it still errs on the safe side).
+_TIKTOKEN_FAMILY = re.compile(
+    r"^(?:gpt-|o\d|chatgpt|codex|text-davinci|text-embedding|davinci|babbage|simulated)"
+)
+#: Reservations inflate other families' counts by this much: their tokenizers
+#: (Claude's, Gemini's) usually need more tokens for the same text than cl100k.
+FOREIGN_TOKENIZER_MARGIN = 1.25
 #: Where to look, in order, when the wanted encoding cannot be loaded.
 _FALLBACKS: dict[str, tuple[str, ...]] = {"o200k_base": ("cl100k_base",)}
 _PROVIDER_PREFIX = re.compile(r"^(?:[a-z][a-z0-9_]*:)+")
@@ -217,6 +225,30 @@ class TokenEstimator:
         <encoding>)"`` (a nearby encoding) or ``"heuristic"`` (characters / 4).
         """
         return self._choose(model).method
+
+    def input_margin(self, model: str | None = None) -> float:
+        """Factor a budget reservation applies to counted input tokens for ``model``.
+
+        1.0 where the count reproduces the provider's tokenizer (OpenAI families and
+        ``simulated``); :data:`FOREIGN_TOKENIZER_MARGIN` elsewhere (Claude, Gemini,
+        unknown models, the character heuristic), so an undercount cannot let a
+        call through that the real bill would not fit.
+
+        Example:
+            >>> est = TokenEstimator()
+            >>> est.input_margin("gpt-4o-mini"), est.input_margin("claude-haiku-4-5")
+            (1.0, 1.25)
+        """
+        name = (model or self.model or "").strip().lower().rsplit("/", 1)[-1]
+        name = _PROVIDER_PREFIX.sub("", name)
+        if _TIKTOKEN_FAMILY.match(name) and self._choose(model).encoding is not None:
+            return 1.0
+        return FOREIGN_TOKENIZER_MARGIN
+
+    def reservation_tokens(self, counted: int, model: str | None = None) -> int:
+        """``counted`` input tokens as a budget reservation should hold them."""
+        margin = self.input_margin(model)
+        return counted if margin == 1.0 else math.ceil(counted * margin)
 
     # -- text ------------------------------------------------------------------------
 

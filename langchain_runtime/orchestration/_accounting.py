@@ -97,7 +97,10 @@ class RunAccounting:
         name = model_name(task)
         enforcer = self.handler.enforcer
         messages = task.prompt.invoke(inp).to_messages()
-        input_tokens = self.handler.estimator.count_messages(messages, model=name)
+        estimator = self.handler.estimator
+        counted = estimator.count_messages(messages, model=name)
+        # the same inflation the handler applies to the call's own reservation
+        input_tokens = estimator.reservation_tokens(counted, name)
         own = getattr(model, "max_tokens", None)
         wanted = own if isinstance(own, int) and own > 0 else self.budget.expected_output_tokens
         affordable = enforcer.affordable_output_tokens(name, input_tokens, task.id)

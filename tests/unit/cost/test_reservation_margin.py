@@ -1,0 +1,53 @@
+"""Reservations inflate input counts for tokenizers tiktoken cannot reproduce."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from langchain_core.messages import HumanMessage
+
+from langchain_runtime import Budget, BudgetCallbackHandler, BudgetExceededError, TokenEstimator
+from langchain_runtime.testing import ScriptedChatModel
+
+
+@pytest.mark.parametrize(
+    ("model", "margin"),
+    [
+        ("gpt-4o-mini", 1.0),
+        ("openai:gpt-4.1", 1.0),
+        ("simulated", 1.0),
+        ("claude-haiku-4-5", 1.25),
+        ("gemini-2.5-flash", 1.25),
+        ("mystery", 1.25),
+    ],
+)
+def test_margin_by_family(model: str, margin: float) -> None:
+    assert TokenEstimator().input_margin(model) == margin
+
+
+def test_heuristic_counting_gets_the_margin_even_for_openai(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from langchain_runtime.cost import _encodings
+
+    monkeypatch.setattr(_encodings, "get_encoding", lambda *a, **k: None)  # nothing loads
+    est = TokenEstimator(allow_download=False)
+    assert est.method("gpt-4o") == "heuristic"
+    assert est.input_margin("gpt-4o") == 1.25
+
+
+def test_a_claude_call_reserves_the_inflated_input() -> None:
+    text = "the owl " * 400
+    est = TokenEstimator()
+    counted = est.count_messages([HumanMessage(text)], "claude-haiku-4-5")
+    # exactly enough budget for the plain count plus 10 output tokens: refused,
+    # because the reservation holds 25% more input than counted
+    handler = BudgetCallbackHandler(Budget(max_tokens=counted + 10))
+    model = ScriptedChatModel(responses=["ok"], model_name="claude-haiku-4-5")
+    with pytest.raises(BudgetExceededError):
+        model.invoke(text, config={"callbacks": [handler]}, max_tokens=10)
+    assert model.calls == 0
+    roomy = BudgetCallbackHandler(Budget(max_tokens=int(counted * 1.25) + 11))
+    assert model.invoke(text, config={"callbacks": [roomy]}, max_tokens=10).content == "ok"
+    assert roomy.spent.amount > Decimal(0)
