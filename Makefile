@@ -20,7 +20,7 @@ $(STAMP_DEV): $(STAMP_TEST)
 	touch $@
 
 demo: $(STAMP_TEST)
-	$(BIN)/python examples/demo.py
+	$(BIN)/langchain-runtime run examples/research.yaml --input topic="barn owls"
 
 test: $(STAMP_TEST)
 	$(BIN)/python -m pytest

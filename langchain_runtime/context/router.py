@@ -69,10 +69,13 @@ class ContextRouter:
         memory: Mapping[str, Any],
     ) -> Any:
         """The value of one ``inputs`` source, or an error naming task and variable."""
+        # every source routes a chat message as its text
         if _is_source(source, INPUT):
-            return _select(run_input, source[len(INPUT) + 1 :], task, var, source, "the run input")
+            path = source[len(INPUT) + 1 :]
+            return as_text(_select(run_input, path, task, var, source, "the run input"))
         if _is_source(source, MEMORY):
-            return _select(memory, source[len(MEMORY) + 1 :], task, var, source, "run memory")
+            path = source[len(MEMORY) + 1 :]
+            return as_text(_select(memory, path, task, var, source, "run memory"))
         dep, path = _split_task_source(source, task.deps)
         if dep not in outputs:
             raise InvalidInputError(

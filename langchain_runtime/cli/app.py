@@ -1,0 +1,293 @@
+"""The ``langchain-runtime`` command: its commands, thin, and the one error boundary.
+
+Each command parses its options and calls one function that does the work; none
+of them catches errors. :class:`_Boundary`, the root command group, turns whatever
+a command raises into an exit code and a one-line message (see
+:mod:`langchain_runtime.cli.errors`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from typer.core import TyperGroup
+
+from langchain_runtime._version import __version__
+from langchain_runtime.cli import errors
+
+__all__ = ["app"]
+
+_DEBUG = "langchain_runtime.debug"
+_URL_ENV = "LANGCHAIN_RUNTIME_URL"
+_TOKEN_ENV = "LANGCHAIN_RUNTIME_TOKEN"
+_DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class _Boundary(TyperGroup):
+    """The root group: every command runs inside its ``invoke``, so errors meet here."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            raise typer.Exit(errors.report(exc)) from None
+        except Exception as exc:
+            if errors.is_framework_exception(exc):  # usage errors, Exit: typer shows them
+                raise
+            raise typer.Exit(errors.report(exc, debug=bool(ctx.meta.get(_DEBUG)))) from None
+
+
+def _remember_debug(ctx: typer.Context, value: bool) -> bool:
+    if value:
+        ctx.meta[_DEBUG] = True
+    return value
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"langchain-runtime {__version__}")
+        raise typer.Exit()
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+def _err() -> Console:
+    return Console(stderr=True, highlight=False)
+
+
+Debug = Annotated[
+    bool,
+    typer.Option("--debug", help="On an error, show its traceback too.", callback=_remember_debug),
+]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON for scripts, and nothing else.")]
+File = Annotated[Path, typer.Argument(help="A workflow file (YAML or JSON).", metavar="FILE")]
+WorkflowName = Annotated[
+    str | None,
+    typer.Option("--workflow", "-w", help="The workflow to use, when the file has several."),
+]
+Inputs = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--input", "-i", metavar="KEY=VALUE", help="A run input value (repeatable); a string."
+    ),
+]
+InputFile = Annotated[
+    Path | None,
+    typer.Option("--input-file", metavar="FILE", help="Run input as a JSON object."),
+]
+BudgetAmount = Annotated[
+    str | None,
+    typer.Option("--budget", metavar="AMOUNT", help="Cost limit for the run, e.g. 0.05 (USD)."),
+]
+Url = Annotated[str, typer.Option("--url", envvar=_URL_ENV, help="The sidecar's base URL.")]
+Token = Annotated[
+    str | None,
+    typer.Option("--token", envvar=_TOKEN_ENV, help="The sidecar's bearer token."),
+]
+
+app = typer.Typer(
+    name="langchain-runtime",
+    cls=_Boundary,
+    help="Run graphs of LangChain tasks under hard token and cost budgets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+runs_app = typer.Typer(
+    help="Runs on a sidecar server: list, status, wait, abort, events.", no_args_is_help=True
+)
+app.add_typer(runs_app, name="runs")
+
+
+@app.callback()
+def _root(
+    debug: Debug = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Show the version and exit.", callback=_show_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    """Run graphs of LangChain tasks under hard token and cost budgets."""
+
+
+@app.command()
+def run(
+    file: File,
+    inputs: Inputs = None,
+    input_file: InputFile = None,
+    workflow: WorkflowName = None,
+    budget: BudgetAmount = None,
+    max_parallelism: Annotated[
+        int | None, typer.Option("--max-parallelism", min=1, help="Most tasks at once.")
+    ] = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Run a workflow: live progress, then each task's state, tokens and cost, and outputs.
+
+    Exit status: 0 completed; 1 failed, over budget, timed out; 2 bad file or input;
+    130 interrupted (Ctrl-C stops the run cleanly and shows what finished).
+    """
+    from langchain_runtime.cli.run import run_workflow
+
+    run_workflow(
+        file,
+        inputs=inputs,
+        input_file=input_file,
+        workflow=workflow,
+        budget=budget,
+        max_parallelism=max_parallelism,
+        as_json=json,
+        out=_out(),
+        err=_err(),
+    )
+
+
+@app.command()
+def validate(file: File, workflow: WorkflowName = None, debug: Debug = False) -> None:
+    """Check a workflow file and its configuration without running anything."""
+    from langchain_runtime.cli.validate import print_summaries, validate
+
+    print_summaries(_out(), file, validate(file, workflow))
+
+
+@app.command()
+def estimate(
+    file: File,
+    inputs: Inputs = None,
+    input_file: InputFile = None,
+    workflow: WorkflowName = None,
+    budget: BudgetAmount = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Estimate a run's tokens and cost per task, as ranges, without calling any model."""
+    from langchain_runtime.cli.estimate import estimate_file
+    from langchain_runtime.cli.estimate_view import estimate_json, print_estimate
+    from langchain_runtime.cli.render import print_json
+
+    result = estimate_file(
+        file, inputs=inputs, input_file=input_file, workflow=workflow, budget=budget
+    )
+    if json:
+        print_json(estimate_json(result))
+    else:
+        print_estimate(_out(), result)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8000,
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="Models, prices, policies, workflows."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option("--store", metavar="PATH", help="SQLite file for runs, or :memory:."),
+    ] = None,
+    token: Token = None,
+    debug: Debug = False,
+) -> None:
+    """Start the sidecar HTTP server (needs the `server` extra)."""
+    from langchain_runtime.cli.remote import serve as start
+
+    start(host=host, port=port, config=config, store=store, token=token)
+
+
+@app.command()
+def models(
+    config: Annotated[
+        Path | None,
+        typer.Option("--config", metavar="FILE", help="Add its prices and show its registry."),
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Only this provider's models.")
+    ] = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> None:
+    """The model catalog: prices per 1M tokens, context window, provider, role."""
+    from langchain_runtime.cli.models import models_json, print_models
+    from langchain_runtime.config import load_config
+    from langchain_runtime.cost import ModelCatalog
+
+    loaded = load_config(config) if config is not None else None
+    catalog = loaded.catalog() if loaded is not None else ModelCatalog.default()
+    if json:
+        from langchain_runtime.cli.render import print_json
+
+        print_json(models_json(catalog, loaded, provider=provider))
+    else:
+        print_models(_out(), catalog, loaded, provider=provider)
+
+
+def _remote(url: str, token: str | None, json: bool) -> Any:
+    from langchain_runtime.cli.remote import RemoteRuns
+
+    return RemoteRuns(url, token, _out(), as_json=json)
+
+
+RunId = Annotated[str, typer.Argument(help="The run's id.", metavar="RUN_ID")]
+
+
+@runs_app.command("list")
+def runs_list(
+    url: Url = _DEFAULT_URL,
+    token: Token = None,
+    state: Annotated[str | None, typer.Option("--state", help="Only runs in this state.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="Most runs shown.")] = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> None:
+    """The sidecar's runs, newest first."""
+    _remote(url, token, json).list(state=state, limit=limit)
+
+
+@runs_app.command()
+def status(
+    run_id: RunId, url: Url = _DEFAULT_URL, token: Token = None, json: Json = False,
+    debug: Debug = False,
+) -> None:  # fmt: skip
+    """A run's state, and each task's state, tokens and cost."""
+    _remote(url, token, json).status(run_id)
+
+
+@runs_app.command()
+def wait(
+    run_id: RunId,
+    url: Url = _DEFAULT_URL,
+    token: Token = None,
+    timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait.")] = 60.0,
+    json: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Wait for a run to end; exit 0 if it completed, 1 otherwise."""
+    _remote(url, token, json).wait(run_id, timeout)
+
+
+@runs_app.command()
+def abort(
+    run_id: RunId, url: Url = _DEFAULT_URL, token: Token = None, json: Json = False,
+    debug: Debug = False,
+) -> None:  # fmt: skip
+    """Ask a run to stop: calls in flight are cancelled, nothing new starts."""
+    _remote(url, token, json).abort(run_id)
+
+
+@runs_app.command()
+def events(
+    run_id: RunId, url: Url = _DEFAULT_URL, token: Token = None, json: Json = False,
+    debug: Debug = False,
+) -> None:  # fmt: skip
+    """A run's events as they happen, until it ends (JSON lines with --json)."""
+    _remote(url, token, json).events(run_id)

@@ -1,0 +1,246 @@
+"""The sidecar from the shell: ``serve`` starts it, ``runs ...`` talks to it.
+
+The server and the client live in ``langchain_runtime.api`` and are imported only
+when a command needs them, so the rest of the CLI works without them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, Protocol
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from langchain_runtime.cli.errors import EXIT_FAILED, CliError
+from langchain_runtime.cli.render import (
+    format_duration,
+    format_money,
+    format_tokens,
+    print_json,
+    to_jsonable,
+)
+from langchain_runtime.config import load_config
+
+__all__ = ["RemoteRuns", "serve"]
+
+_DONE = "completed"
+
+
+def serve(
+    *, host: str, port: int, config: Path | None, store: str | None, token: str | None
+) -> None:
+    """Start the sidecar HTTP server in the foreground (until Ctrl-C).
+
+    Raises:
+        CliError: The server is not installed (exit 1).
+        ConfigurationError: ``config`` is unreadable or invalid (checked first).
+    """
+    serve_api = _load("langchain_runtime.api.server", "serve", "server")
+    # A bad file is reported here, with its line, before a port is bound.
+    loaded = load_config(config) if config is not None else None
+    serve_api(host=host, port=port, config=loaded, store=store, token=token)
+
+
+def _load(module: str, name: str, what: str) -> Any:
+    """``module.name``, imported now; a one-line error when it cannot be."""
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise CliError(
+            f"the sidecar {what} is not available ({exc}); "
+            "install it with: pip install 'langchain-runtime[server]'",
+            EXIT_FAILED,
+        ) from exc
+
+
+class _Client(Protocol):
+    """What these commands use of ``langchain_runtime.api.client.RuntimeClient``."""
+
+    def list_runs(self, **kwargs: Any) -> Any: ...
+    def get_run(self, run_id: str) -> Any: ...
+    def wait(self, run_id: str, timeout: float) -> Any: ...
+    def abort_run(self, run_id: str) -> Any: ...
+    def events(self, run_id: str) -> Iterable[Any]: ...
+
+
+def _plain(value: Any) -> Any:
+    """Wire models as JSON data (messages as text)."""
+    dump = getattr(value, "model_dump", None)
+    if callable(dump):
+        value = dump(mode="json")
+    return to_jsonable(value)
+
+
+def _decimal(value: Any) -> Decimal | None:
+    try:
+        return Decimal(str(value)) if value is not None else None
+    except InvalidOperation:
+        return None
+
+
+def _cost(data: Mapping[str, Any]) -> str:
+    cost = data.get("cost")
+    if isinstance(cost, Mapping):
+        return format_money(_decimal(cost.get("amount")), str(cost.get("currency") or "USD"))
+    return format_money(_decimal(cost))
+
+
+def _tokens(data: Mapping[str, Any]) -> str:
+    usage = data.get("usage")
+    if isinstance(usage, Mapping):
+        return format_tokens(usage.get("total_tokens"))
+    value = data.get("total_tokens")
+    return format_tokens(value if isinstance(value, int) else None)
+
+
+def _duration(data: Mapping[str, Any]) -> str:
+    try:
+        start = datetime.fromisoformat(str(data["started_at"]))
+        end = datetime.fromisoformat(str(data["ended_at"]))
+    except (KeyError, TypeError, ValueError):
+        return "-"
+    return format_duration((end - start).total_seconds())
+
+
+def _error(data: Mapping[str, Any]) -> str:
+    error = data.get("error")
+    if isinstance(error, Mapping):
+        return str(error.get("message") or error.get("code") or "")
+    return ""
+
+
+class RemoteRuns:
+    """``runs list|status|wait|abort|events`` against one sidecar.
+
+    Args:
+        url: The sidecar's base URL.
+        token: Its bearer token, if it needs one.
+        out: Where results are shown.
+        as_json: Print JSON for scripts instead of tables.
+    """
+
+    def __init__(self, url: str, token: str | None, out: Console, *, as_json: bool) -> None:
+        self.url = url
+        self.token = token
+        self.out = out
+        self.as_json = as_json
+
+    @contextlib.contextmanager
+    def client(self) -> Iterator[_Client]:
+        make = _load("langchain_runtime.api.client", "RuntimeClient", "client")
+        client: _Client = make(self.url, token=self.token)
+        try:
+            yield client
+        finally:
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+
+    # ------------------------------------------------------------------ commands
+    def list(self, *, state: str | None = None, limit: int | None = None) -> None:
+        kwargs: dict[str, Any] = {}
+        if state is not None:
+            kwargs["state"] = state
+        if limit is not None:
+            kwargs["limit"] = limit
+        with self.client() as client:
+            data = _plain(client.list_runs(**kwargs))
+        if self.as_json:
+            print_json(data)
+            return
+        items = data.get("items", []) if isinstance(data, Mapping) else data
+        table = Table(title=f"Runs at {escape(self.url)}", title_justify="left")
+        for name in ("run", "workflow", "state", "tasks", "tokens", "cost", "created"):
+            table.add_column(name)
+        for run in items:
+            tasks = run.get("tasks")
+            table.add_row(
+                escape(str(run.get("run_id", ""))),
+                escape(str(run.get("workflow") or "")),
+                escape(str(run.get("state", ""))),
+                str(len(tasks) if isinstance(tasks, Mapping) else tasks or 0),
+                _tokens(run),
+                _cost(run),
+                escape(str(run.get("created_at") or "")),
+            )
+        self.out.print(table)
+        total = data.get("total") if isinstance(data, Mapping) else None
+        if isinstance(total, int) and total > len(items):
+            self.out.print(f"{len(items)} of {total} runs shown (--limit to see more)")
+
+    def status(self, run_id: str) -> None:
+        with self.client() as client:
+            self._show(_plain(client.get_run(run_id)))
+
+    def wait(self, run_id: str, timeout: float) -> None:
+        """Wait for the run to end; exit 1 unless it completed."""
+        with self.client() as client:
+            data = _plain(client.wait(run_id, timeout))
+        self._show(data)
+        state = str(data.get("state", ""))
+        if state != _DONE:
+            reason = _error(data)
+            raise CliError(
+                f"run {run_id} ended {state}" + (f": {reason}" if reason else ""), EXIT_FAILED
+            )
+
+    def abort(self, run_id: str) -> None:
+        with self.client() as client:
+            data = _plain(client.abort_run(run_id))
+        if self.as_json:
+            print_json(data)
+        else:
+            self.out.print(f"run {escape(run_id)}: {escape(str(data.get('state', 'aborting')))}")
+
+    def events(self, run_id: str) -> None:
+        """Each event as it is committed (JSON lines with ``--json``), until the run ends."""
+        import json
+
+        with self.client() as client:
+            for event in client.events(run_id):
+                data = _plain(event)
+                if self.as_json:
+                    self.out.print(json.dumps(data, ensure_ascii=False), markup=False,
+                                   highlight=False, soft_wrap=True)  # fmt: skip
+                    continue
+                task = f" {data['task_id']}" if data.get("task_id") else ""
+                extra = json.dumps(data.get("data") or {}, ensure_ascii=False)
+                self.out.print(
+                    f"{data.get('seq', '')} {data.get('type', '')}{task} {extra}",
+                    markup=False,
+                    highlight=False,
+                    soft_wrap=True,
+                )
+
+    # ------------------------------------------------------------------ display
+    def _show(self, data: Mapping[str, Any]) -> None:
+        if self.as_json:
+            print_json(data)
+            return
+        title = (
+            f"Run {escape(str(data.get('run_id', '')))} · {escape(str(data.get('state', '')))}"
+            f" · {_tokens(data)} tokens · {_cost(data)}"
+        )
+        table = Table(title=title, title_justify="left")
+        for name in ("task", "state", "duration", "tokens", "cost", "note"):
+            table.add_column(name)
+        tasks = data.get("tasks")
+        for tid, task in tasks.items() if isinstance(tasks, Mapping) else ():
+            table.add_row(
+                escape(str(tid)),
+                escape(str(task.get("state", ""))),
+                _duration(task),
+                _tokens(task),
+                _cost(task),
+                escape(_error(task)),
+            )
+        self.out.print(table)
+        if _error(data):
+            self.out.print(f"error: {escape(_error(data))}", soft_wrap=True)

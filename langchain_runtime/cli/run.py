@@ -1,0 +1,167 @@
+"""``run``: a workflow from a file, with live progress, Ctrl-C, and the result.
+
+The run is driven by the orchestrator's ``astream``, which yields each task's
+result as it finishes and then the run's result. Ctrl-C cancels the stream: the
+orchestrator cancels the calls in flight and starts nothing new, and what had
+finished is still shown (the totals then count finished tasks only).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from langchain_runtime.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError
+from langchain_runtime.cli.options import (
+    load,
+    parse_budget,
+    parse_run_input,
+    require_inputs,
+    with_overrides,
+)
+from langchain_runtime.cli.progress import RunProgress
+from langchain_runtime.cli.render import print_json, print_run, run_json
+from langchain_runtime.domain import (
+    Cost,
+    RunResult,
+    RunState,
+    TaskError,
+    TaskResult,
+    TaskState,
+    Usage,
+)
+from langchain_runtime.orchestration import Orchestrator
+
+__all__ = ["RunOutcome", "execute", "run_workflow"]
+
+TaskSink = Callable[[TaskResult], None]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A run's result, and whether it was cut short by Ctrl-C."""
+
+    result: RunResult
+    interrupted: bool = False
+
+
+async def _drive(
+    orchestrator: Orchestrator, run_input: dict[str, Any], run_id: uuid.UUID, sink: TaskSink
+) -> RunResult:
+    async for item in orchestrator.astream(run_input, {"run_id": run_id}):
+        if isinstance(item, RunResult):
+            return item
+        sink(item)
+    raise RuntimeError("the run's stream ended without a result")  # pragma: no cover
+
+
+def execute(orchestrator: Orchestrator, run_input: dict[str, Any], sink: TaskSink) -> RunOutcome:
+    """Run to the end, passing each finished task to ``sink``; Ctrl-C stops it cleanly.
+
+    On Ctrl-C, ``asyncio.run`` cancels the stream, the stream cancels the run (the
+    calls in flight are cancelled, nothing new starts), and the result is built
+    from the tasks that had finished.
+    """
+    run_id = uuid.uuid4()
+    finished: dict[str, TaskResult] = {}
+
+    def record(result: TaskResult) -> None:
+        finished[result.task_id] = result
+        sink(result)
+
+    try:
+        return RunOutcome(asyncio.run(_drive(orchestrator, run_input, run_id, record)))
+    except KeyboardInterrupt:
+        return RunOutcome(_interrupted(orchestrator, str(run_id), finished), interrupted=True)
+
+
+def _interrupted(
+    orchestrator: Orchestrator, run_id: str, finished: dict[str, TaskResult]
+) -> RunResult:
+    tasks = dict(finished)
+    for tid in orchestrator.graph.order:
+        if tid not in tasks:
+            tasks[tid] = TaskResult(
+                task_id=tid,
+                state=TaskState.CANCELLED,
+                error=TaskError(code="cancelled", message="interrupted before it finished"),
+            )
+    usage = sum((t.usage for t in finished.values()), Usage())
+    cost = sum((t.cost for t in finished.values()), Cost())
+    message = (
+        f"interrupted (Ctrl-C) after {len(finished)} of {len(tasks)} tasks finished; "
+        "totals count finished tasks only"
+    )
+    return RunResult(
+        run_id=run_id,
+        state=RunState.ABORTED,
+        outputs={t: r.output for t, r in finished.items() if r.state is TaskState.COMPLETED},
+        tasks=tasks,
+        usage=usage,
+        cost=cost,
+        error=TaskError(code="run_aborted", message=message, type="RunAbortedError"),
+        scheduling=orchestrator.policy.scheduling,
+    )
+
+
+def _whole_result(orchestrator: Orchestrator) -> Orchestrator:
+    """The same workflow returning the whole ``RunResult`` (a workflow may name one
+    ``output`` task, whose output alone a chain would receive)."""
+    if orchestrator.output is None:
+        return orchestrator
+    return Orchestrator(
+        orchestrator.graph,
+        policy=orchestrator.policy,
+        catalog=orchestrator.catalog,
+        input_keys=orchestrator.input_keys,
+        name=orchestrator.name,
+    )
+
+
+def run_workflow(
+    path: Path,
+    *,
+    inputs: Sequence[str] | None,
+    input_file: Path | None,
+    workflow: str | None,
+    budget: str | None,
+    max_parallelism: int | None,
+    as_json: bool,
+    out: Console,
+    err: Console,
+) -> None:
+    """Run one workflow of ``path`` and show (or print as JSON) its result.
+
+    Raises:
+        CliError: The run did not complete (exit 1), or was interrupted (exit 130).
+        ConfigurationError, GraphValidationError, InvalidInputError: Bad file or input.
+    """
+    amount: Decimal | None = parse_budget(budget)
+    run_input = parse_run_input(inputs, input_file)
+    loaded = load(path, workflow)
+    policy = with_overrides(loaded.policy, budget=amount, max_parallelism=max_parallelism)
+    orchestrator = _whole_result(loaded.config.build_workflow(loaded.name, policy_override=policy))
+    require_inputs(orchestrator.required_inputs, run_input)
+    order = orchestrator.graph.order
+    if as_json:
+        outcome = execute(orchestrator, run_input, lambda _: None)
+        print_json(run_json(outcome.result))
+    else:
+        deps = {task.id: task.deps for task in orchestrator.graph}
+        currency = loaded.config.catalog().currency
+        with RunProgress(err, order, deps, currency) as progress:
+            outcome = execute(orchestrator, run_input, progress)
+        print_run(out, outcome.result, order)
+    result = outcome.result
+    if outcome.interrupted:
+        raise CliError(result.error.message if result.error else "interrupted", EXIT_INTERRUPTED)
+    if not result.ok:
+        reason = f": {result.error.message}" if result.error is not None else ""
+        raise CliError(f"run {result.run_id} ended {result.state.value}{reason}", EXIT_FAILED)

@@ -1,0 +1,92 @@
+"""``validate``: check a workflow file without running anything or building a model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from langchain_runtime.cli.options import priced_name
+from langchain_runtime.cli.render import format_money, format_tokens
+from langchain_runtime.config import RuntimeConfig, load_config
+from langchain_runtime.domain import RunPolicy
+from langchain_runtime.errors import ConfigurationError
+
+__all__ = ["WorkflowSummary", "print_summaries", "validate"]
+
+_SIMULATED = "simulated"
+
+
+@dataclass(frozen=True)
+class WorkflowSummary:
+    """What a valid workflow holds: its tasks, the models they use, its policy."""
+
+    name: str
+    tasks: int
+    models: tuple[str, ...]
+    policy: RunPolicy
+
+
+def _check_prices(config: RuntimeConfig, name: str, policy: RunPolicy) -> None:
+    """A cost budget needs a price for every model its tasks use (else the run refuses)."""
+    if policy.budget is None or policy.budget.max_cost is None:
+        return
+    catalog = config.catalog()
+    workflow = config.workflow(name)
+    for task in workflow.tasks:
+        model_id = task.model or workflow.model or _SIMULATED
+        model = priced_name(config, model_id)
+        if catalog.find(model) is None:
+            raise ConfigurationError(
+                f"{config.source}: workflow {name!r}, task {task.id!r}: model {model_id!r} "
+                f"({model}) has no price, and the workflow has a cost budget; add it under "
+                f"`prices:`, e.g. prices: {{{model}: {{input: 1.0, output: 2.0}}}} (USD per "
+                "1M tokens)"
+            )
+
+
+def validate(path: Path, workflow: str | None = None) -> list[WorkflowSummary]:
+    """Check the file, and one workflow (or every workflow) in it, offline.
+
+    Raises:
+        ConfigurationError, GraphValidationError, InvalidInputError: What is wrong,
+            naming the file, the line and field when known, and the task.
+    """
+    config = load_config(path)
+    config.check(workflow)
+    names = [workflow] if workflow is not None else sorted(config.workflows)
+    summaries = []
+    for name in names:
+        spec = config.workflow(name)
+        policy = config.workflow_policy(name)
+        _check_prices(config, name, policy)
+        models = {t.model or spec.model or _SIMULATED for t in spec.tasks}
+        summaries.append(WorkflowSummary(name, len(spec.tasks), tuple(sorted(models)), policy))
+    return summaries
+
+
+def _policy_text(policy: RunPolicy) -> str:
+    parts = [f"max_parallelism {policy.max_parallelism}", policy.scheduling]
+    budget = policy.budget
+    if budget is not None and budget.max_cost is not None:
+        parts.append(f"budget {format_money(budget.max_cost, budget.currency)}")
+    if budget is not None and budget.max_tokens is not None:
+        parts.append(f"{format_tokens(budget.max_tokens)} tokens")
+    if budget is None or (budget.max_cost is None and budget.max_tokens is None):
+        parts.append("no budget")
+    if policy.timeout is not None:
+        parts.append(f"timeout {policy.timeout:g}s")
+    return ", ".join(parts)
+
+
+def print_summaries(console: Console, path: Path, summaries: list[WorkflowSummary]) -> None:
+    """One line per valid workflow."""
+    for s in summaries:
+        console.print(
+            f"[green]✓[/] {escape(str(path))}: workflow {escape(s.name)!r} is valid: "
+            f"{s.tasks} tasks, models {escape(', '.join(s.models))}; {_policy_text(s.policy)}",
+            soft_wrap=True,
+            highlight=False,
+        )
