@@ -1,0 +1,236 @@
+"""Errors of the HTTP API, and the one table that maps error codes to HTTP statuses.
+
+Every error response has the body ``{"code": ..., "message": ...}``. The server
+turns an exception into that body through :data:`ERROR_TABLE` (by the exception's
+``code``), and the client turns the body back into an exception through the same
+table, so both sides agree by construction. Where the package has an error class
+for a code, the client raises an :class:`ApiError` that *is also* an instance of
+that class (``except BudgetExceededError`` works for a local and a remote run)::
+
+    LangChainRuntimeError
+    └── ApiError                          .status_code .code; raised by the client
+        ├── RunNotFoundError(LookupError) 404 run_not_found
+        ├── RunExistsError                409 run_exists (a client-chosen id is taken)
+        ├── UnauthorizedError             401 unauthorized (missing or wrong token)
+        ├── PayloadTooLargeError          413 payload_too_large
+        ├── TooManyRunsError              429 too_many_runs; retryable later
+        ├── ServerError                   500 internal_error, 503 shutting_down, any 5xx
+        ├── ApiConnectionError(ConnectionError)  the server could not be reached
+        │   └── ApiTimeoutError(TimeoutError)    no answer (or no end of run) in time
+        └── (private) ApiError + a package error, for invalid_input, invalid_config,
+            dag_invalid, dag_cycle, dep_not_found, context_too_large,
+            budget_exceeded, run_completed, run_aborted
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from langchain_runtime.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    ContextTooLargeError,
+    GraphValidationError,
+    InvalidInputError,
+    LangChainRuntimeError,
+    RunAbortedError,
+    RunFinishedError,
+)
+
+__all__ = [
+    "ERROR_TABLE",
+    "ApiConnectionError",
+    "ApiError",
+    "ApiTimeoutError",
+    "ErrorKind",
+    "PayloadTooLargeError",
+    "RunExistsError",
+    "RunNotFoundError",
+    "ServerError",
+    "TooManyRunsError",
+    "UnauthorizedError",
+    "code_for_status",
+    "error_from_body",
+    "status_for",
+]
+
+
+class ApiError(LangChainRuntimeError):
+    """An error answered by the runtime server (or the failure to get an answer).
+
+    Attributes:
+        status_code: The HTTP status, or 0 when no response was received.
+        code: The error code from the response body.
+
+    Example:
+        >>> err = error_from_body(404, {"code": "run_not_found", "message": "no run 'x'"})
+        >>> isinstance(err, RunNotFoundError), err.status_code, str(err)
+        (True, 404, "no run 'x'")
+    """
+
+    status_code: int = 0
+
+    def __init__(self, message: str = "", *args: Any, **kwargs: Any) -> None:
+        super().__init__(message, *args, **kwargs)
+
+
+class RunNotFoundError(ApiError, LookupError):
+    """No run has this id."""
+
+    code = "run_not_found"
+    status_code = 404
+
+
+class RunExistsError(ApiError):
+    """A run with the client-chosen id already exists."""
+
+    code = "run_exists"
+    status_code = 409
+
+
+class UnauthorizedError(ApiError):
+    """The request lacked the server's bearer token, or gave a wrong one."""
+
+    code = "unauthorized"
+    status_code = 401
+
+
+class PayloadTooLargeError(ApiError):
+    """The request body is larger than the server accepts."""
+
+    code = "payload_too_large"
+    status_code = 413
+
+
+class TooManyRunsError(ApiError):
+    """The server runs as many runs as it allows; try again when one has finished."""
+
+    code = "too_many_runs"
+    status_code = 429
+    is_retryable = True
+
+
+class ServerError(ApiError):
+    """The server failed (a 5xx answer)."""
+
+    code = "internal_error"
+    status_code = 500
+
+
+class ApiConnectionError(ApiError, ConnectionError):
+    """The server could not be reached, or the connection broke before an answer."""
+
+    code = "connection_error"
+    is_retryable = True
+
+
+class ApiTimeoutError(ApiConnectionError, TimeoutError):
+    """No answer in time, or a run did not end within ``wait``'s timeout."""
+
+    code = "timeout"
+
+
+# A package error answered over HTTP: `except BudgetExceededError` and `except ApiError`
+# both catch it. Private: callers catch the package class or ApiError.
+class _RemoteInvalidInput(InvalidInputError, ApiError):
+    pass
+
+
+class _RemoteConfiguration(ConfigurationError, ApiError):
+    pass
+
+
+class _RemoteGraphValidation(GraphValidationError, ApiError):
+    pass
+
+
+class _RemoteContextTooLarge(ContextTooLargeError, ApiError):
+    pass
+
+
+class _RemoteBudgetExceeded(BudgetExceededError, ApiError):
+    pass
+
+
+class _RemoteRunFinished(RunFinishedError, ApiError):
+    pass
+
+
+class _RemoteRunAborted(RunAbortedError, ApiError):
+    pass
+
+
+class ErrorKind(NamedTuple):
+    """One row of :data:`ERROR_TABLE`: the HTTP status and the client's error class."""
+
+    status: int
+    error: type[ApiError]
+
+
+#: THE mapping of error code -> HTTP status (and the class the client raises).
+ERROR_TABLE: Mapping[str, ErrorKind] = {
+    # the request itself is wrong: bad JSON, a wrong type, an unknown model
+    "invalid_input": ErrorKind(400, _RemoteInvalidInput),
+    # well-formed, but it can not run under the server's configuration
+    # (e.g. a cost budget over a model with no known price)
+    "invalid_config": ErrorKind(422, _RemoteConfiguration),
+    "dag_invalid": ErrorKind(422, _RemoteGraphValidation),
+    "dag_cycle": ErrorKind(422, _RemoteGraphValidation),
+    "dep_not_found": ErrorKind(422, _RemoteGraphValidation),
+    "context_too_large": ErrorKind(422, _RemoteContextTooLarge),
+    # the work can not be paid for within its budget
+    "budget_exceeded": ErrorKind(402, _RemoteBudgetExceeded),
+    "unauthorized": ErrorKind(401, UnauthorizedError),
+    "run_not_found": ErrorKind(404, RunNotFoundError),
+    "not_found": ErrorKind(404, ApiError),
+    "method_not_allowed": ErrorKind(405, ApiError),
+    "run_exists": ErrorKind(409, RunExistsError),
+    "run_completed": ErrorKind(409, _RemoteRunFinished),
+    "run_aborted": ErrorKind(409, _RemoteRunAborted),
+    "payload_too_large": ErrorKind(413, PayloadTooLargeError),
+    "too_many_runs": ErrorKind(429, TooManyRunsError),
+    "internal_error": ErrorKind(500, ServerError),
+    "shutting_down": ErrorKind(503, ServerError),
+}
+
+
+def status_for(code: str) -> int:
+    """The HTTP status for an error code; unknown codes are server errors (500)."""
+    kind = ERROR_TABLE.get(code)
+    return kind.status if kind is not None else 500
+
+
+def code_for_status(status: int) -> str:
+    """The code of a bare HTTP error (no route, wrong method): the first with that status."""
+    for code, kind in ERROR_TABLE.items():
+        if kind.status == status and kind.error is ApiError:
+            return code
+    return "internal_error" if status >= 500 else "invalid_input"
+
+
+def error_from_body(status: int, body: Any) -> ApiError:
+    """The exception for an error response: by its ``code``, else by its status.
+
+    Args:
+        status: The HTTP status.
+        body: The decoded JSON body (anything: a proxy may answer with HTML).
+    """
+    code = message = None
+    if isinstance(body, Mapping):
+        code = body.get("code") if isinstance(body.get("code"), str) else None
+        message = body.get("message") if isinstance(body.get("message"), str) else None
+    kind = ERROR_TABLE.get(code) if code is not None else None
+    cls: type[ApiError]
+    if kind is not None:
+        cls = kind.error
+    elif status >= 500:
+        cls = ServerError
+    else:
+        by_status = [k.error for k in ERROR_TABLE.values() if k.status == status]
+        cls = by_status[0] if by_status else ApiError
+    exc = cls(message or f"HTTP {status}")
+    exc.status_code = status
+    if code is not None:
+        exc.code = code
+    return exc

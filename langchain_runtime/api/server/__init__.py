@@ -1,0 +1,166 @@
+"""The runtime as an HTTP sidecar (FastAPI + uvicorn; ``pip install 'langchain-runtime[server]'``).
+
+Routes (JSON; errors are ``{"code", "message"}``)::
+
+    POST /api/v1/runs                 202 {run_id, state}: a registered workflow or tasks
+    GET  /api/v1/runs                 a page of runs (?limit=&offset=&state=)
+    GET  /api/v1/runs/{id}            state, every task, totals
+    POST /api/v1/runs/{id}/abort      202 {run_id, state: "aborting"}
+    POST /api/v1/runs/{id}/tasks      202: add a task to the live run
+    GET  /api/v1/runs/{id}/events     server-sent events, resumable (Last-Event-ID)
+    GET  /healthz                     liveness (no token needed)
+    GET  /metrics                     Prometheus text
+
+Example:
+    >>> from langchain_runtime.api.server import create_app  # doctest: +SKIP
+    >>> app = create_app(store=":memory:", token="s3cret")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from langchain_runtime.api._calls import TOKEN_ENV
+from langchain_runtime.api.store import RunStore, SqliteRunStore
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from langchain_runtime.api.server._background import BackgroundServer
+    from langchain_runtime.config import RuntimeConfig
+    from langchain_runtime.orchestration import Orchestrator
+
+__all__ = ["DEFAULT_DB", "create_app", "serve", "serve_in_thread"]
+
+logger = logging.getLogger(__name__)
+
+#: The SQLite file used when ``store`` is not given (``$LANGCHAIN_RUNTIME_DB`` overrides).
+DEFAULT_DB = "langchain-runtime-runs.sqlite3"
+_INSTALL = "pip install 'langchain-runtime[server]'"
+
+
+def _require_server_deps() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(
+            f"the runtime's HTTP server needs FastAPI and uvicorn ({exc.name} is missing); "
+            f"install them with: {_INSTALL}"
+        ) from exc
+
+
+def create_app(
+    config: RuntimeConfig | None = None,
+    *,
+    store: RunStore | str | os.PathLike[str] | None = None,
+    token: str | None = None,
+    max_body_bytes: int = 1_000_000,
+    max_concurrent_runs: int = 16,
+    workflows: Mapping[str, Orchestrator] | None = None,
+    checkpoint_interval: float = 1.0,
+    sse_keepalive: float = 5.0,
+) -> FastAPI:
+    """The sidecar as an ASGI application.
+
+    Runs found unfinished in the store (a server died while they ran) are marked
+    ``failed`` when the app is created: a run executes at most once.
+
+    Args:
+        config: Models, policies and workflows; requests can use only what it
+            defines (and the built-in ``simulated`` model). Default: empty.
+        store: A :class:`RunStore`, or the path of an SQLite file (default
+            ``$LANGCHAIN_RUNTIME_DB`` or ``./langchain-runtime-runs.sqlite3``).
+        token: Bearer token required on every route but ``/healthz``; default
+            ``$LANGCHAIN_RUNTIME_TOKEN``; none means no authentication.
+        max_body_bytes: Larger request bodies are refused (413).
+        max_concurrent_runs: More runs at once are refused (429).
+        workflows: Prebuilt orchestrators (with any Python runnables) by name.
+        checkpoint_interval: Seconds between saves of a live run's progress.
+        sse_keepalive: Seconds of silence after which the event stream sends a
+            keep-alive comment.
+
+    Raises:
+        ImportError: FastAPI or uvicorn is not installed.
+    """
+    _require_server_deps()
+    from langchain_runtime.api.server._app import build_app
+    from langchain_runtime.api.server._manager import RunManager
+    from langchain_runtime.config import load_config
+
+    if config is None:
+        config = load_config({})
+    own_store = not isinstance(store, RunStore)
+    if store is None:
+        store = os.environ.get("LANGCHAIN_RUNTIME_DB") or DEFAULT_DB
+    if not isinstance(store, RunStore):
+        store = SqliteRunStore(Path(store) if str(store) != ":memory:" else ":memory:")
+    if token is None:
+        token = os.environ.get(TOKEN_ENV) or None
+    manager = RunManager(
+        config,
+        store,
+        workflows=workflows,
+        max_concurrent_runs=max_concurrent_runs,
+        checkpoint_interval=checkpoint_interval,
+        own_store=own_store,
+    )
+    return build_app(
+        manager, token=token or None, max_body_bytes=max_body_bytes, sse_keepalive=sse_keepalive
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", **create_app_kwargs: Any
+) -> None:
+    """Serve the sidecar with uvicorn until interrupted (blocking).
+
+    Binds the loopback address by default; binding another address without a
+    token logs a warning, as anyone who can reach it could then run (and pay for)
+    model calls.
+
+    Example:
+        >>> serve(port=8000, store="runs.sqlite3", token="s3cret")  # doctest: +SKIP
+    """
+    _require_server_deps()
+    import uvicorn
+
+    app = create_app(**create_app_kwargs)
+    if not _is_loopback(host) and not (create_app_kwargs.get("token") or os.environ.get(TOKEN_ENV)):
+        logger.warning(
+            "serving on %s without a token: anyone who can reach it can start runs; set "
+            "token= or %s",
+            host,
+            TOKEN_ENV,
+        )
+    uvicorn.run(app, host=host, port=port, log_level=log_level, ws="none")
+
+
+def serve_in_thread(
+    app: FastAPI | None = None, *, host: str = "127.0.0.1", port: int = 0, **create_app_kwargs: Any
+) -> BackgroundServer:
+    """Start uvicorn in a daemon thread (notebooks, tests); see :class:`BackgroundServer`.
+
+    Example:
+        >>> with serve_in_thread(store=":memory:") as server:  # doctest: +SKIP
+        ...     RuntimeClient(server.url).health()["status"]
+        'ok'
+    """
+    _require_server_deps()
+    from langchain_runtime.api.server._background import BackgroundServer
+
+    return BackgroundServer(app or create_app(**create_app_kwargs), host=host, port=port).start()

@@ -1,0 +1,265 @@
+"""The FastAPI application: routes, error handlers and the event stream.
+
+FastAPI is imported inside :func:`build_app` only, so this module (like every module
+of the package) imports without the ``server`` extra. There is deliberately no
+``from __future__ import annotations`` here: the routes are defined inside
+``build_app``, and FastAPI must see their annotations as objects, not strings it
+would resolve against this module's globals.
+"""
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+from langchain_runtime._version import __version__
+from langchain_runtime.api._sse import END_EVENT, format_comment, format_event
+from langchain_runtime.api.errors import code_for_status, status_for
+from langchain_runtime.api.schemas import (
+    TERMINAL_STATES,
+    ApiRunState,
+    ErrorBody,
+    Health,
+    RunAccepted,
+    RunPage,
+    RunRequest,
+    RunStatus,
+    TaskAccepted,
+    TaskSpec,
+)
+from langchain_runtime.api.server._guard import Guard
+from langchain_runtime.api.server._manager import RunManager
+from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+__all__ = ["build_app"]
+
+logger = logging.getLogger(__name__)
+
+API = "/api/v1"
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429, 500)
+}
+
+
+def _loc(loc: Sequence[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def validation_message(errors: Sequence[Any]) -> str:
+    """One line per problem (at most five), each naming the field."""
+    parts = []
+    for err in errors[:5]:
+        loc = list(err.get("loc") or ())
+        source = loc.pop(0) if loc and loc[0] in ("body", "query", "path", "header") else ""
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "invalid JSON")
+            parts.append(f"malformed JSON: {detail}")
+            continue
+        where = _loc(loc) or ("body" if source == "body" else source or "request")
+        if source in ("query", "header"):
+            where = f"{source} parameter {where!r}"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    if len(errors) > 5:
+        parts.append(f"... and {len(errors) - 5} more")
+    return "; ".join(parts) or "invalid request"
+
+
+def _event_cursor(after: int | None, last_event_id: str | None) -> int:
+    if last_event_id is None:
+        return -1 if after is None else after
+    try:
+        value = int(last_event_id)
+    except ValueError:
+        raise InvalidInputError(
+            "header 'Last-Event-ID': expected an event id (an integer)"
+        ) from None
+    if value < -1:
+        raise InvalidInputError("header 'Last-Event-ID': expected an integer >= -1")
+    return value
+
+
+def build_app(
+    manager: RunManager,
+    *,
+    token: str | None,
+    max_body_bytes: int,
+    sse_poll_interval: float = 0.05,
+    sse_keepalive: float = 5.0,
+    sse_max_seconds: float = 600.0,
+) -> "FastAPI":
+    """The application over ``manager`` (see :func:`langchain_runtime.api.server.create_app`)."""
+    from fastapi import FastAPI, Header, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    def error(code: str, message: str) -> JSONResponse:
+        return JSONResponse({"code": code, "message": message}, status_for(code))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await run_in_threadpool(manager.close)
+
+    app = FastAPI(
+        title="langchain-runtime",
+        version=__version__,
+        description="Run graphs of LangChain tasks under hard token and cost budgets.",
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes, metrics=manager.metrics)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error("invalid_input", validation_message(exc.errors()))
+
+    @app.exception_handler(LangChainRuntimeError)
+    async def runtime_error(request: Request, exc: LangChainRuntimeError) -> JSONResponse:
+        code = exc.code
+        if status_for(code) >= 500:
+            logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+            if code != "shutting_down":
+                return error("internal_error", "internal error")
+        return error(code, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = code_for_status(exc.status_code)
+        return JSONResponse(
+            {"code": code, "message": str(exc.detail)}, exc.status_code, headers=exc.headers
+        )
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, exc: Exception) -> JSONResponse:
+        logger.error("%s %s crashed", request.method, request.url.path, exc_info=exc)
+        return error("internal_error", "internal error")
+
+    @app.get("/healthz", response_model=Health)
+    def healthz() -> Health:
+        return Health(version=__version__, active_runs=manager.active())
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> PlainTextResponse:
+        text = manager.metrics.render(manager.store.counts(), manager.active())
+        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
+    def start_run(body: RunRequest) -> RunAccepted:
+        """Submit a run: a registered `workflow` or ad-hoc `tasks`, a policy, an input."""
+        return manager.submit(body)
+
+    @app.get(f"{API}/runs", response_model=RunPage, responses=_ERRORS)
+    def list_runs(
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
+        state: ApiRunState | None = None,
+    ) -> RunPage:
+        """Runs, newest first, a page at a time."""
+        return manager.list_runs(limit=limit, offset=offset, state=state)
+
+    @app.get(
+        f"{API}/runs/{{run_id}}",
+        responses={200: {"model": RunStatus}, **_ERRORS},
+        response_class=JSONResponse,
+    )
+    def get_run(run_id: str) -> Response:
+        """The run's state, every task's state/output/error/usage/cost, and totals."""
+        return JSONResponse(manager.status(run_id))
+
+    @app.post(
+        f"{API}/runs/{{run_id}}/abort",
+        status_code=202,
+        response_model=RunAccepted,
+        responses=_ERRORS,
+    )
+    def abort_run(run_id: str) -> RunAccepted:
+        """Ask the run to stop; answers at once (state `aborting`)."""
+        return manager.abort(run_id)
+
+    @app.post(
+        f"{API}/runs/{{run_id}}/tasks",
+        status_code=202,
+        response_model=TaskAccepted,
+        responses=_ERRORS,
+    )
+    def enqueue_task(run_id: str, body: TaskSpec) -> TaskAccepted:
+        """Add a task to a live run; it joins the next batch."""
+        return manager.enqueue(run_id, body)
+
+    @app.get(f"{API}/runs/{{run_id}}/events", responses=_ERRORS)
+    async def run_events(
+        run_id: str,
+        after: Annotated[int | None, Query(ge=-1)] = None,
+        last_event_id: Annotated[str | None, Header()] = None,
+    ) -> StreamingResponse:
+        """Server-sent events: each committed event (`id` = its seq), then `end`.
+
+        Resume with `Last-Event-ID` (or `?after=`) to get only later events.
+        """
+        cursor = _event_cursor(after, last_event_id)
+        first = manager.live_events(run_id, cursor)
+        stored: tuple[list[dict[str, Any]], str] | None = None
+        if first is None:  # not live: it must exist in the store (404 otherwise)
+            stored = await run_in_threadpool(manager.stored_events, run_id, cursor)
+        return StreamingResponse(
+            _stream(manager, run_id, cursor, first, stored, sse_poll_interval, sse_keepalive,
+                    sse_max_seconds),
+            media_type="text/event-stream",
+            headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
+        )  # fmt: skip
+
+    return app
+
+
+async def _stream(
+    manager: RunManager,
+    run_id: str,
+    cursor: int,
+    batch: list[dict[str, Any]] | None,
+    stored: tuple[list[dict[str, Any]], str] | None,
+    poll: float,
+    keepalive: float,
+    max_seconds: float,
+) -> AsyncIterator[str]:
+    """Events after ``cursor`` until the run has ended; every wait is bounded."""
+    started = last_write = time.monotonic()
+    from starlette.concurrency import run_in_threadpool
+
+    while True:
+        state: str | None = None
+        if batch is None:
+            if stored is None:
+                stored = await run_in_threadpool(manager.stored_events, run_id, cursor)
+            batch, state = stored[0], stored[1]
+        for event in batch:
+            if event["seq"] <= cursor:
+                continue
+            cursor = event["seq"]
+            last_write = time.monotonic()
+            yield format_event(event["type"], json.dumps(event, separators=(",", ":")), cursor)
+        if state is not None and state in TERMINAL_STATES:
+            yield format_event(END_EVENT, json.dumps({"run_id": run_id, "state": state}))
+            return
+        now = time.monotonic()
+        if now - started > max_seconds:
+            return  # the client resumes from its Last-Event-ID
+        if now - last_write > keepalive:
+            last_write = now
+            yield format_comment()
+        await asyncio.sleep(poll)
+        batch = manager.live_events(run_id, cursor)
+        stored = None

@@ -1,0 +1,408 @@
+"""``RunManager``: the server's runs, live and stored (no web framework in here).
+
+Each accepted run executes in the background through ``Orchestrator.start`` and is
+watched by a thread of its own, which checkpoints its status to the store every
+``checkpoint_interval`` seconds and, when it ends, writes the final status and the
+rest of its events in one transaction. Only after that write does the API report
+the run finished: until then a run that has ended reads as ``running`` (or
+``aborting``), so a finished state is never shown for a result that could still
+be lost. Listing reads the store, so a live run's state there is as of its last
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from langchain_runtime.api.errors import (
+    ApiError,
+    RunExistsError,
+    RunNotFoundError,
+    TooManyRunsError,
+)
+from langchain_runtime.api.schemas import (
+    TERMINAL_STATES,
+    ApiRunState,
+    RunAccepted,
+    RunPage,
+    RunRequest,
+    RunStatus,
+    RunSummary,
+    TaskAccepted,
+    TaskSpec,
+)
+from langchain_runtime.api.server._build import build_orchestrator, build_task
+from langchain_runtime.api.server._metrics import Metrics
+from langchain_runtime.api.store import RunRecord, RunStore, interrupt_status
+from langchain_runtime.config import RuntimeConfig
+from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
+from langchain_runtime.errors import (
+    InvalidInputError,
+    LangChainRuntimeError,
+    RunAbortedError,
+    RunFinishedError,
+)
+from langchain_runtime.orchestration import Orchestrator, RunHandle
+
+__all__ = ["RunManager"]
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED = "the server stopped while this run was in flight; it was not resumed"
+SHUT_DOWN = "the server shut down before this run ended"
+
+
+class ShuttingDownError(ApiError):
+    code = "shutting_down"
+    status_code = 503
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def encode_event(event: RunEvent, run_id: str) -> dict[str, Any]:
+    """A committed event as JSON, under the API's run id."""
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "run_id": run_id,
+        "task_id": event.task_id,
+        "data": to_jsonable_python(event.data, fallback=str),
+        "ts": event.ts.isoformat(),
+    }
+
+
+@dataclass
+class _Live:
+    run_id: str
+    handle: RunHandle
+    record: RunRecord
+    default_model: str | None
+    started: float
+    aborting: bool = False
+    saved_seq: int = -1
+
+
+def _finished_error(run_id: str, state: str) -> LangChainRuntimeError:
+    if state == "aborted":
+        return RunAbortedError(f"run {run_id} was aborted")
+    return RunFinishedError(f"run {run_id} has already finished ({state})")
+
+
+class RunManager:
+    """Starts, tracks, persists and steers the server's runs.
+
+    Args:
+        config: Where models, policies and workflows come from.
+        store: Where runs are kept. Unfinished runs found there are marked
+            ``failed`` at once (they were in flight when a server stopped).
+        workflows: Prebuilt orchestrators, by name, that requests may run.
+        max_concurrent_runs: Most runs executing at once; more are refused (429).
+        checkpoint_interval: Seconds between saves of a live run's progress.
+        own_store: Close the store with the manager.
+    """
+
+    def __init__(
+        self,
+        config: RuntimeConfig,
+        store: RunStore,
+        *,
+        workflows: Mapping[str, Orchestrator] | None = None,
+        max_concurrent_runs: int = 16,
+        checkpoint_interval: float = 1.0,
+        own_store: bool = False,
+    ) -> None:
+        if max_concurrent_runs < 1:
+            raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
+        self.config = config
+        self.store = store
+        self.workflows = dict(workflows or {})
+        self.max_concurrent_runs = max_concurrent_runs
+        self.checkpoint_interval = checkpoint_interval
+        self.metrics = Metrics()
+        self._own_store = own_store
+        self._lock = threading.Lock()
+        self._live: dict[str, _Live] = {}
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        interrupted = store.mark_interrupted(INTERRUPTED)
+        if interrupted:
+            logger.warning(
+                "%d run(s) were in flight when the server stopped; marked failed: %s",
+                len(interrupted),
+                ", ".join(interrupted[:20]),
+            )
+
+    # -- submission -----------------------------------------------------------------
+    def submit(self, request: RunRequest) -> RunAccepted:
+        """Validate and start a run; the answer of ``POST /api/v1/runs``."""
+        orch = build_orchestrator(self.config, self.workflows, request)
+        missing = sorted(orch.required_inputs - set(request.input))
+        if missing:
+            raise InvalidInputError(f"input: missing key(s) the prompts use: {', '.join(missing)}")
+        run_id = request.id or str(uuid.uuid4())
+        # tasks added later default to the request's model, else the workflow's
+        default_model = request.model
+        name = request.workflow
+        if default_model is None and name is not None and name not in self.workflows:
+            spec = self.config.workflows.get(name)
+            default_model = spec.model if spec is not None else None
+        record = RunRecord(
+            run_id=run_id,
+            state="pending",
+            workflow=request.workflow,
+            request=request.model_dump(mode="json", exclude_unset=True),
+        )
+        with self._lock:
+            if self._closed:
+                raise ShuttingDownError("the server is shutting down")
+            if len(self._live) >= self.max_concurrent_runs:
+                raise TooManyRunsError(
+                    f"{len(self._live)} runs are executing, the most this server allows; "
+                    "retry when one has finished"
+                )
+            if run_id in self._live:
+                raise RunExistsError(f"a run with id {run_id!r} already exists")
+            self.store.create(record)
+            try:
+                handle = orch.start(
+                    request.input,
+                    {"run_name": request.workflow or "run", "metadata": {"api_run_id": run_id}},
+                )
+            except Exception as exc:
+                failed = replace(record, state="failed", updated_at=_now())
+                self.store.save(failed)
+                raise exc
+            live = _Live(run_id, handle, record, default_model, time.monotonic())
+            self._live[run_id] = live
+            thread = threading.Thread(
+                target=self._watch, args=(live,), name=f"lcr-watch-{run_id[:8]}", daemon=True
+            )
+            self._threads = [t for t in self._threads if t.is_alive()]
+            self._threads.append(thread)
+        self.metrics.run_submitted()
+        thread.start()
+        logger.info("run %s accepted (%s)", run_id, request.workflow or "ad-hoc tasks")
+        return RunAccepted(run_id=run_id, state=self._state(live, handle.status().value))
+
+    # -- the background side ----------------------------------------------------------
+    @staticmethod
+    def _state(live: _Live, state: str) -> ApiRunState:
+        """The API state of a live run: a terminal state is not shown before it is saved."""
+        if live.aborting:
+            return "aborting"
+        if state in TERMINAL_STATES:
+            return "running"
+        return "pending" if state == "pending" else "running"
+
+    def _live_status(self, live: _Live, result: RunResult, state: ApiRunState) -> RunStatus:
+        return RunStatus.from_result(
+            result,
+            run_id=live.run_id,
+            state=state,
+            workflow=live.record.workflow,
+            created_at=live.record.created_at,
+            updated_at=_now(),
+        )
+
+    def _save(self, live: _Live, status: RunStatus, result: RunResult) -> None:
+        events = [encode_event(e, live.run_id) for e in result.events if e.seq > live.saved_seq]
+        record = replace(
+            live.record,
+            state=status.state,
+            updated_at=status.updated_at or _now(),
+            status=status.model_dump(mode="json"),
+        )
+        self.store.save(record, events)
+        if events:
+            live.saved_seq = events[-1]["seq"]
+
+    def _watch(self, live: _Live) -> None:
+        handle = live.handle
+        result: RunResult | None = None
+        failure: BaseException | None = None
+        while True:
+            if handle.done():
+                try:
+                    result = handle.result(timeout=0)
+                except BaseException as exc:  # the run itself failed
+                    failure = exc
+                break
+            try:
+                result = handle.result(timeout=self.checkpoint_interval)
+                break
+            except BaseException:  # "not yet"; or it just ended: the top of the loop tells
+                if handle.done():
+                    continue
+            try:
+                snap = handle.snapshot()
+                self._save(live, self._live_status(live, snap, self._state(live, "running")), snap)
+            except Exception:
+                logger.exception("checkpoint of run %s failed", live.run_id)
+        self._finalize(live, result, failure)
+
+    def _finalize(
+        self, live: _Live, result: RunResult | None, failure: BaseException | None
+    ) -> None:
+        if result is None:
+            logger.error("run %s crashed", live.run_id, exc_info=failure)
+            result = handle_snapshot_or_empty(live)
+            result = result.model_copy(
+                update={
+                    "state": RunState.FAILED,
+                    "error": TaskError(
+                        code="internal_error", message=f"the run crashed: {failure!r}"
+                    ),
+                }
+            )
+        status = RunStatus.from_result(
+            result,
+            run_id=live.run_id,
+            workflow=live.record.workflow,
+            created_at=live.record.created_at,
+            updated_at=_now(),
+        )
+        for attempt in range(3):
+            try:
+                self._save(live, status, result)
+                break
+            except Exception:
+                logger.exception("saving the result of run %s failed (%d)", live.run_id, attempt)
+                time.sleep(0.1 * (attempt + 1))
+        with self._lock:
+            self._live.pop(live.run_id, None)
+        self.metrics.run_finished(status, time.monotonic() - live.started)
+        logger.info("run %s finished: %s", live.run_id, status.state)
+
+    # -- reading ------------------------------------------------------------------------
+    def _get_live(self, run_id: str) -> _Live | None:
+        with self._lock:
+            return self._live.get(run_id)
+
+    def _load(self, run_id: str) -> RunRecord:
+        record = self.store.load(run_id)
+        if record is None:
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return record
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        """The run's status as JSON: live from its handle, else from the store."""
+        live = self._get_live(run_id)
+        if live is not None:
+            snap = live.handle.snapshot()
+            state = self._state(live, snap.state.value)
+            return self._live_status(live, snap, state).model_dump(mode="json")
+        record = self._load(run_id)
+        if record.status is not None:
+            return dict(record.status)
+        return RunStatus(
+            run_id=run_id,
+            state=record.state,
+            workflow=record.workflow,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+        ).model_dump(mode="json")
+
+    def list_runs(self, *, limit: int, offset: int, state: str | None) -> RunPage:
+        records, total = self.store.list(limit=limit, offset=offset, state=state)
+        items = []
+        for record in records:
+            status = dict(record.status or {})
+            cost = status.get("cost") or {}
+            items.append(
+                RunSummary(
+                    run_id=record.run_id,
+                    state=record.state,
+                    workflow=record.workflow,
+                    created_at=record.created_at,
+                    updated_at=record.updated_at,
+                    tasks=len(status.get("tasks") or {}),
+                    total_tokens=int((status.get("usage") or {}).get("total_tokens") or 0),
+                    cost=cost,
+                )
+            )
+        return RunPage(items=items, total=total, limit=limit, offset=offset)
+
+    def live_events(self, run_id: str, after: int) -> list[dict[str, Any]] | None:
+        """Events after ``after`` of a live run, or None when the run is not live."""
+        live = self._get_live(run_id)
+        if live is None:
+            return None
+        # seq is the index in the committed log
+        return [encode_event(e, run_id) for e in live.handle.events()[after + 1 :]]
+
+    def stored_events(self, run_id: str, after: int) -> tuple[list[dict[str, Any]], str]:
+        """Stored events after ``after`` and the run's state (raises when unknown)."""
+        record = self._load(run_id)
+        return self.store.events(run_id, after), record.state
+
+    def active(self) -> int:
+        with self._lock:
+            return len(self._live)
+
+    # -- steering ----------------------------------------------------------------------
+    def abort(self, run_id: str) -> RunAccepted:
+        """Ask a live run to stop (fire-and-forget): state ``aborting``."""
+        live = self._get_live(run_id)
+        if live is not None:
+            if live.aborting or live.handle.abort():
+                live.aborting = True
+                return RunAccepted(run_id=run_id, state="aborting")
+            raise _finished_error(run_id, live.handle.status().value)
+        raise _finished_error(run_id, self._load(run_id).state)
+
+    def enqueue(self, run_id: str, spec: TaskSpec) -> TaskAccepted:
+        """Add a task to a live run (validated like the tasks of a request)."""
+        live = self._get_live(run_id)
+        if live is None:
+            raise _finished_error(run_id, self._load(run_id).state)
+        if live.aborting:
+            raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
+        task = build_task(self.config, spec, live.default_model, "task")
+        live.handle.enqueue(task)
+        return TaskAccepted(run_id=run_id, task_id=task.id)
+
+    # -- shutting down -------------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> None:
+        """Abort live runs, wait up to ``timeout`` for their results to be saved, and
+        mark any still unsaved as failed."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            lives = list(self._live.values())
+            threads = list(self._threads)
+        for live in lives:
+            live.aborting = True
+            live.handle.abort()
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            left = list(self._live.values())
+        for live in left:
+            logger.error("run %s did not end in %ss; marking it failed", live.run_id, timeout)
+            try:
+                self.store.save(interrupt_status(live.record, SHUT_DOWN))
+            except Exception:
+                logger.exception("could not mark run %s failed", live.run_id)
+        if self._own_store:
+            self.store.close()
+
+
+def handle_snapshot_or_empty(live: _Live) -> RunResult:
+    try:
+        return live.handle.snapshot()
+    except Exception:
+        logger.exception("no snapshot of run %s", live.run_id)
+        return RunResult(run_id=live.run_id, state="failed")
