@@ -58,10 +58,18 @@ def _context(text: str, html: str) -> None:
     assert "failed - context_too_large - cost: 0 USD" in text
 
 
+def _sidecar(text: str, html: str) -> None:
+    assert "'status': 'ok'" in text
+    assert "<table>" in html and "<td>summary</td><td>completed</td>" in html
+    assert "aborted {'after': 'skipped', 'long': 'cancelled'}" in text
+    assert "task_completed summary" in text and "run_finished" in text
+
+
 EXPECT = {
     "01_quickstart.ipynb": _quickstart,
     "02_budget_an_agent.ipynb": _budget,
     "03_context.ipynb": _context,
+    "04_sidecar.ipynb": _sidecar,
 }
 
 
