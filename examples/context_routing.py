@@ -19,10 +19,21 @@ editor = SimulatedChatModel(response_tokens=60, model_name="gpt-4o-mini")
 tasks = [
     # a dict output: fields can be selected by dependents
     Task("brief", lambda inp: {"topic": inp["topic"], "audience": "students"}),
-    Task("history", prompt="Write the history of {topic}.", model=writer,
-         deps=["brief"], inputs={"topic": "brief.topic"}),
-    Task("biology", prompt="Write about the biology of {topic}.", model=writer,
-         deps=["brief"], inputs={"topic": "brief.topic"}, memory_key="biology"),
+    Task(
+        "history",
+        prompt="Write the history of {topic}.",
+        model=writer,
+        deps=["brief"],
+        inputs={"topic": "brief.topic"},
+    ),
+    Task(
+        "biology",
+        prompt="Write about the biology of {topic}.",
+        model=writer,
+        deps=["brief"],
+        inputs={"topic": "brief.topic"},
+        memory_key="biology",
+    ),
     Task(
         "article",
         prompt="For {audience}, merge into one article:\n{history}\n{notes}",

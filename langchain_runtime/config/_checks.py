@@ -123,4 +123,3 @@ def _check_workflow(
             f"output {workflow.output!r} is not a task of this workflow; expected one of: "
             f"{known_tasks}",
         )
-

@@ -94,8 +94,10 @@ def _parse_json(text: str, source: str) -> Any:
     if duplicates:
         raise ConfigFileError(
             source,
-            [ConfigIssue("", f"duplicate key {key!r}; each key may appear once in a mapping")
-             for key in dict.fromkeys(duplicates)],
+            [
+                ConfigIssue("", f"duplicate key {key!r}; each key may appear once in a mapping")
+                for key in dict.fromkeys(duplicates)
+            ],
         )
     return data
 

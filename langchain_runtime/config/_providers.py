@@ -65,9 +65,9 @@ def api_key_variable(provider: str) -> str:
     return _KEY_VARIABLES.get(provider, f"{provider.upper().replace('-', '_')}_API_KEY")
 
 
-def find_secrets(params: Mapping[str, Any], loc: tuple[str | int, ...] = ()) -> list[
-    tuple[str | int, ...]
-]:
+def find_secrets(
+    params: Mapping[str, Any], loc: tuple[str | int, ...] = ()
+) -> list[tuple[str | int, ...]]:
     """Locations of credential-like keys in ``params``, nested mappings included.
 
     Example:

@@ -48,16 +48,26 @@ def load_config(
         got = "an empty document" if data is None else f"a {type(data).__name__}"
         raise ConfigFileError(
             document.source,
-            [ConfigIssue("", "expected a mapping with models, prices, policies and workflows "
-                             f"(or a single workflow's tasks) at the top level; got {got}")],
+            [
+                ConfigIssue(
+                    "",
+                    "expected a mapping with models, prices, policies and workflows "
+                    f"(or a single workflow's tasks) at the top level; got {got}",
+                )
+            ],
         )
     single = "tasks" in data
     if single and "workflows" in data:
         raise ConfigFileError(
             document.source,
-            [ConfigIssue("workflows", "a file holds either `workflows:` or a single "
-                         "workflow's `tasks:` at the top level, not both",
-                         document.line_of(("workflows",)))],
+            [
+                ConfigIssue(
+                    "workflows",
+                    "a file holds either `workflows:` or a single "
+                    "workflow's `tasks:` at the top level, not both",
+                    document.line_of(("workflows",)),
+                )
+            ],
         )
     root: type[ConfigSpec] | type[WorkflowFileSpec] = WorkflowFileSpec if single else ConfigSpec
     try:

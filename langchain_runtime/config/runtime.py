@@ -360,4 +360,3 @@ class RuntimeConfig:
         issue = self._issue(loc, message)
         # A single-workflow file's root has no path: say which workflow it is instead.
         return issue if issue.path else ConfigIssue(f"workflow {name!r}", message, issue.line)
-

@@ -102,8 +102,11 @@ class CompactionResult:
             "max_tokens": self.max_tokens,
             "changed": self.changed,
             "variables": {
-                d.name: {"action": d.action, "tokens_before": d.tokens_before,
-                         "tokens_after": d.tokens_after}
+                d.name: {
+                    "action": d.action,
+                    "tokens_before": d.tokens_before,
+                    "tokens_after": d.tokens_after,
+                }
                 for d in self.details
             },
             "summarizer_calls": self.summarizer_calls,
@@ -225,8 +228,9 @@ class ContextCompactor:
         step = _advance(steps, None)
         while isinstance(step, _SummaryRequest):
             chat = _require(summarizer, task_id)
-            reply = chat.invoke(step.messages, _call_config(config, step),
-                                max_tokens=step.max_tokens)
+            reply = chat.invoke(
+                step.messages, _call_config(config, step), max_tokens=step.max_tokens
+            )
             step = _advance(steps, reply)
         return step
 
@@ -245,14 +249,18 @@ class ContextCompactor:
         step = _advance(steps, None)
         while isinstance(step, _SummaryRequest):
             chat = _require(summarizer, task_id)
-            reply = await chat.ainvoke(step.messages, _call_config(config, step),
-                                       max_tokens=step.max_tokens)
+            reply = await chat.ainvoke(
+                step.messages, _call_config(config, step), max_tokens=step.max_tokens
+            )
             step = _advance(steps, reply)
         return step
 
     # ------------------------------------------------------------------ the core
     def _steps(
-        self, variables: Mapping[str, Any], policy: ContextPolicy, model: str | None,
+        self,
+        variables: Mapping[str, Any],
+        policy: ContextPolicy,
+        model: str | None,
         task_id: str | None,
     ) -> Generator[_SummaryRequest, BaseMessage, CompactionResult]:
         """The one implementation: yields summarizer requests, receives the replies."""
@@ -281,7 +289,9 @@ class ContextCompactor:
                 new[name] = self._apply_summary(vs[name], reply, target, model)
         details = tuple(
             VariableCompaction(
-                v.name, v.kind, v.tokens,
+                v.name,
+                v.kind,
+                v.tokens,
                 self.count(new[v.name], model) if v.name in new else v.tokens,
                 action if v.name in new else "kept",
             )
@@ -293,12 +303,22 @@ class ContextCompactor:
             raise _too_large(task_id, after, limit, policy.strategy, before, hint)
         result = CompactionResult(
             variables={n: new.get(n, v) for n, v in variables.items()},
-            strategy=policy.strategy, tokens_before=before, tokens_after=after,
-            max_tokens=limit, details=details, summarizer_usage=usage, summarizer_calls=calls,
+            strategy=policy.strategy,
+            tokens_before=before,
+            tokens_after=after,
+            max_tokens=limit,
+            details=details,
+            summarizer_usage=usage,
+            summarizer_calls=calls,
         )
         if result.changed:
-            logger.debug("task %s: context compacted by %s from %d to %d tokens",
-                         task_id, policy.strategy, before, after)
+            logger.debug(
+                "task %s: context compacted by %s from %d to %d tokens",
+                task_id,
+                policy.strategy,
+                before,
+                after,
+            )
         return result
 
     # ------------------------------------------------------------------ truncate
@@ -355,7 +375,10 @@ class ContextCompactor:
         return self.estimator.truncate_text(text, limit, model, keep)
 
     def _cut_messages(
-        self, messages: Sequence[BaseMessage], limit: int, keep: Literal["head", "tail"],
+        self,
+        messages: Sequence[BaseMessage],
+        limit: int,
+        keep: Literal["head", "tail"],
         model: str | None,
     ) -> list[BaseMessage]:
         costs = [self._message_tokens(m, model) for m in messages]
@@ -397,13 +420,19 @@ class ContextCompactor:
         return self._floor(v, model) + self._message_tokens(HumanMessage(SUMMARY_PREFIX), model)
 
     def _summary_targets(
-        self, vs: Mapping[str, _Var], limit: int, model: str | None, task_id: str | None,
+        self,
+        vs: Mapping[str, _Var],
+        limit: int,
+        model: str | None,
+        task_id: str | None,
         before: int,
     ) -> list[tuple[str, int]]:
         """Which variables to summarize (largest first), and each one's token target."""
         floors = {n: self._summary_floor(v, model) for n, v in vs.items()}
-        candidates = sorted((v for v in vs.values() if v.tokens > floors[v.name] + 1),
-                            key=lambda v: (-v.tokens, v.name))
+        candidates = sorted(
+            (v for v in vs.values() if v.tokens > floors[v.name] + 1),
+            key=lambda v: (-v.tokens, v.name),
+        )
         chosen: list[_Var] = []
         available = limit - before
         for v in candidates:
@@ -413,8 +442,14 @@ class ContextCompactor:
             available += v.tokens - floors[v.name]
         if available < max(1, len(chosen)):
             smallest = limit - available + len(chosen)
-            raise _too_large(task_id, smallest, limit, "summarize", before,
-                             " even with every variable summarized")
+            raise _too_large(
+                task_id,
+                smallest,
+                limit,
+                "summarize",
+                before,
+                " even with every variable summarized",
+            )
         spare, weight = available - len(chosen), sum(v.tokens for v in chosen)
         shares = {v.name: 1 + spare * v.tokens // weight for v in chosen}
         left = available - sum(shares.values())
@@ -428,7 +463,8 @@ class ContextCompactor:
         else:
             source = _render(v.value)
         instructions = self.summary_instructions.format(
-            max_tokens=share, max_words=max(1, share * 3 // 4))
+            max_tokens=share, max_words=max(1, share * 3 // 4)
+        )
         return _SummaryRequest(v.name, [SystemMessage(instructions), HumanMessage(source)], share)
 
     def _apply_summary(self, v: _Var, reply: BaseMessage, share: int, model: str | None) -> Any:
@@ -438,16 +474,22 @@ class ContextCompactor:
         system = [m for m in v.value if m.type == "system"]
         room = self._summary_floor(v, model) + share - self._floor(v, model)
         room -= self._message_tokens(HumanMessage(""), model)
-        return [*system, HumanMessage(self._cut_text(SUMMARY_PREFIX + summary, room, "head",
-                                                     model))]
+        return [
+            *system,
+            HumanMessage(self._cut_text(SUMMARY_PREFIX + summary, room, "head", model)),
+        ]
 
-    def _reply_usage(self, reply: BaseMessage, request: _SummaryRequest, model: str | None
-                     ) -> Usage:
+    def _reply_usage(
+        self, reply: BaseMessage, request: _SummaryRequest, model: str | None
+    ) -> Usage:
         metadata = getattr(reply, "usage_metadata", None)
         if metadata:
             return Usage.from_usage_metadata(metadata)
-        return Usage(input_tokens=self.estimator.count_messages(request.messages, model),
-                     output_tokens=self.estimator.count_text(reply.text, model), estimated=True)
+        return Usage(
+            input_tokens=self.estimator.count_messages(request.messages, model),
+            output_tokens=self.estimator.count_text(reply.text, model),
+            estimated=True,
+        )
 
 
 # ---------------------------------------------------------------------- helpers
@@ -470,9 +512,9 @@ def _join(kept: str, marker: str, keep: Literal["head", "tail"]) -> str:
     return f"{kept}\n{marker}" if keep == "head" else f"{marker}\n{kept}"
 
 
-def _water_fill(sizes: Mapping[str, int], floors: Mapping[str, int], limit: int
-                ) -> dict[str, int]:
+def _water_fill(sizes: Mapping[str, int], floors: Mapping[str, int], limit: int) -> dict[str, int]:
     """Per-variable caps: the largest cut first, to one common level, ties by name."""
+
     def total(level: int) -> int:
         return sum(max(floors[n], min(s, level)) for n, s in sizes.items())
 
@@ -503,8 +545,9 @@ def _drop_orphan_tool_results(
     """Drop tool results whose call was in ``original`` but is not in ``kept``."""
 
     def call_ids(messages: Sequence[BaseMessage]) -> set[str]:
-        return {str(c.get("id")) for m in messages if isinstance(m, AIMessage)
-                for c in m.tool_calls}
+        return {
+            str(c.get("id")) for m in messages if isinstance(m, AIMessage) for c in m.tool_calls
+        }
 
     lost = call_ids(original) - call_ids(kept)
     return [m for m in kept if not (isinstance(m, ToolMessage) and m.tool_call_id in lost)]
@@ -541,11 +584,14 @@ def _call_config(config: RunnableConfig | None, request: _SummaryRequest) -> Run
     return cfg
 
 
-def _too_large(task_id: str | None, tokens: int, limit: int, strategy: str, before: int,
-               hint: str = "") -> ContextTooLargeError:
+def _too_large(
+    task_id: str | None, tokens: int, limit: int, strategy: str, before: int, hint: str = ""
+) -> ContextTooLargeError:
     who = f"task {task_id!r}" if task_id is not None else "context"
     return ContextTooLargeError(
         f"{who}: context of {tokens} tokens (routed: {before}) is over the limit of "
         f"{limit} tokens with strategy {strategy!r}{hint}",
-        task_id=task_id, tokens=tokens, max_tokens=limit,
+        task_id=task_id,
+        tokens=tokens,
+        max_tokens=limit,
     )

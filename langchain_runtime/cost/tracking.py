@@ -141,6 +141,10 @@ class UsageTracker:
                 return Decimal(0), 0
             return acc.cost, acc.counts["total_tokens"]
 
+    def has_task(self, task_id: str) -> bool:
+        """Whether any call was recorded for ``task_id`` (cheap: no totals built)."""
+        return task_id in self._by_task
+
     def task_totals(self, task_id: str) -> UsageTotals:
         """Totals of one task (zero if it made no call)."""
         with self._lock:

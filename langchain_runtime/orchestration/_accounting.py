@@ -129,8 +129,12 @@ class RunAccounting:
             self.handler.enforcer.release(call_id)
 
     # ------------------------------------------------------------------ reporting
-    def task_usage(self, task_id: str) -> tuple[Usage, Cost]:
-        totals = self.handler.tracker.task_totals(task_id)
+    def task_usage(self, task_id: str) -> tuple[Usage, Cost] | None:
+        """The task's usage and cost, or None when it made no model call."""
+        tracker = self.handler.tracker
+        if not tracker.has_task(task_id):
+            return None
+        totals = tracker.task_totals(task_id)
         return totals.usage, totals.cost
 
     def by_model(self) -> dict[str, ModelUsage]:

@@ -16,13 +16,12 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime, timezone
-from typing import Any, NamedTuple, TypeVar
+from datetime import datetime
+from typing import Any
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
-from langchain_core.runnables import Runnable, RunnableConfig
+from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
-from pydantic import BaseModel
 
 from langchain_runtime.context.builder import ContextBuilder, bind_memory, unbind_memory
 from langchain_runtime.context.memory import MemoryManager
@@ -48,6 +47,16 @@ from langchain_runtime.errors import (
     error_code,
 )
 from langchain_runtime.orchestration._accounting import RunAccounting, model_name
+from langchain_runtime.orchestration._results import (
+    ZERO_COST,
+    ZERO_USAGE,
+    Prepared,
+    as_exception,
+    describe,
+    now,
+    result_data,
+    trusted,
+)
 from langchain_runtime.orchestration._retry import backoff_delay, is_retryable
 from langchain_runtime.orchestration._sync import with_timeout
 from langchain_runtime.orchestration.graph import TaskGraph
@@ -67,22 +76,6 @@ TaskListener = Callable[[TaskResult], None]
 _CURRENT_TASK: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "langchain_runtime_task", default=None
 )
-
-
-class _Prepared(NamedTuple):
-    """A task ready to start: its input, what to invoke, what compaction did."""
-
-    input: dict[str, Any]
-    runnable: Runnable[Any, Any]
-    compaction: dict[str, Any] | None
-
-
-_ZERO_USAGE = Usage()
-_ZERO_COST = Cost()
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
 
 
 class Run:
@@ -141,7 +134,7 @@ class Run:
         self._run_manager: AsyncCallbackManagerForChainRun | None = None
         self.done = threading.Event()
         self.accounting = RunAccounting(policy, catalog, self.run_id)
-        self._prepared: dict[str, _Prepared] = {}
+        self._prepared: dict[str, Prepared] = {}
         self.limit = policy.max_parallelism
         max_conc = config.get("max_concurrency")
         if max_conc is not None:
@@ -258,7 +251,7 @@ class Run:
         if self.state is RunState.COMPLETED:
             await self._settle(self._run_manager.on_chain_end(result))
         else:
-            await self._settle(self._run_manager.on_chain_error(_as_exception(result)))
+            await self._settle(self._run_manager.on_chain_error(as_exception(result)))
         self.done.set()
         unbind_memory(memory_token)
         if external_cancel is not None:
@@ -346,24 +339,31 @@ class Run:
             startable.append(tid)
         return startable
 
-    async def _prepare(self, tid: str) -> _Prepared:
+    async def _prepare(self, tid: str) -> Prepared:
         task = self.graph[tid]
         policy = task.context or self.policy.context
-        memory = self.memory.snapshot() if len(self.memory) else {}
-        inp, compaction = await self.builder.abuild(
-            task,
-            self.outputs,
-            self.run_input,
-            memory,
-            policy=policy,
-            model=model_name(task),
-            config=self._child_config(task) if policy is not None else None,
-        )
-        info = compaction.as_event_data() if compaction is not None else None
-        if compaction is not None and compaction.changed:
-            self._buffer(tid, "context_compacted", info or {})
+        if policy is None:  # the common case: no coroutine, no compaction
+            variables = self.router.route(task, self.outputs, self.run_input, self._memory_view())
+            inp = {**self.run_input, **variables} if variables else dict(self.run_input)
+            info = None
+        else:
+            inp, compaction = await self.builder.abuild(
+                task,
+                self.outputs,
+                self.run_input,
+                self._memory_view(),
+                policy=policy,
+                model=model_name(task),
+                config=self._child_config(task),
+            )
+            info = compaction.as_event_data() if compaction is not None else None
+            if compaction is not None and compaction.changed:
+                self._buffer(tid, "context_compacted", info or {})
         planned = self.accounting.plan(task, inp)
-        return _Prepared(inp, planned if planned is not None else task.runnable, info)
+        return Prepared(inp, planned if planned is not None else task.runnable, info)
+
+    def _memory_view(self) -> dict[str, Any]:
+        return self.memory.snapshot() if len(self.memory) else {}
 
     async def _gather(self, batch: list[str], batch_no: int) -> None:
         if len(batch) == 1:  # a chain: no task or gather to pay for
@@ -442,7 +442,7 @@ class Run:
 
     async def _execute_task(self, tid: str, batch_no: int | None) -> TaskResult:
         task = self.graph[tid]
-        started = _now()
+        started = now()
         attempts = 0
         try:
             prepared = self._prepared.pop(tid, None) or await self._prepare(tid)
@@ -469,7 +469,7 @@ class Run:
                         self._buffer(
                             tid,
                             "task_retry",
-                            {"attempt": attempts, "error": _describe(exc), "delay": delay},
+                            {"attempt": attempts, "error": describe(exc), "delay": delay},
                         )
                         await asyncio.sleep(delay)
                         continue
@@ -485,7 +485,7 @@ class Run:
         usage, cost = self._usage(tid)
         return self._finish(
             tid,
-            _trusted(
+            trusted(
                 TaskResult,
                 task_id=tid,
                 state=COMPLETED,
@@ -496,16 +496,16 @@ class Run:
                 attempts=attempts,
                 batch=batch_no,
                 started_at=started,
-                ended_at=_now(),
+                ended_at=now(),
                 compaction=prepared.compaction,
             ),
         )
 
     def _usage(self, tid: str) -> tuple[Usage, Cost]:
-        usage, cost = self.accounting.task_usage(tid)
-        if not usage.total_tokens and not cost.amount:
-            return _ZERO_USAGE, _ZERO_COST  # identity marks "nothing to sum"
-        return usage, cost
+        found = self.accounting.task_usage(tid)
+        if found is None:
+            return ZERO_USAGE, ZERO_COST  # identity marks "nothing to sum"
+        return found
 
     def _failed_result(
         self,
@@ -524,11 +524,11 @@ class Run:
             state=FAILED,
             attempts=attempts,
             batch=batch_no,
-            error=TaskError(code=error_code(exc), message=_describe(exc), type=type(exc).__name__),
+            error=TaskError(code=error_code(exc), message=describe(exc), type=type(exc).__name__),
             usage=usage,
             cost=cost,
             started_at=started,
-            ended_at=_now() if started else None,
+            ended_at=now() if started else None,
         )
 
     def _child_config(self, task: Task) -> RunnableConfig:
@@ -551,7 +551,7 @@ class Run:
             batch=batch_no,
             error=TaskError(code="cancelled", message=f"task {tid!r} cancelled: {reason}"),
             started_at=started,
-            ended_at=_now() if started else None,
+            ended_at=now() if started else None,
         )
 
     def _finish(self, tid: str, tr: TaskResult) -> TaskResult:
@@ -612,7 +612,7 @@ class Run:
         self._committed.add(tid)
         for etype, data in self._buffers.pop(tid, ()):
             self._emit(etype, tid, data)
-        self._emit(f"task_{tr.state.value}", tid, _result_data(tr))
+        self._emit(f"task_{tr.state.value}", tid, result_data(tr))
         if tr.state is COMPLETED:
             self.outputs[tid] = tr.output
             task = self.graph[tid]
@@ -723,51 +723,13 @@ class Run:
 
     def _emit(self, etype: str, tid: str | None, data: dict[str, Any]) -> None:
         self.events.append(
-            _trusted(
+            trusted(
                 RunEvent,
                 seq=len(self.events),
                 type=etype,
                 run_id=self.run_id,
                 task_id=tid,
                 data=data,
-                ts=_now(),
+                ts=now(),
             )
         )
-
-
-_M = TypeVar("_M", bound=BaseModel)
-
-
-def _trusted(cls: type[_M], **values: Any) -> _M:
-    """Build a model from trusted values, every field given, without validation.
-
-    ``model_construct`` costs ~7 µs as it fills defaults; this is the hot path of
-    every task, and the values here are ours.
-    """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
-    return obj
-
-
-def _result_data(tr: TaskResult) -> dict[str, Any]:
-    data: dict[str, Any] = {"attempts": tr.attempts}
-    if tr.error is not None:
-        data["error"] = {"code": tr.error.code, "message": tr.error.message}
-    if tr.usage.total_tokens:
-        data["tokens"] = tr.usage.total_tokens
-        data["cost"] = str(tr.cost.amount)
-    return data
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-def _as_exception(result: RunResult) -> BaseException:
-    from langchain_runtime.orchestration._errors import error_from_result
-
-    return error_from_result(result)

@@ -53,4 +53,3 @@ workflows:
       - {id: a, prompt: "Say {word}"}
       - {id: b, prompt: "Repeat {x}", deps: a, inputs: {x: a}}
 """
-

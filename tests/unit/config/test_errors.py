@@ -136,14 +136,15 @@ def test_out_of_range_value() -> None:
 
 def test_missing_required_field() -> None:
     issue = _one(_fails(_wf({"id": "a", "model": "simulated"})))
-    assert (issue.path, issue.message) == ("workflows.research.tasks[0].prompt",
-                                           "is required but missing")
+    assert (issue.path, issue.message) == (
+        "workflows.research.tasks[0].prompt",
+        "is required but missing",
+    )
 
 
 def test_a_workflow_needs_tasks() -> None:
     issue = _one(_fails(_wf()))
-    assert (issue.path, issue.message) == ("workflows.research.tasks",
-                                           "expected at least one task")
+    assert (issue.path, issue.message) == ("workflows.research.tasks", "expected at least one task")
 
 
 def test_inline_policy_errors_name_the_nested_field() -> None:
@@ -175,7 +176,8 @@ def test_several_errors_one_line_each(write: Write) -> None:
     lines = str(error).splitlines()
     assert lines[0].endswith("many.yaml: 2 configuration errors:")
     assert sorted(_paths(error)) == [
-        "policies.default.fail_fast", "policies.default.max_parallelism",
+        "policies.default.fail_fast",
+        "policies.default.max_parallelism",
     ]
     assert all(":2: policies.default." in line for line in lines[1:])
 
@@ -222,8 +224,7 @@ def test_unknown_policy_name() -> None:
 
 def test_duplicate_and_self_dependent_tasks() -> None:
     error = _fails(_wf(_task("a"), _task("a"), _task("b", deps=["b"])))
-    assert _paths(error) == ["workflows.research.tasks[1].id",
-                                     "workflows.research.tasks[2].deps"]
+    assert _paths(error) == ["workflows.research.tasks[1].id", "workflows.research.tasks[2].deps"]
     assert "duplicate task id 'a' (also tasks[0])" in str(error)
     assert "task 'b' depends on itself" in str(error)
 
@@ -241,8 +242,9 @@ def test_new_price_needs_input_and_output() -> None:
 
 
 def test_simulated_parameters_are_checked() -> None:
-    error = _fails({"models": {"s": {"provider": "simulated", "respones_tokens": 3,
-                                     "latency": -1}}})
+    error = _fails(
+        {"models": {"s": {"provider": "simulated", "respones_tokens": 3, "latency": -1}}}
+    )
     assert sorted(_paths(error)) == ["models.s.latency", "models.s.respones_tokens"]
     assert "not a parameter of the simulated provider" in str(error)
     assert "expected greater than or equal to 0, got -1" in str(error)
@@ -256,14 +258,30 @@ def test_simulated_parameters_are_checked() -> None:
     [
         ("openai", {"api_key": "sk-1"}, "models.m.api_key", "OPENAI_API_KEY"),
         ("openai", {"openai_api_key": "sk-1"}, "models.m.openai_api_key", "OPENAI_API_KEY"),
-        ("anthropic", {"anthropic_api_key": "x"}, "models.m.anthropic_api_key",
-         "ANTHROPIC_API_KEY"),
-        ("huggingface", {"huggingfacehub_api_token": "x"},
-         "models.m.huggingfacehub_api_token", "HUGGINGFACE_API_KEY"),
-        ("bedrock", {"aws_secret_access_key": "x"}, "models.m.aws_secret_access_key",
-         "BEDROCK_API_KEY"),
-        ("openai", {"default_headers": {"Authorization": "Bearer x"}},
-         "models.m.default_headers.Authorization", "OPENAI_API_KEY"),
+        (
+            "anthropic",
+            {"anthropic_api_key": "x"},
+            "models.m.anthropic_api_key",
+            "ANTHROPIC_API_KEY",
+        ),
+        (
+            "huggingface",
+            {"huggingfacehub_api_token": "x"},
+            "models.m.huggingfacehub_api_token",
+            "HUGGINGFACE_API_KEY",
+        ),
+        (
+            "bedrock",
+            {"aws_secret_access_key": "x"},
+            "models.m.aws_secret_access_key",
+            "BEDROCK_API_KEY",
+        ),
+        (
+            "openai",
+            {"default_headers": {"Authorization": "Bearer x"}},
+            "models.m.default_headers.Authorization",
+            "OPENAI_API_KEY",
+        ),
     ],
 )
 def test_secrets_in_a_file_are_refused(
@@ -278,10 +296,19 @@ def test_secrets_in_a_file_are_refused(
 
 
 def test_ordinary_parameters_are_not_secrets() -> None:
-    config = load_config({"models": {"m": {
-        "provider": "openai", "base_url": "http://localhost:9/v1", "max_tokens": 10,
-        "prompt_cache_key": "k", "temperature": 0,
-    }}})
+    config = load_config(
+        {
+            "models": {
+                "m": {
+                    "provider": "openai",
+                    "base_url": "http://localhost:9/v1",
+                    "max_tokens": 10,
+                    "prompt_cache_key": "k",
+                    "temperature": 0,
+                }
+            }
+        }
+    )
     assert config.models["m"].params["base_url"] == "http://localhost:9/v1"
 
 
@@ -323,11 +350,14 @@ def test_prompt_variable_nothing_provides(write: Write) -> None:
 
 def test_unknown_or_ambiguous_workflow_name(write: Write) -> None:
     path = write("runtime.yaml", MULTI)
-    with pytest.raises(ConfigurationError, match="defines several workflows \\(inline, "
-                       "research\\); name the one to run"):
+    with pytest.raises(
+        ConfigurationError,
+        match="defines several workflows \\(inline, research\\); name the one to run",
+    ):
         load_workflow(path)
-    with pytest.raises(ConfigurationError, match="no workflow 'reserch'; expected one of: "
-                       "inline, research"):
+    with pytest.raises(
+        ConfigurationError, match="no workflow 'reserch'; expected one of: inline, research"
+    ):
         load_workflow(path, "reserch")
     with pytest.raises(ConfigurationError, match="defines no workflows"):
         load_config({}).build_workflow()
@@ -335,8 +365,9 @@ def test_unknown_or_ambiguous_workflow_name(write: Write) -> None:
 
 def test_unknown_policy_override(write: Write) -> None:
     config = load_config(write("runtime.yaml", MULTI))
-    with pytest.raises(ConfigurationError, match="unknown policy 'fast'; expected: capped, "
-                       "default"):
+    with pytest.raises(
+        ConfigurationError, match="unknown policy 'fast'; expected: capped, default"
+    ):
         config.build_workflow("research", policy_override="fast")
     with pytest.raises(ConfigFileError) as info:
         config.build_workflow("research", policy_override={"max_parallelism": 0})
@@ -345,6 +376,7 @@ def test_unknown_policy_override(write: Write) -> None:
 
 def test_unknown_model_id_at_lookup() -> None:
     config = load_config({"models": {"fast": {"provider": "simulated"}}})
-    with pytest.raises(ConfigurationError, match="unknown model id 'gpt'; expected one of: "
-                       "fast, simulated"):
+    with pytest.raises(
+        ConfigurationError, match="unknown model id 'gpt'; expected one of: fast, simulated"
+    ):
         config.model("gpt")

@@ -140,8 +140,12 @@ def test_single_workflow_file(write: Write) -> None:
 
 def test_single_workflow_mapping_with_a_name() -> None:
     config = load_config(
-        {"name": "w", "model": "m", "models": {"m": {"provider": "simulated"}},
-         "tasks": [{"id": "a", "prompt": "hi"}]}
+        {
+            "name": "w",
+            "model": "m",
+            "models": {"m": {"provider": "simulated"}},
+            "tasks": [{"id": "a", "prompt": "hi"}],
+        }
     )
     assert list(config.workflows) == ["w"]
     assert config.source == "<config>"
@@ -170,7 +174,12 @@ def test_example_loads_and_runs_offline() -> None:
     config = load_config(EXAMPLE)
     workflow = config.workflow()
     assert [t.id for t in workflow.tasks] == [
-        "research", "outline", "draft_intro", "draft_body", "draft_conclusion", "review",
+        "research",
+        "outline",
+        "draft_intro",
+        "draft_body",
+        "draft_conclusion",
+        "review",
     ]
     policy = config.workflow_policy()
     assert policy.budget is not None and policy.budget.max_cost is not None
@@ -188,9 +197,9 @@ def test_example_loads_and_runs_offline() -> None:
 
 
 def test_example_budget_stops_the_run_when_lowered() -> None:
-    result = load_workflow(
-        EXAMPLE, policy_override={"budget": {"max_cost": "0.0001"}}
-    ).invoke({"topic": "tidal energy"})
+    result = load_workflow(EXAMPLE, policy_override={"budget": {"max_cost": "0.0001"}}).invoke(
+        {"topic": "tidal energy"}
+    )
     assert result.state is RunState.BUDGET_EXCEEDED
     assert result.cost.amount <= Decimal("0.0001")
 
@@ -215,8 +224,12 @@ def test_import_loads_no_provider_package() -> None:
 @pytest.mark.parametrize("deps", ["a", ["a"]])
 def test_deps_accepts_one_id_or_a_list(deps: object) -> None:
     config = load_config(
-        {"tasks": [{"id": "a", "prompt": "x", "model": "simulated"},
-                   {"id": "b", "prompt": "y", "model": "simulated", "deps": deps}]}
+        {
+            "tasks": [
+                {"id": "a", "prompt": "x", "model": "simulated"},
+                {"id": "b", "prompt": "y", "model": "simulated", "deps": deps},
+            ]
+        }
     )
     assert config.workflow().tasks[1].deps == ("a",)
 

@@ -33,8 +33,13 @@ def test_openai_model_is_built_with_the_key_from_the_environment(
     from langchain_openai import ChatOpenAI
 
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
-    config = _config(provider="openai", model="gpt-4o-mini", temperature=0, max_tokens=64,
-                     base_url="http://127.0.0.1:9/v1")
+    config = _config(
+        provider="openai",
+        model="gpt-4o-mini",
+        temperature=0,
+        max_tokens=64,
+        base_url="http://127.0.0.1:9/v1",
+    )
     model = config.model("m")
 
     assert isinstance(model, ChatOpenAI)
@@ -58,8 +63,12 @@ def test_model_name_defaults_to_the_registry_id(monkeypatch: pytest.MonkeyPatch)
 def test_api_key_env_names_another_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GATEWAY_KEY", "gw-key")
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    config = _config(provider="openai", model="llama", base_url="http://127.0.0.1:9/v1",
-                     api_key_env="GATEWAY_KEY")
+    config = _config(
+        provider="openai",
+        model="llama",
+        base_url="http://127.0.0.1:9/v1",
+        api_key_env="GATEWAY_KEY",
+    )
     key = getattr(config.model("m"), "openai_api_key", None)
     assert key is not None and key.get_secret_value() == "gw-key"
 
@@ -67,8 +76,9 @@ def test_api_key_env_names_another_variable(monkeypatch: pytest.MonkeyPatch) -> 
 def test_api_key_env_that_is_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GATEWAY_KEY", raising=False)
     config = _config(provider="openai", model="llama", api_key_env="GATEWAY_KEY")
-    with pytest.raises(ConfigurationError, match="names the environment variable GATEWAY_KEY, "
-                       "which is not set"):
+    with pytest.raises(
+        ConfigurationError, match="names the environment variable GATEWAY_KEY, which is not set"
+    ):
         config.model("m")
 
 
@@ -113,8 +123,9 @@ def test_other_providers_go_through_init_chat_model(monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "az-key")
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
     monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
-    config = _config(provider="azure_openai", model="gpt-4o", azure_deployment="gpt4o",
-                     temperature=0)
+    config = _config(
+        provider="azure_openai", model="gpt-4o", azure_deployment="gpt4o", temperature=0
+    )
     model = config.model("m")
     assert isinstance(model, AzureChatOpenAI)
     assert model.deployment_name == "gpt4o"
@@ -141,9 +152,18 @@ def test_provider_refusing_a_parameter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_simulated_model_parameters() -> None:
-    config = load_config({"models": {
-        "a": {"provider": "simulated", "model": "my-sim", "response_tokens": 3, "latency": 0},
-    }})
+    config = load_config(
+        {
+            "models": {
+                "a": {
+                    "provider": "simulated",
+                    "model": "my-sim",
+                    "response_tokens": 3,
+                    "latency": 0,
+                },
+            }
+        }
+    )
     model = config.model("a")
     assert isinstance(model, SimulatedChatModel)
     assert (model.model_name, model.response_tokens) == ("my-sim", 3)

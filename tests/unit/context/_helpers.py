@@ -41,7 +41,11 @@ class Recorder(BaseCallbackHandler):
         self.usages: list[dict[str, Any]] = []
 
     def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID,
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
         **kwargs: Any,
     ) -> None:
         self.starts.append({"messages": messages[0], **kwargs})

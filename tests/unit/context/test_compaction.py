@@ -100,8 +100,9 @@ def test_truncate_tail_keeps_the_end(compactor: ContextCompactor) -> None:
 
 
 def test_truncate_to_leaves_short_variables_alone(compactor: ContextCompactor) -> None:
-    result = compactor.compact({"a": TEXT, "b": "short"}, policy(strategy="truncate",
-                                                                truncate_to=30))
+    result = compactor.compact(
+        {"a": TEXT, "b": "short"}, policy(strategy="truncate", truncate_to=30)
+    )
     assert result.variables["b"] == "short"
     assert {d.name: d.action for d in result.details} == {"a": "truncated", "b": "kept"}
 
@@ -210,7 +211,8 @@ def test_truncate_cannot_cut_system_messages(compactor: ContextCompactor) -> Non
     floor = tokens(history[:1])
     with pytest.raises(ContextTooLargeError, match="system messages are never cut") as info:
         compactor.compact(
-            {"history": history}, policy(strategy="truncate", max_tokens=floor - 1),
+            {"history": history},
+            policy(strategy="truncate", max_tokens=floor - 1),
             task_id="t1",
         )
     assert info.value.tokens == floor and info.value.max_tokens == floor - 1
@@ -225,8 +227,7 @@ def test_keep_last_n_keeps_system_and_last_messages(compactor: ContextCompactor)
     )
     assert result.variables["history"] == [history[0], *history[-3:]]
     assert result.variables["notes"] == TEXT
-    assert {d.name: d.action for d in result.details} == {"history": "trimmed",
-                                                          "notes": "kept"}
+    assert {d.name: d.action for d in result.details} == {"history": "trimmed", "notes": "kept"}
     assert result.tokens_before - result.tokens_after == tokens(history[1:-3])
     assert_consistent(result)
 
@@ -247,9 +248,14 @@ def test_keep_last_n_drops_tool_results_whose_call_was_dropped(
     compactor: ContextCompactor,
 ) -> None:
     call = AIMessage("", tool_calls=[{"name": "search", "args": {"q": "owls"}, "id": "c1"}])
-    history = [SystemMessage("rules"), HumanMessage("find owls"), call,
-               ToolMessage("owls are birds", tool_call_id="c1"), AIMessage("Owls are birds."),
-               HumanMessage("thanks")]
+    history = [
+        SystemMessage("rules"),
+        HumanMessage("find owls"),
+        call,
+        ToolMessage("owls are birds", tool_call_id="c1"),
+        AIMessage("Owls are birds."),
+        HumanMessage("thanks"),
+    ]
     out = compactor.compact({"h": history}, policy(strategy="keep_last_n", keep_last_n=3))
     assert out.variables["h"] == [history[0], history[4], history[5]]
 
@@ -257,8 +263,11 @@ def test_keep_last_n_drops_tool_results_whose_call_was_dropped(
 def test_keep_last_n_still_too_large_raises(compactor: ContextCompactor) -> None:
     history = [SystemMessage("rules"), HumanMessage(TEXT)]
     with pytest.raises(ContextTooLargeError) as info:
-        compactor.compact({"h": history}, policy(strategy="keep_last_n", keep_last_n=1,
-                                                 max_tokens=20), task_id="chat")
+        compactor.compact(
+            {"h": history},
+            policy(strategy="keep_last_n", keep_last_n=1, max_tokens=20),
+            task_id="chat",
+        )
     assert info.value.task_id == "chat" and info.value.tokens == tokens(history)
 
 
@@ -271,13 +280,15 @@ async def test_summarize_largest_variable_reports_usage_and_fits(
     recorder = Recorder()
     variables = {"research": TEXT, "topic": "owls"}
     result = await compactor.acompact(
-        variables, policy(strategy="summarize", max_tokens=100), task_id="write",
-        summarizer=model, config={"callbacks": [recorder], "metadata": {"lcr_task_id": "write"}},
+        variables,
+        policy(strategy="summarize", max_tokens=100),
+        task_id="write",
+        summarizer=model,
+        config={"callbacks": [recorder], "metadata": {"lcr_task_id": "write"}},
     )
     assert result.summarizer_calls == 1 and len(recorder.starts) == 1
     assert result.variables["topic"] == "owls"
-    assert {d.name: d.action for d in result.details} == {"research": "summarized",
-                                                          "topic": "kept"}
+    assert {d.name: d.action for d in result.details} == {"research": "summarized", "topic": "kept"}
     # the summarizer was asked for what is left, and the call went through callbacks
     asked = recorder.starts[0]["invocation_params"]["max_tokens"]
     assert asked == 100 - tokens("owls")
@@ -306,8 +317,9 @@ def test_summarize_sync_gives_the_same_result(compactor: ContextCompactor) -> No
 
 def test_summarize_cuts_a_summary_that_is_too_long(compactor: ContextCompactor) -> None:
     chatty = GenericFakeChatModel(messages=iter([words(500)]))  # ignores max_tokens
-    result = compactor.compact({"notes": TEXT}, policy(strategy="summarize", max_tokens=50),
-                               summarizer=chatty)
+    result = compactor.compact(
+        {"notes": TEXT}, policy(strategy="summarize", max_tokens=50), summarizer=chatty
+    )
     out = result.variables["notes"]
     assert MARKER.search(out) and out.startswith("word word")
     assert result.tokens_after <= 50
@@ -322,7 +334,8 @@ def test_summarize_message_list_keeps_system_and_adds_a_summary_message(
     history: list[BaseMessage] = [SystemMessage("You are terse.")]
     history += [HumanMessage(f"Tell me fact {i} about owls, in detail.") for i in range(30)]
     result = compactor.compact(
-        {"history": history}, policy(strategy="summarize", max_tokens=60),
+        {"history": history},
+        policy(strategy="summarize", max_tokens=60),
         summarizer=SimulatedChatModel(response_tokens=1000),
     )
     out = result.variables["history"]
@@ -338,8 +351,10 @@ def test_summarize_several_variables_largest_first() -> None:
     variables = {"a": words(300), "b": words(200, "note"), "c": words(30, "fact")}
     recorder = Recorder()
     result = compactor.compact(
-        variables, policy(strategy="summarize", max_tokens=100),
-        summarizer=SimulatedChatModel(response_tokens=1000), config={"callbacks": [recorder]},
+        variables,
+        policy(strategy="summarize", max_tokens=100),
+        summarizer=SimulatedChatModel(response_tokens=1000),
+        config={"callbacks": [recorder]},
     )
     assert [s["metadata"]["lcr_context_variable"] for s in recorder.starts] == ["a", "b"]
     assert result.variables["c"] == variables["c"]
@@ -352,8 +367,10 @@ def test_summarize_several_variables_largest_first() -> None:
 def test_summarize_that_fits_makes_no_call(compactor: ContextCompactor) -> None:
     recorder = Recorder()
     result = compactor.compact(
-        {"notes": "short"}, policy(strategy="summarize", max_tokens=100),
-        summarizer=SimulatedChatModel(), config={"callbacks": [recorder]},
+        {"notes": "short"},
+        policy(strategy="summarize", max_tokens=100),
+        summarizer=SimulatedChatModel(),
+        config={"callbacks": [recorder]},
     )
     assert not result.changed and result.summarizer_calls == 0 and not recorder.starts
     assert result.summarizer_usage == Usage()
@@ -364,8 +381,11 @@ def test_summarize_impossible_raises_before_any_call(compactor: ContextCompactor
     history = [SystemMessage(TEXT), HumanMessage(TEXT)]
     with pytest.raises(ContextTooLargeError, match="even with every variable summarized") as i:
         compactor.compact(
-            {"history": history}, policy(strategy="summarize", max_tokens=50), task_id="t",
-            summarizer=SimulatedChatModel(), config={"callbacks": [recorder]},
+            {"history": history},
+            policy(strategy="summarize", max_tokens=50),
+            task_id="t",
+            summarizer=SimulatedChatModel(),
+            config={"callbacks": [recorder]},
         )
     assert recorder.starts == []
     assert i.value.task_id == "t" and i.value.max_tokens == 50
@@ -376,8 +396,7 @@ def test_summarize_without_a_summarizer_is_a_configuration_error(
     compactor: ContextCompactor,
 ) -> None:
     with pytest.raises(ConfigurationError, match="summarizer"):
-        compactor.compact({"notes": TEXT}, policy(strategy="summarize", max_tokens=10),
-                          task_id="t")
+        compactor.compact({"notes": TEXT}, policy(strategy="summarize", max_tokens=10), task_id="t")
 
 
 def test_a_stop_iteration_from_the_model_is_not_taken_for_the_end(
@@ -385,8 +404,9 @@ def test_a_stop_iteration_from_the_model_is_not_taken_for_the_end(
 ) -> None:
     exhausted = GenericFakeChatModel(messages=iter([]))
     with pytest.raises(StopIteration):
-        compactor.compact({"notes": TEXT}, policy(strategy="summarize", max_tokens=10),
-                          summarizer=exhausted)
+        compactor.compact(
+            {"notes": TEXT}, policy(strategy="summarize", max_tokens=10), summarizer=exhausted
+        )
 
 
 @pytest.mark.anyio
@@ -396,8 +416,11 @@ async def test_summarizer_errors_reach_the_caller(compactor: ContextCompactor) -
         yield "never"
 
     with pytest.raises(ConnectionError, match="provider down"):
-        await compactor.acompact({"notes": TEXT}, policy(strategy="summarize", max_tokens=10),
-                                 summarizer=GenericFakeChatModel(messages=down()))
+        await compactor.acompact(
+            {"notes": TEXT},
+            policy(strategy="summarize", max_tokens=10),
+            summarizer=GenericFakeChatModel(messages=down()),
+        )
 
 
 def test_min_summary_tokens_must_be_positive() -> None:

@@ -19,21 +19,25 @@ SUMMARIZER = SimulatedChatModel(response_tokens=400)
 
 texts = st.text(max_size=400) | st.builds(
     lambda words, n: " ".join(words * n),
-    st.lists(st.sampled_from(["owl", "night", "hunt", "ünïcode", "🦉", "\n"]), min_size=1,
-             max_size=5),
+    st.lists(
+        st.sampled_from(["owl", "night", "hunt", "ünïcode", "🦉", "\n"]), min_size=1, max_size=5
+    ),
     st.integers(1, 60),
 )
 messages = st.lists(
-    st.builds(lambda kind, text: kind(text),
-              st.sampled_from([SystemMessage, HumanMessage, AIMessage]), texts),
+    st.builds(
+        lambda kind, text: kind(text),
+        st.sampled_from([SystemMessage, HumanMessage, AIMessage]),
+        texts,
+    ),
     max_size=8,
 )
 values: st.SearchStrategy[Any] = st.one_of(
-    texts, messages, st.integers(), st.dictionaries(st.text(max_size=5), st.integers(),
-                                                    max_size=20)
+    texts, messages, st.integers(), st.dictionaries(st.text(max_size=5), st.integers(), max_size=20)
 )
-variables = st.dictionaries(st.sampled_from(["a", "b", "c", "notes", "history"]), values,
-                            max_size=4)
+variables = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "notes", "history"]), values, max_size=4
+)
 policies = st.builds(
     ContextPolicy,
     max_tokens=st.none() | st.integers(1, 100),
@@ -53,8 +57,7 @@ def run(vs: dict[str, Any], policy: ContextPolicy) -> CompactionResult | Context
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(variables, policies)
-def test_compacted_context_fits_or_is_refused(vs: dict[str, Any], policy: ContextPolicy
-                                              ) -> None:
+def test_compacted_context_fits_or_is_refused(vs: dict[str, Any], policy: ContextPolicy) -> None:
     outcome = run(vs, policy)
     if isinstance(outcome, ContextTooLargeError):
         assert policy.max_tokens is not None
@@ -90,10 +93,11 @@ def test_compaction_is_deterministic(vs: dict[str, Any], policy: ContextPolicy) 
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.dictionaries(st.sampled_from(["a", "b", "c"]), texts, min_size=1),
-       st.integers(1, 200), st.sampled_from(["head", "tail"]))
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), texts, min_size=1),
+    st.integers(1, 200),
+    st.sampled_from(["head", "tail"]),
+)
 def test_truncating_text_always_fits(vs: dict[str, str], limit: int, keep: Any) -> None:
-    result = COMPACTOR.compact(vs, ContextPolicy(strategy="truncate", max_tokens=limit,
-                                                 keep=keep))
+    result = COMPACTOR.compact(vs, ContextPolicy(strategy="truncate", max_tokens=limit, keep=keep))
     assert result.tokens_after == total(result.variables) <= limit
-

@@ -153,9 +153,11 @@ def test_summarize_end_to_end_under_a_cost_budget() -> None:
 def test_messages_from_memory_route_as_text() -> None:
     model = SimulatedChatModel(response_tokens=4)
     seen: dict[str, Any] = {}
-    orch = Orchestrator([
-        Task("a", prompt="about {topic}", model=model, memory_key="a_out"),
-        Task("b", lambda x: seen.update(x) or 1, deps=["a"], inputs={"m": "$memory.a_out"}),
-    ])
+    orch = Orchestrator(
+        [
+            Task("a", prompt="about {topic}", model=model, memory_key="a_out"),
+            Task("b", lambda x: seen.update(x) or 1, deps=["a"], inputs={"m": "$memory.a_out"}),
+        ]
+    )
     result = orch.invoke({"topic": "owls"})
     assert seen["m"] == result["a"].text
