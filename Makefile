@@ -32,6 +32,9 @@ lint: $(STAMP_DEV)
 
 bench: $(STAMP_TEST)
 	$(BIN)/python tests/benchmarks/bench_overhead.py
+	$(BIN)/python tests/benchmarks/bench_budget_handler.py
+	$(BIN)/python tests/benchmarks/bench_graph.py
+	$(BIN)/python tests/benchmarks/bench_server.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache

@@ -45,6 +45,9 @@ class TaskState(str, Enum):
     def is_terminal(self) -> bool:
         return self in _TERMINAL_TASK_STATES
 
+    def __str__(self) -> str:
+        return self.value
+
 
 _TERMINAL_TASK_STATES = frozenset(
     {TaskState.COMPLETED, TaskState.FAILED, TaskState.SKIPPED, TaskState.CANCELLED}
@@ -65,6 +68,9 @@ class RunState(str, Enum):
     @property
     def is_terminal(self) -> bool:
         return self not in (RunState.PENDING, RunState.RUNNING)
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Usage(BaseModel):
