@@ -39,12 +39,15 @@ def model_name(task: Task) -> str | None:
 
 def check_prices(graph: TaskGraph, budget: Budget | None, catalog: ModelCatalog | None) -> None:
     """A cost budget over a task whose model has no known price is refused up front."""
-    if budget is None or budget.max_cost is None:
+    run_cost = budget is not None and budget.max_cost is not None
+    if not run_cost and not any(t.budget and t.budget.max_cost is not None for t in graph):
         return
     from langchain_runtime.cost import ModelCatalog
 
     cat = catalog or ModelCatalog.default()
     for task in graph:
+        if not run_cost and (task.budget is None or task.budget.max_cost is None):
+            continue
         name = model_name(task) if task.model is not None or task.model_id else None
         if name is not None:
             try:
@@ -56,11 +59,21 @@ def check_prices(graph: TaskGraph, budget: Budget | None, catalog: ModelCatalog 
 class RunAccounting:
     """The run's usage tracker and, with a budget, its enforcer and planner."""
 
-    def __init__(self, policy: RunPolicy, catalog: ModelCatalog | None, run_id: str):
+    def __init__(
+        self,
+        policy: RunPolicy,
+        catalog: ModelCatalog | None,
+        run_id: str,
+        task_budgets: dict[str, Budget] | None = None,
+    ):
         from langchain_runtime.cost import BudgetCallbackHandler
 
         self.budget = policy.budget
-        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(policy.budget, catalog=catalog)
+        #: Per-task limits; the enforcer reads this dict, so tasks added later count.
+        self.task_budgets: dict[str, Budget] = task_budgets if task_budgets is not None else {}
+        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(
+            policy.budget, catalog=catalog, per_task=self.task_budgets
+        )
         self._run_id = run_id
         self._plans: dict[str, str] = {}
 
@@ -89,7 +102,8 @@ class RunAccounting:
             BudgetExceededError: Not even one output token fits: the task must not
                 start.
         """
-        if self.budget is None or task.prompt is None:
+        budget = self.budget or task.budget
+        if budget is None or task.prompt is None:
             return None
         model = task.model
         if not isinstance(model, BaseChatModel):
@@ -102,7 +116,7 @@ class RunAccounting:
         # the same inflation the handler applies to the call's own reservation
         input_tokens = estimator.reservation_tokens(counted, name)
         own = getattr(model, "max_tokens", None)
-        wanted = own if isinstance(own, int) and own > 0 else self.budget.expected_output_tokens
+        wanted = own if isinstance(own, int) and own > 0 else budget.expected_output_tokens
         affordable = enforcer.affordable_output_tokens(name, input_tokens, task.id)
         limit = wanted if affordable is None else min(wanted, affordable)
         if limit < 1:
@@ -111,9 +125,7 @@ class RunAccounting:
                 f"task {task.id!r} not started: its prompt takes {input_tokens} input tokens "
                 f"and the budget cannot pay for a single output token after that "
                 f"(left: {left if left is not None else enforcer.remaining_tokens})",
-                limit=self.budget.max_cost
-                if self.budget.max_cost is not None
-                else self.budget.max_tokens,
+                limit=budget.max_cost if budget.max_cost is not None else budget.max_tokens,
                 spent=enforcer.spent.amount,
                 task_id=task.id,
             )

@@ -133,7 +133,9 @@ class Run:
         self._inflight: dict[str, asyncio.Task[TaskResult]] = {}
         self._run_manager: AsyncCallbackManagerForChainRun | None = None
         self.done = threading.Event()
-        self.accounting = RunAccounting(policy, catalog, self.run_id)
+        self.accounting = RunAccounting(
+            policy, catalog, self.run_id, {t.id: t.budget for t in graph if t.budget is not None}
+        )
         self._prepared: dict[str, Prepared] = {}
         self.limit = policy.max_parallelism
         max_conc = config.get("max_concurrency")
@@ -168,6 +170,8 @@ class Run:
                     "inputs entry or the run input provides"
                 )
             self.graph.add(task)
+            if task.budget is not None:
+                self.accounting.task_budgets[task.id] = task.budget
             self.states[task.id] = TaskState.PENDING
             self._topo[task.id] = len(self._topo)
             self._inbox.append(task.id)

@@ -9,7 +9,7 @@ from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
-from langchain_runtime.domain import ContextPolicy
+from langchain_runtime.domain import Budget, ContextPolicy
 from langchain_runtime.errors import GraphValidationError
 
 __all__ = ["Task"]
@@ -46,6 +46,7 @@ class Task:
         max_retries: Extra attempts after a retryable error.
         metadata: Metadata added to this task's child run.
         memory_key: Store this task's output in run memory under this key.
+        budget: Limits for this task's own model calls, on top of the run's budget.
 
     Example:
         >>> from langchain_runtime.testing import SimulatedChatModel
@@ -56,6 +57,7 @@ class Task:
     """
 
     __slots__ = (
+        "budget",
         "context",
         "deps",
         "id",
@@ -85,6 +87,7 @@ class Task:
         max_retries: int = 0,
         metadata: Mapping[str, Any] | None = None,
         memory_key: str | None = None,
+        budget: Budget | None = None,
     ):
         if not isinstance(id, str) or not id.strip():
             raise GraphValidationError(
@@ -139,6 +142,13 @@ class Task:
         self.context = context
         self.metadata: dict[str, Any] = dict(metadata or {})
         self.memory_key = memory_key
+        if budget is not None and not isinstance(budget, Budget):
+            raise GraphValidationError(
+                f"task {id!r}: budget must be a Budget, got {type(budget).__name__}",
+                task_ids=(id,),
+                code="invalid_input",
+            )
+        self.budget = budget
         self.model_id: str | None = model if isinstance(model, str) else None
         self.prompt: BasePromptTemplate[Any] | None = None
         self.model: Runnable[Any, Any] | None = None

@@ -200,3 +200,31 @@ async def test_async_and_sync_paths_agree() -> None:
     r1 = await orch.ainvoke({"y": 1})
     r2 = await asyncio.to_thread(orch.invoke, {"y": 1})
     assert r1.usage == r2.usage and r1.cost == r2.cost
+
+
+def test_a_task_budget_caps_that_task_only() -> None:
+    model = SimulatedChatModel(response_tokens=300)
+    orch = Orchestrator(
+        [
+            Task("capped", prompt="Essay on {topic}", model=model, budget=Budget(max_tokens=100)),
+            Task("free", prompt="Essay on {topic}", model=model),
+        ]
+    )
+    result = orch.invoke({"topic": "owls"})
+    assert result.ok
+    assert result.tasks["capped"].usage.total_tokens <= 100
+    assert result.tasks["free"].usage.output_tokens == 300
+
+
+def test_a_task_cost_budget_needs_a_price() -> None:
+    with pytest.raises(ConfigurationError, match="task 'a'"):
+        Orchestrator(
+            [
+                Task(
+                    "a",
+                    prompt="x",
+                    model=SimulatedChatModel(model_name="nope-model"),
+                    budget=Budget(max_cost=Decimal("0.1")),
+                )
+            ]
+        )
