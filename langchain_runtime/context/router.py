@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
+from pydantic import BaseModel
 
 from langchain_runtime.errors import GraphValidationError, InvalidInputError
 
@@ -102,6 +103,7 @@ class ContextRouter:
     ) -> set[str]:
         """Check one task's sources and prompt variables; return run-input keys it needs."""
         for var, source in task.inputs.items():
+            check_source_path(task.id, var, source)
             if not source.startswith("$"):
                 dep, _ = _split_task_source(source, task.deps)
                 if dep not in graph:
@@ -170,6 +172,9 @@ def _select(
 
 
 def _select_path(value: Any, path: str, task: Task, var: str, source: str) -> Any:
+    """Follow ``path`` through data only: mapping keys, declared fields of a pydantic
+    model (a message's ``content``), list indexes. Never arbitrary attributes: a
+    path like ``x.__class__.__init__.__globals__`` must not reach the process."""
     for part in path.split(".") if path else ():
         if isinstance(value, Mapping):
             if part not in value:
@@ -178,11 +183,25 @@ def _select_path(value: Any, path: str, task: Task, var: str, source: str) -> An
                     f"has no field {part!r} (fields: {sorted(map(str, value))})"
                 )
             value = value[part]
-        elif hasattr(value, part):
+        elif isinstance(value, BaseModel) and part in type(value).model_fields:
             value = getattr(value, part)
+        elif isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
         else:
             raise InvalidInputError(
                 f"task {task.id!r}: variable {var!r} reads {source!r}, but a "
                 f"{type(value).__name__} has no field {part!r}"
             )
     return value
+
+
+def check_source_path(task_id: str, var: str, source: str) -> None:
+    """Refuse private names in a source path before anything runs."""
+    for part in source.split(".")[1:]:
+        if not part or part.startswith("_"):
+            raise GraphValidationError(
+                f"task {task_id!r}: inputs[{var!r}] = {source!r}: field names may not be "
+                "empty or start with '_'",
+                task_ids=(task_id,),
+                code="invalid_input",
+            )

@@ -283,6 +283,10 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     ) -> None:
         max_output = _max_output(params)
         if max_output is None:
+            # a limit set on the model itself reaches callbacks only as ls_max_tokens
+            declared = metadata.get("ls_max_tokens")
+            max_output = declared if isinstance(declared, int) and declared >= 0 else None
+        if max_output is None:
             max_output = self.enforcer.budget.expected_output_tokens
         task_id = _str(metadata.get(TASK_METADATA_KEY))
         held = self.estimator.reservation_tokens(input_tokens, model)

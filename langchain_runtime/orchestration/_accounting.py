@@ -155,5 +155,26 @@ class RunAccounting:
             for name, t in sorted(self.handler.by_model().items())
         }
 
+    def overrun(self) -> str | None:
+        """Why settled spending is past the run's budget, or None when it is within.
+
+        Only a call that ignored its ``max_tokens`` (or a provider that counts far
+        more input than estimated) can get here; the run reports it, never hides it.
+        """
+        if self.budget is None:
+            return None
+        usage, cost = self.totals()
+        if self.budget.max_cost is not None and cost.amount > self.budget.max_cost:
+            return (
+                f"spent {cost} of a {self.budget.max_cost} {self.budget.currency} budget: "
+                "a model call used more than it reserved (did it ignore max_tokens?)"
+            )
+        if self.budget.max_tokens is not None and usage.total_tokens > self.budget.max_tokens:
+            return (
+                f"used {usage.total_tokens} of a {self.budget.max_tokens}-token budget: "
+                "a model call used more than it reserved (did it ignore max_tokens?)"
+            )
+        return None
+
     def totals(self) -> tuple[Usage, Cost]:
         return self.handler.usage, self.handler.spent

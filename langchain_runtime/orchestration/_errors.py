@@ -24,9 +24,9 @@ def error_from_result(result: RunResult, task_id: str | None = None) -> LangChai
     err = result.error
     message = err.message if err else f"run {result.run_id} ended as {result.state.value}"
     failed_task = None
-    if task_id is not None and task_id in result.tasks and result.tasks[task_id].error:
-        terr = result.tasks[task_id].error
-        assert terr is not None
+    own = result.tasks.get(task_id) if task_id is not None else None
+    if own is not None and own.error is not None and own.state.value == "failed":
+        terr = own.error
         message, failed_task = terr.message, task_id
         if terr.code == "budget_exceeded":
             return BudgetExceededError(message, task_id=task_id)

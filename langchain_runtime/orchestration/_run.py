@@ -237,6 +237,12 @@ class Run:
         except LangChainRuntimeError as exc:
             self.state = RunState.FAILED
             self.error = TaskError(code=exc.code, message=str(exc), type=type(exc).__name__)
+        except Exception as exc:  # a defect of ours: still end every task, and say so
+            logger.exception("run %s failed inside the runtime", self.run_id)
+            self.state = RunState.FAILED
+            self.error = TaskError(
+                code="internal_error", message=describe(exc), type=type(exc).__name__
+            )
         finally:
             with self._lock:
                 self._closed = True  # from here on abort() is a no-op
@@ -250,14 +256,23 @@ class Run:
                 self.state = RunState.FAILED
             else:
                 self.state = RunState.COMPLETED
-        self._emit("run_finished", None, {"state": self.state.value})
-        result = self.result()
-        if self.state is RunState.COMPLETED:
-            await self._settle(self._run_manager.on_chain_end(result))
-        else:
-            await self._settle(self._run_manager.on_chain_error(as_exception(result)))
-        self.done.set()
-        unbind_memory(memory_token)
+        try:
+            overrun = self.accounting.overrun()
+            if overrun is not None and self.state is RunState.COMPLETED:
+                # a call ignored its max_tokens; the run must not claim it stayed inside
+                self.state = RunState.BUDGET_EXCEEDED
+                self.error = TaskError(
+                    code="budget_exceeded", message=overrun, type="BudgetExceededError"
+                )
+            self._emit("run_finished", None, {"state": self.state.value})
+            result = self.result()
+            if self.state is RunState.COMPLETED:
+                await self._settle(self._run_manager.on_chain_end(result))
+            else:
+                await self._settle(self._run_manager.on_chain_error(as_exception(result)))
+        finally:
+            self.done.set()
+            unbind_memory(memory_token)
         if external_cancel is not None:
             raise external_cancel
         return result
@@ -318,7 +333,7 @@ class Run:
                 await self._gather(startable, batch_no)
             with self._lock:
                 for tid in batch:
-                    self._commit(self.results[tid])
+                    self._commit(self._result_of(tid, batch_no))
 
     async def _prepare_batch(self, batch: list[str], batch_no: int) -> list[str]:
         """Build inputs and plan budgets in task-id order; drop what cannot start.
@@ -430,7 +445,7 @@ class Run:
                 with self._lock:
                     for tid, _fut in finished:
                         self._inflight.pop(tid, None)
-                        self._commit(self.results[tid])
+                        self._commit(self._result_of(tid, None))
         finally:
             if waker is not None:
                 waker.cancel()
@@ -543,6 +558,13 @@ class Run:
             metadata["lcr_model"] = task.model_id
         cfg["metadata"] = metadata
         return cfg
+
+    def _result_of(self, tid: str, batch_no: int | None) -> TaskResult:
+        """The task's result; a task cancelled before its code ever ran has none yet."""
+        found = self.results.get(tid)
+        if found is not None:
+            return found
+        return self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
 
     def _cancelled_result(
         self, tid: str, started: datetime | None, attempts: int, batch_no: int | None

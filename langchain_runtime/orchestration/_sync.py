@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -34,16 +35,48 @@ def _loop_running() -> bool:
     return True
 
 
+def run_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` without waiting for the default executor's threads.
+
+    A task that is a plain sync callable runs in an executor thread that cannot be
+    cancelled; ``asyncio.run`` would wait for it at shutdown with no timeout, so a
+    run's timeout or abort would not return control. Here the loop's executor is
+    shut down without waiting: a stuck thread finishes (or not) in the background.
+    """
+    loop = asyncio.new_event_loop()
+    executor = ThreadPoolExecutor(thread_name_prefix="langchain-runtime-task")
+    loop.set_default_executor(executor)
+    try:
+        asyncio.set_event_loop(loop)
+        return loop.run_until_complete(coro)
+    finally:
+        try:
+            _cancel_all(loop)
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+def _cancel_all(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
 def run_sync(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run the coroutine made by ``factory`` to completion from sync code."""
     if not _loop_running():
-        return asyncio.run(factory())
+        return run_loop(factory())
     ctx = contextvars.copy_context()
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = ctx.run(asyncio.run, factory())
+            box["value"] = ctx.run(run_loop, factory())
         except BaseException as exc:  # handed to the caller's thread below
             box["error"] = exc
 
@@ -84,7 +117,7 @@ def iter_sync(factory: Callable[[], AsyncIterator[T]]) -> Iterator[T]:
 
     def target() -> None:
         try:
-            ctx.run(asyncio.run, pump())
+            ctx.run(run_loop, pump())
         except BaseException as exc:  # handed to the consumer below
             items.put(("error", exc))
         else:

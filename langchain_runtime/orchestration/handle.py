@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from typing import TYPE_CHECKING
 
 from langchain_runtime.domain import RunEvent, RunResult, RunState
+from langchain_runtime.orchestration._sync import run_loop
 
 if TYPE_CHECKING:
     from langchain_runtime.orchestration._run import Run
@@ -46,7 +46,7 @@ class RunHandle:
 
     def _main(self) -> None:
         try:
-            self._result = asyncio.run(self._run.execute())
+            self._result = run_loop(self._run.execute())
         except BaseException as exc:  # surfaced by result()
             self._error = exc
         finally:

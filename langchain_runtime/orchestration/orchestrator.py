@@ -12,7 +12,12 @@ from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import RunPolicy, RunResult, TaskResult
-from langchain_runtime.errors import ConfigurationError, InvalidInputError
+from langchain_runtime.errors import (
+    ConfigurationError,
+    InvalidInputError,
+    LangChainRuntimeError,
+    TaskExecutionError,
+)
 from langchain_runtime.orchestration._accounting import check_prices
 from langchain_runtime.orchestration._errors import error_from_result
 from langchain_runtime.orchestration._run import Run
@@ -156,10 +161,14 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             return result
         if self.output in result.outputs:
             return result.outputs[self.output]
-        exc = run.exceptions.get(self.output)
+        # the output task did not complete: raise the root cause, not the symptom
+        root = result.error.task_id if result.error is not None else None
+        cause = run.exceptions.get(self.output) or (run.exceptions.get(root) if root else None)
+        if isinstance(cause, LangChainRuntimeError) and not isinstance(cause, TaskExecutionError):
+            raise cause  # budget, context size, input errors keep their own fields
         err = error_from_result(result, self.output)
-        if exc is not None:
-            raise err from exc
+        if cause is not None:
+            raise err from cause
         raise err
 
     async def ainvoke(

@@ -165,19 +165,17 @@ class Task:
     ) -> Runnable[Any, Any]:
         if prompt is None:
             if runnable is None:
-                if isinstance(model, Runnable):
-                    raise GraphValidationError(
-                        f"task {self.id!r}: a model alone needs a prompt; pass prompt=...",
-                        task_ids=(self.id,),
-                        code="invalid_input",
-                    )
+                if isinstance(model, BaseLanguageModel):
+                    return self._resolve(None, "{input}", model)
                 raise GraphValidationError(
                     f"task {self.id!r}: give a runnable, a callable, or prompt= with model=",
                     task_ids=(self.id,),
                     code="invalid_input",
                 )
             if isinstance(runnable, BaseLanguageModel):
-                self.model = runnable
+                # a model alone gets the run input's "input" (the text an orchestrator
+                # invoked with a plain string receives), as a prompt the runtime owns
+                return self._resolve(None, "{input}", runnable)
             if isinstance(runnable, Runnable):
                 return runnable
             if callable(runnable):
@@ -188,7 +186,7 @@ class Task:
                 task_ids=(self.id,),
                 code="invalid_input",
             )
-        # prompt given: it pipes into the model (a chat model passed as runnable counts).
+        # prompt given: it pipes into the model (a model passed as runnable counts).
         if runnable is not None and model is None and isinstance(runnable, Runnable):
             model, runnable = runnable, None
         if runnable is not None:

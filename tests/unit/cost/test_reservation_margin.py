@@ -51,3 +51,14 @@ def test_a_claude_call_reserves_the_inflated_input() -> None:
     roomy = BudgetCallbackHandler(Budget(max_tokens=int(counted * 1.25) + 11))
     assert model.invoke(text, config={"callbacks": [roomy]}, max_tokens=10).content == "ok"
     assert roomy.spent.amount > Decimal(0)
+
+
+def test_a_max_tokens_set_on_the_model_is_reserved() -> None:
+    from langchain_runtime import with_budget
+    from langchain_runtime.testing import SimulatedChatModel
+
+    model = SimulatedChatModel(max_tokens=300, response_tokens=300)
+    budgeted = with_budget(model, max_tokens=200)
+    with pytest.raises(BudgetExceededError):
+        budgeted.invoke("hello")  # 300 output tokens could not fit: refused, not overrun
+    assert budgeted.usage.total_tokens == 0

@@ -161,3 +161,36 @@ def test_messages_from_memory_route_as_text() -> None:
     )
     result = orch.invoke({"topic": "owls"})
     assert seen["m"] == result["a"].text
+
+
+def test_source_paths_read_data_never_attributes() -> None:
+    from langchain_runtime import GraphValidationError
+
+    with pytest.raises(GraphValidationError, match="may not be empty or start with '_'"):
+        Orchestrator(
+            [
+                Task("a", lambda x: {"k": 1}),
+                Task("b", lambda x: x, inputs={"v": "a.__class__.__init__.__globals__"}),
+            ]
+        )
+
+    class Obj:
+        secret = "s3cret"
+
+    result = Orchestrator(
+        [
+            Task("a", lambda x: Obj()),
+            Task("b", lambda x: x["v"], inputs={"v": "a.secret"}),
+        ]
+    ).invoke({})
+    err = result.tasks["b"].error
+    assert err is not None and "has no field 'secret'" in err.message
+    assert "s3cret" not in err.message
+    # data is reachable: dict keys, list indexes, message fields
+    result = Orchestrator(
+        [
+            Task("a", lambda x: {"items": [{"n": 7}]}),
+            Task("b", lambda x: x["v"], inputs={"v": "a.items.0.n"}),
+        ]
+    ).invoke({})
+    assert result["b"] == 7

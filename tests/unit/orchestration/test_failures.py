@@ -341,3 +341,43 @@ def test_abort_racing_the_end_of_a_run_never_breaks_it() -> None:
         result = handle.result(timeout=5)
         assert result.state in (RunState.ABORTED, RunState.COMPLETED)
         assert all(t.state.is_terminal for t in result.tasks.values())
+
+
+def test_a_stuck_sync_callable_does_not_hold_the_caller_past_the_timeout() -> None:
+    release = threading.Event()
+
+    def stuck(_: Any) -> None:
+        release.wait(10)  # a sync call that cannot be cancelled
+
+    try:
+        start = time.perf_counter()
+        result = Orchestrator([Task("a", stuck)], policy=RunPolicy(timeout=0.2)).invoke({})
+        assert time.perf_counter() - start < 2.0
+        assert result.state is RunState.TIMED_OUT
+        start = time.perf_counter()
+        handle = Orchestrator([Task("a", stuck)]).start({})
+        time.sleep(0.1)
+        handle.abort()
+        assert handle.result(timeout=2).state is RunState.ABORTED
+        assert time.perf_counter() - start < 2.5
+    finally:
+        release.set()
+
+
+def test_failure_before_the_first_await_cancels_unstarted_siblings_cleanly() -> None:
+    from langchain_core.runnables import Runnable
+
+    class Boom(Runnable[Any, Any]):
+        def invoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+            raise RuntimeError("at once")
+
+        async def ainvoke(self, input: Any, config: Any = None, **kwargs: Any) -> Any:
+            raise RuntimeError("at once")
+
+    for scheduling in ("batched", "eager"):
+        tasks = [Task("a", Boom())] + [Task(f"b{i}", lambda x: 1) for i in range(5)]
+        policy = RunPolicy(max_parallelism=2, scheduling=scheduling)
+        result = Orchestrator(tasks, policy=policy).invoke({})
+        assert result.state is RunState.FAILED
+        assert result.tasks["a"].state is TaskState.FAILED
+        assert all(t.state.is_terminal for t in result.tasks.values())

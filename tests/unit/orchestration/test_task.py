@@ -33,7 +33,6 @@ def test_prompt_template_and_model_as_runnable() -> None:
         ({}, "give a runnable"),
         ({"prompt": "x {y}"}, "prompt= needs a model"),
         ({"prompt": "x", "model": "gpt-4o"}, "got the model id 'gpt-4o'"),
-        ({"model": SimulatedChatModel()}, "needs a prompt"),
         ({"timeout": 0, "runnable": lambda x: x}, "timeout must be > 0"),
         ({"max_retries": -1, "runnable": lambda x: x}, "max_retries"),
         ({"runnable": 42}, "must be a Runnable or a callable"),
@@ -84,3 +83,13 @@ def test_inputs_naming_unknown_task_is_refused() -> None:
 def test_inputs_with_unknown_dollar_source_is_refused() -> None:
     with pytest.raises(GraphValidationError, match="not a known source"):
         Orchestrator([Task("b", lambda x: x, inputs={"v": "$env.HOME"})])
+
+
+def test_a_chat_model_alone_answers_the_run_input() -> None:
+    model = SimulatedChatModel(response_tokens=3)
+    for task in (Task("a", model), Task("a", model=model)):
+        assert task.prompt_variables == ("input",)
+        orch = Orchestrator([task], output="a")
+        assert (
+            orch.invoke("Tell me about owls").content == model.invoke("Tell me about owls").content
+        )
