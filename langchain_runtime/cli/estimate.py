@@ -322,6 +322,13 @@ class _Estimator:
         text = sum(self.counter.count_text(m.text, model=name) for m in messages)
         framed = self.counter.count_messages(messages, model=name)
         high_in = None if fed.high is None else framed + fed.high + inserted
+        if high_in is not None and self.counter.input_margin(name) != 1.0:
+            # the budget reserves this much more for tokenizers tiktoken cannot reproduce
+            high_in = self.counter.reservation_tokens(high_in, name)
+            notes.append(
+                f"input upper bound includes the budget's {self.counter.input_margin(name):.2f}x "
+                f"margin for {name or 'this model'}'s tokenizer"
+            )
         prompt = Bound(max(text + fed.low - inserted, 0), high_in)
         output, basis = self.output_bound(entry, name)
         self.outputs[tid] = output

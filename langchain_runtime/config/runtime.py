@@ -348,6 +348,11 @@ class RuntimeConfig:
         except InvalidInputError as exc:
             where = self._task_issue(name, workflow, (), str(exc))
             raise InvalidInputError(where.render(self._source)) from exc
+        except ConfigurationError:
+            raise  # already names what is wrong (a missing package, a price, a key)
+        except (ValueError, TypeError) as exc:  # e.g. a prompt template LangChain rejects
+            where = self._task_issue(name, workflow, (), f"invalid task: {exc}")
+            raise ConfigurationError(where.render(self._source)) from exc
 
     def _task_issue(
         self, name: str, workflow: WorkflowSpec, task_ids: tuple[str, ...], message: str

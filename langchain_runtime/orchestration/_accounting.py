@@ -12,6 +12,7 @@ so every budget decision is the same whatever the completion timing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks import BaseCallbackManager
@@ -37,7 +38,9 @@ def model_name(task: Task) -> str | None:
     return task.model_id
 
 
-def check_prices(graph: TaskGraph, budget: Budget | None, catalog: ModelCatalog | None) -> None:
+def check_prices(
+    graph: TaskGraph | Iterable[Task], budget: Budget | None, catalog: ModelCatalog | None
+) -> None:
     """A cost budget over a task whose model has no known price is refused up front."""
     run_cost = budget is not None and budget.max_cost is not None
     if not run_cost and not any(t.budget and t.budget.max_cost is not None for t in graph):

@@ -46,7 +46,7 @@ from langchain_runtime.errors import (
     TaskTimeoutError,
     error_code,
 )
-from langchain_runtime.orchestration._accounting import RunAccounting, model_name
+from langchain_runtime.orchestration._accounting import RunAccounting, check_prices, model_name
 from langchain_runtime.orchestration._results import (
     ZERO_COST,
     ZERO_USAGE,
@@ -133,6 +133,7 @@ class Run:
         self._inflight: dict[str, asyncio.Task[TaskResult]] = {}
         self._run_manager: AsyncCallbackManagerForChainRun | None = None
         self.done = threading.Event()
+        self._catalog = catalog
         self.accounting = RunAccounting(
             policy, catalog, self.run_id, {t.id: t.budget for t in graph if t.budget is not None}
         )
@@ -163,6 +164,7 @@ class Run:
                     f"cannot add task {task.id!r}"
                 )
             needed = self.router.validate_task(task, self.graph)
+            check_prices([task], self.policy.budget, self._catalog)  # as at construction
             missing = sorted(k for k in needed if k not in self.run_input)
             if missing:
                 raise InvalidInputError(
@@ -296,13 +298,18 @@ class Run:
                     task.uncancel()
 
     def result(self) -> RunResult:
-        """A snapshot of the run as it stands."""
+        """A snapshot of the run as it stands: every task, finished or not."""
         usage, cost = self.accounting.totals()
+        tasks = dict(self.results)
+        if len(tasks) < len(self.states):  # live: tasks still pending or running
+            for tid, state in list(self.states.items()):
+                if tid not in tasks:
+                    tasks[tid] = TaskResult(task_id=tid, state=state)
         return RunResult(
             run_id=self.run_id,
             state=self.state,
             outputs=dict(self.outputs),
-            tasks=dict(self.results),
+            tasks=tasks,
             usage=usage,
             cost=cost,
             events=list(self.events),

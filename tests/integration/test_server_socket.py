@@ -122,7 +122,8 @@ async def _collect(client: AsyncRuntimeClient, run_id: str) -> list[Any]:
 async def _until_task_done(client: AsyncRuntimeClient, run_id: str, task_id: str) -> None:
     for _ in range(400):  # 20 s at most
         status = await client.get_run(run_id)
-        if task_id in status.tasks:
+        task = status.tasks.get(task_id)  # every task is listed; wait for this one to end
+        if task is not None and task.state.value == "completed":
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{task_id} of {run_id} did not finish in time")

@@ -76,9 +76,13 @@ def validation_message(errors: Sequence[Any]) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+#: Event ids are SQLite integers; a larger cursor simply means "nothing after it".
+_MAX_CURSOR = 2**63 - 1
+
+
 def _event_cursor(after: int | None, last_event_id: str | None) -> int:
     if last_event_id is None:
-        return -1 if after is None else after
+        return -1 if after is None else min(after, _MAX_CURSOR)
     try:
         value = int(last_event_id)
     except ValueError:
@@ -87,7 +91,7 @@ def _event_cursor(after: int | None, last_event_id: str | None) -> int:
         ) from None
     if value < -1:
         raise InvalidInputError("header 'Last-Event-ID': expected an integer >= -1")
-    return value
+    return min(value, _MAX_CURSOR)
 
 
 def build_app(

@@ -173,7 +173,11 @@ def test_live_status_never_reports_an_unsaved_end(client: TestClient, gate: Gate
     run_id = client.post(RUNS, json={"workflow": "gated"}).json()["run_id"]
     assert gate.started.wait(10)
     body = client.get(f"{RUNS}/{run_id}").json()
-    assert body["state"] == "running" and body["tasks"] == {}
+    assert body["state"] == "running"
+    # every task is listed, none reported finished before its result is saved
+    assert body["tasks"] and all(
+        t["state"] in ("pending", "ready", "running") for t in body["tasks"].values()
+    )
     gate.event.set()
     assert finished(client, run_id)["tasks"]["after"]["output"] == "after held"
 
@@ -409,3 +413,35 @@ def test_a_crashed_run_is_stored_as_failed(make_app: AppFactory) -> None:
     assert body["state"] == "failed"
     assert body["error"]["code"] == "internal_error"
     assert "blew up" in body["error"]["message"]
+
+
+def test_review_findings_huge_cursors_and_odd_methods_are_harmless(client: TestClient) -> None:
+    run_id = client.post(RUNS, json=HELLO).json()["run_id"]
+    finished(client, run_id)
+    huge = "99999999999999999999999"
+    r = client.get(f"{RUNS}/{run_id}/events", params={"after": huge})
+    assert r.status_code == 200
+    r = client.get(f"{RUNS}/{run_id}/events", headers={"Last-Event-ID": huge})
+    assert r.status_code == 200
+    for method in ("FOO1", "FOO2"):
+        client.request(method, "/healthz")
+    text = client.get("/metrics").text
+    assert "FOO1" not in text and 'method="OTHER"' in text
+
+
+def test_review_findings_private_source_paths_are_refused(client: TestClient) -> None:
+    body = {
+        "tasks": [
+            {"id": "a", "model": "fast", "prompt": "hi"},
+            {
+                "id": "b",
+                "model": "fast",
+                "prompt": "{x}",
+                "deps": ["a"],
+                "inputs": {"x": "a.__class__.__init__.__globals__"},
+            },
+        ]
+    }
+    r = client.post(RUNS, json=body)
+    assert 400 <= r.status_code < 500
+    assert "start with '_'" in r.json()["message"]

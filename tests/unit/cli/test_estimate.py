@@ -110,7 +110,7 @@ tasks:
     data = cli("estimate", wf, "-i", "name=Ada", "--json").json()
     a, b = data["tasks"]
     assert a["cost"] == {"low": None, "high": None} and a["priced_as"] is None
-    assert "has no price in the catalog" in a["notes"][0]
+    assert any("has no price in the catalog" in n for n in a["notes"])
     assert a["output_tokens"]["high"] is None and a["output_basis"] == "unbounded"
     # b's context policy caps what a feeds into it, even though a is unbounded
     assert b["input_tokens"]["high"] is not None and b["input_tokens"]["high"] < 100

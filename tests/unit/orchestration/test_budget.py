@@ -228,3 +228,22 @@ def test_a_task_cost_budget_needs_a_price() -> None:
                 )
             ]
         )
+
+
+def test_enqueue_checks_prices_like_construction() -> None:
+    import threading
+
+    from .conftest import gated
+
+    gate = threading.Event()
+    handle = Orchestrator(
+        [Task("a", gated(gate))], policy=RunPolicy(budget=Budget(max_cost=Decimal(1)))
+    ).start({})
+    try:
+        with pytest.raises(ConfigurationError, match="unpriced-model"):
+            handle.enqueue(
+                Task("x", prompt="hi", model=SimulatedChatModel(model_name="unpriced-model"))
+            )
+    finally:
+        gate.set()
+    assert sorted(handle.result(timeout=5).tasks) == ["a"]

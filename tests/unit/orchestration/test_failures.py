@@ -381,3 +381,23 @@ def test_failure_before_the_first_await_cancels_unstarted_siblings_cleanly() -> 
         assert result.state is RunState.FAILED
         assert result.tasks["a"].state is TaskState.FAILED
         assert all(t.state.is_terminal for t in result.tasks.values())
+
+
+def test_a_live_snapshot_lists_every_task(tracker: Tracker) -> None:
+    gate = threading.Event()
+    handle = Orchestrator(
+        [
+            Task("a", tracker.task("a")),
+            Task("b", gated(gate), deps=["a"]),
+            Task("c", tracker.task("c"), deps=["b"]),
+        ]
+    ).start({})
+    deadline = time.time() + 5
+    while handle.snapshot().tasks["a"].state is not TaskState.COMPLETED:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    snap = handle.snapshot()
+    assert set(snap.tasks) == {"a", "b", "c"}
+    assert snap.tasks["c"].state is TaskState.PENDING
+    gate.set()
+    assert handle.result(timeout=5).ok
