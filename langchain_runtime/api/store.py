@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_runtime.api.errors import RunExistsError
+from langchain_runtime.errors import ConfigurationError
 
 __all__ = [
     "INTERRUPTED_CODE",
@@ -204,6 +205,28 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def _lock_exclusively(path: str) -> Any:
+    """Hold ``<path>.lock`` for this process: one server per store file.
+
+    A second server on the same file would mark the first one's live runs as
+    interrupted; it is refused instead. (POSIX only; elsewhere nothing is locked.)
+    """
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        return None
+    handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held for the store's lifetime
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise ConfigurationError(
+            f"run store {path} is in use by another server; give each server its own "
+            "store file (--store)"
+        ) from None
+    return handle
+
+
 class SqliteRunStore:
     """A :class:`RunStore` in an SQLite file (stdlib ``sqlite3``, WAL journal).
 
@@ -223,10 +246,13 @@ class SqliteRunStore:
         ('completed', 'run_started')
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
         self.path = str(path)
+        self._lock_file: Any = None
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock_file = _lock_exclusively(self.path)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(
             self.path, check_same_thread=False, isolation_level=None, timeout=10.0
@@ -331,3 +357,6 @@ class SqliteRunStore:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+            if self._lock_file is not None:
+                self._lock_file.close()  # releases the flock
+                self._lock_file = None

@@ -73,6 +73,8 @@ def find_secrets(
     Example:
         >>> find_secrets({"temperature": 0, "default_headers": {"X-Api-Key": "k"}})
         [('default_headers', 'X-Api-Key')]
+        >>> find_secrets({"headers": [{"Authorization": "Bearer x"}]})
+        [('headers', 0, 'Authorization')]
     """
     found: list[tuple[str | int, ...]] = []
     for key, value in params.items():
@@ -81,6 +83,10 @@ def find_secrets(
             found.append(here)
         elif isinstance(value, Mapping):
             found += find_secrets(value, here)
+        elif isinstance(value, (list, tuple)):
+            for i, item in enumerate(value):
+                if isinstance(item, Mapping):
+                    found += find_secrets(item, (*here, i))
     return found
 
 

@@ -99,7 +99,9 @@ def create_app(
     if store is None:
         store = os.environ.get("LANGCHAIN_RUNTIME_DB") or DEFAULT_DB
     if not isinstance(store, RunStore):
-        store = SqliteRunStore(Path(store) if str(store) != ":memory:" else ":memory:")
+        store = SqliteRunStore(
+            Path(store) if str(store) != ":memory:" else ":memory:", exclusive=True
+        )
     if token is None:
         token = os.environ.get(TOKEN_ENV) or None
     manager = RunManager(

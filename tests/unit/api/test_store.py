@@ -135,3 +135,15 @@ def test_the_stores_are_thread_safe(store: RunStore) -> None:
         t.join(30)
     assert errors == []
     assert store.list(limit=1)[1] == 160
+
+
+def test_one_server_per_store_file(tmp_path: Path) -> None:
+    from langchain_runtime import ConfigurationError
+
+    path = tmp_path / "runs.sqlite3"
+    first = SqliteRunStore(path, exclusive=True)
+    with pytest.raises(ConfigurationError, match="in use by another server"):
+        SqliteRunStore(path, exclusive=True)
+    SqliteRunStore(path).close()  # readers that do not claim the file are fine
+    first.close()
+    SqliteRunStore(path, exclusive=True).close()  # free again once the first closed
