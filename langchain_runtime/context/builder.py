@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
 from langchain_runtime.context.compaction import CompactionResult, ContextCompactor
-from langchain_runtime.context.memory import MemoryManager
+from langchain_runtime.context.memory import MemoryManager, StagedMemory
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import ContextPolicy
 
@@ -19,13 +19,17 @@ if TYPE_CHECKING:
 
 __all__ = ["ContextBuilder", "current_memory"]
 
-_MEMORY: contextvars.ContextVar[MemoryManager | None] = contextvars.ContextVar(
+_MEMORY: contextvars.ContextVar[MemoryManager | StagedMemory | None] = contextvars.ContextVar(
     "langchain_runtime_memory", default=None
 )
 
 
-def current_memory() -> MemoryManager:
+def current_memory() -> MemoryManager | StagedMemory:
     """The memory of the run whose task is calling (inside any task's code).
+
+    Inside a task it is the task's :class:`StagedMemory`: reads see the run's memory
+    and the task's own writes; the writes join the run's memory when the task is
+    committed.
 
     Example:
         >>> from langchain_runtime import Orchestrator, Task
@@ -44,12 +48,14 @@ def current_memory() -> MemoryManager:
     return memory
 
 
-def bind_memory(memory: MemoryManager) -> contextvars.Token[MemoryManager | None]:
+def bind_memory(
+    memory: MemoryManager | StagedMemory,
+) -> contextvars.Token[MemoryManager | StagedMemory | None]:
     """Make ``memory`` what :func:`current_memory` returns in this context."""
     return _MEMORY.set(memory)
 
 
-def unbind_memory(token: contextvars.Token[MemoryManager | None]) -> None:
+def unbind_memory(token: contextvars.Token[MemoryManager | StagedMemory | None]) -> None:
     """Undo :func:`bind_memory`."""
     _MEMORY.reset(token)
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from langchain_core.stores import BaseStore
 
-__all__ = ["MemoryManager", "OnDelete", "OnWrite"]
+__all__ = ["MemoryManager", "OnDelete", "OnWrite", "StagedMemory"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,3 +140,95 @@ class MemoryManager(BaseStore[str, Any]):
 
 
 _MISSING = object()
+
+
+class StagedMemory(BaseStore[str, Any]):
+    """One task's view of run memory: reads see the run's memory plus the task's own
+    writes; the writes are staged and reach the run's memory only when the task is
+    committed (in task-id order in batched runs), and only if it completed.
+
+    This is what :func:`~langchain_runtime.context.current_memory` returns inside a
+    task, so memory, like outputs, does not depend on which task finished first.
+
+    Example:
+        >>> run_memory = MemoryManager({"topic": "owls"})
+        >>> mine = StagedMemory(run_memory)
+        >>> mine.mset([("note", "hunts at night")])
+        >>> mine.get("note"), run_memory.get("note")
+        ('hunts at night', None)
+        >>> mine.commit()
+        >>> run_memory.get("note")
+        'hunts at night'
+    """
+
+    def __init__(self, base: MemoryManager) -> None:
+        self._base = base
+        self._lock = threading.Lock()
+        self._writes: dict[str, Any] = {}
+        self._deleted: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"StagedMemory(staged={sorted(self._writes)}, deleted={sorted(self._deleted)})"
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key`` as this task sees it, or ``default``."""
+        with self._lock:
+            if key in self._writes:
+                return self._writes[key]
+            if key in self._deleted:
+                return default
+        return self._base.get(key, default)
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything this task sees, as a new dict."""
+        view = self._base.snapshot()
+        with self._lock:
+            for key in self._deleted:
+                view.pop(key, None)
+            view.update(self._writes)
+        return view
+
+    def mget(self, keys: Sequence[str]) -> list[Any | None]:
+        return [self.get(k) for k in keys]
+
+    async def amget(self, keys: Sequence[str]) -> list[Any | None]:
+        return self.mget(keys)
+
+    def mset(self, key_value_pairs: Sequence[tuple[str, Any]]) -> None:
+        with self._lock:
+            for key, value in key_value_pairs:
+                if not isinstance(key, str):
+                    raise TypeError(f"memory keys must be strings, got {type(key).__name__}")
+                self._writes[key] = value
+                self._deleted.discard(key)
+
+    async def amset(self, key_value_pairs: Sequence[tuple[str, Any]]) -> None:
+        self.mset(key_value_pairs)
+
+    def mdelete(self, keys: Sequence[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._writes.pop(key, None)
+                self._deleted.add(key)
+
+    async def amdelete(self, keys: Sequence[str]) -> None:
+        self.mdelete(keys)
+
+    def yield_keys(self, *, prefix: str | None = None) -> Iterator[str]:
+        for key in self.snapshot():
+            if prefix is None or key.startswith(prefix):
+                yield key
+
+    async def ayield_keys(self, *, prefix: str | None = None) -> AsyncIterator[str]:
+        for key in self.yield_keys(prefix=prefix):
+            yield key
+
+    def commit(self) -> None:
+        """Apply the staged writes and deletes to the run's memory."""
+        with self._lock:
+            writes, deleted = list(self._writes.items()), sorted(self._deleted)
+            self._writes, self._deleted = {}, set()
+        if writes:
+            self._base.mset(writes)
+        if deleted:
+            self._base.mdelete(deleted)

@@ -24,7 +24,7 @@ from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
 
 from langchain_runtime.context.builder import ContextBuilder, bind_memory, unbind_memory
-from langchain_runtime.context.memory import MemoryManager
+from langchain_runtime.context.memory import MemoryManager, StagedMemory
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import (
     Cost,
@@ -109,6 +109,7 @@ class Run:
         self.results: dict[str, TaskResult] = {}
         self.outputs: dict[str, Any] = {}
         self.memory = MemoryManager(on_write=self._on_memory_write)
+        self._staged: dict[str, StagedMemory] = {}
         self.builder = ContextBuilder(router)
         self._committing: str | None = None
         self.events: list[RunEvent] = []
@@ -461,9 +462,12 @@ class Run:
     async def _execute(self, tid: str, batch_no: int | None) -> TaskResult:
         # attributes memory writes to the task; reset, as a chain runs in the main task
         token = _CURRENT_TASK.set(tid)
+        staged = self._staged[tid] = StagedMemory(self.memory)
+        memory_token = bind_memory(staged)  # the task's writes wait for its commit
         try:
             return await self._execute_task(tid, batch_no)
         finally:
+            unbind_memory(memory_token)
             _CURRENT_TASK.reset(token)
 
     async def _execute_task(self, tid: str, batch_no: int | None) -> TaskResult:
@@ -646,15 +650,18 @@ class Run:
         for etype, data in self._buffers.pop(tid, ()):
             self._emit(etype, tid, data)
         self._emit(f"task_{tr.state.value}", tid, result_data(tr))
+        staged = self._staged.pop(tid, None)
         if tr.state is COMPLETED:
             self.outputs[tid] = tr.output
             task = self.graph[tid]
-            if task.memory_key is not None:
-                self._committing = tid
-                try:
+            self._committing = tid
+            try:
+                if staged is not None:
+                    staged.commit()  # the task's own writes, in commit order
+                if task.memory_key is not None:
                     self.memory.mset([(task.memory_key, tr.output)])
-                finally:
-                    self._committing = None
+            finally:
+                self._committing = None
             for child in self.graph.dependents(tid):
                 if child in self._waiting:
                     self._waiting[child] -= 1

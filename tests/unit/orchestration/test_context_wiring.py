@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from langchain_runtime import Budget, ContextPolicy, Orchestrator, RunPolicy, RunState, Task
-from langchain_runtime.context import MemoryManager, current_memory
+from langchain_runtime.context import current_memory
+from langchain_runtime.context.memory import StagedMemory
 from langchain_runtime.cost import TokenEstimator
 from langchain_runtime.testing import SimulatedChatModel
 
@@ -36,7 +37,7 @@ def test_memory_key_stores_output_and_dependents_read_memory() -> None:
 def test_task_code_reads_and_writes_run_memory() -> None:
     def writer(inp: dict[str, Any]) -> str:
         mem = current_memory()
-        assert isinstance(mem, MemoryManager)
+        assert isinstance(mem, StagedMemory)
         mem.mset([("note", f"about {inp['topic']}")])
         return "w"
 
@@ -194,3 +195,42 @@ def test_source_paths_read_data_never_attributes() -> None:
         ]
     ).invoke({})
     assert result["b"] == 7
+
+
+@pytest.mark.parametrize("delays", [(0.0, 0.05), (0.05, 0.0)])
+def test_memory_writes_land_in_task_id_order_whatever_the_timing(
+    delays: tuple[float, float],
+) -> None:
+    import asyncio
+
+    from langchain_core.runnables import RunnableLambda
+
+    def writer(name: str, delay: float) -> RunnableLambda[Any, Any]:
+        async def body(_: Any) -> str:
+            await asyncio.sleep(delay)
+            current_memory().mset([("k", name)])
+            assert current_memory().get("k") == name  # a task sees its own writes
+            return name
+
+        return RunnableLambda(body)
+
+    result = Orchestrator(
+        [
+            Task("a", writer("a", delays[0])),
+            Task("b", writer("b", delays[1])),
+            Task("c", lambda x: current_memory().get("k"), deps=["a", "b"]),
+        ]
+    ).invoke({})
+    assert result.memory == {"k": "b"}  # b commits after a, whoever finished first
+    assert result["c"] == "b"
+    writes = [e.task_id for e in result.events if e.type == "memory_write"]
+    assert writes == ["a", "b"]
+
+
+def test_a_failed_task_leaves_memory_untouched() -> None:
+    def fail(_: Any) -> None:
+        current_memory().mset([("half", "done")])
+        raise RuntimeError("no")
+
+    result = Orchestrator([Task("a", fail)]).invoke({})
+    assert result.memory == {}
