@@ -349,7 +349,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         if usage is None:
             if call is None:
                 return
-            usage = Usage(input_tokens=call.input_tokens, estimated=True)
+            # a stream cut short: what was already produced was billed too
+            output = self._count_output(response, call.model) if response is not None else 0
+            usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
         model = call.model if call else None
         self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
 

@@ -62,3 +62,17 @@ def test_a_max_tokens_set_on_the_model_is_reserved() -> None:
     with pytest.raises(BudgetExceededError):
         budgeted.invoke("hello")  # 300 output tokens could not fit: refused, not overrun
     assert budgeted.usage.total_tokens == 0
+
+
+def test_a_stream_closed_early_is_charged_what_it_produced() -> None:
+    from langchain_runtime import with_budget
+    from langchain_runtime.testing import SimulatedChatModel
+
+    budgeted = with_budget(SimulatedChatModel(response_tokens=40), max_tokens=5000)
+    stream = budgeted.stream("tell me about owls")
+    for _ in range(6):
+        next(stream)
+    stream.close()
+    usage = budgeted.usage
+    assert usage.estimated and usage.input_tokens > 0
+    assert usage.output_tokens >= 5  # the chunks received were counted
