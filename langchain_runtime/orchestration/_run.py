@@ -110,6 +110,7 @@ class Run:
         self.outputs: dict[str, Any] = {}
         self.memory = MemoryManager(on_write=self._on_memory_write)
         self._staged: dict[str, StagedMemory] = {}
+        self._pending_end: RunResult | None = None
         self.builder = ContextBuilder(router)
         self._committing: str | None = None
         self.events: list[RunEvent] = []
@@ -183,8 +184,12 @@ class Run:
             loop.call_soon_threadsafe(wake.set)
 
     # ------------------------------------------------------------------ main
-    async def execute(self) -> RunResult:
-        """Run the graph to a terminal state and return the result."""
+    async def execute(self, *, defer_end: bool = False) -> RunResult:
+        """Run the graph to a terminal state and return the result.
+
+        With ``defer_end`` the run's own callback run is ended by a later
+        :meth:`end_callbacks` (a stream yields its last chunk before the run ends).
+        """
         with self._lock:
             self._loop = asyncio.get_running_loop()
             self._main = asyncio.current_task()
@@ -269,16 +274,25 @@ class Run:
                 )
             self._emit("run_finished", None, {"state": self.state.value})
             result = self.result()
-            if self.state is RunState.COMPLETED:
-                await self._settle(self._run_manager.on_chain_end(result))
-            else:
-                await self._settle(self._run_manager.on_chain_error(as_exception(result)))
+            self._pending_end = result
+            if not defer_end or external_cancel is not None:
+                await self.end_callbacks()
         finally:
             self.done.set()
             unbind_memory(memory_token)
         if external_cancel is not None:
             raise external_cancel
         return result
+
+    async def end_callbacks(self) -> None:
+        """End the run's callback run (once), with its result or its error."""
+        result, self._pending_end = self._pending_end, None
+        if result is None or self._run_manager is None:
+            return
+        if result.state is RunState.COMPLETED:
+            await self._settle(self._run_manager.on_chain_end(result))
+        else:
+            await self._settle(self._run_manager.on_chain_error(as_exception(result)))
 
     async def _settle(self, aw: Awaitable[Any]) -> None:
         """Await clean-up even if an abort's cancellation lands on it.

@@ -229,7 +229,8 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             return
         queue: asyncio.Queue[TaskResult] = asyncio.Queue()
         run.listeners.append(queue.put_nowait)
-        main = asyncio.ensure_future(run.execute())
+        # the run's callback run ends after the last chunk, as for any streamed Runnable
+        main = asyncio.ensure_future(run.execute(defer_end=True))
         try:
             while True:
                 getter = asyncio.ensure_future(queue.get())
@@ -246,6 +247,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             if not main.done():
                 main.cancel()
                 await asyncio.gather(main, return_exceptions=True)
+            await run.end_callbacks()
 
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None

@@ -351,3 +351,17 @@ def test_progress_bar_counts_tasks(capsys: pytest.CaptureFixture[str]) -> None:
     assert result.ok
     err = capsys.readouterr().err
     assert "2/2" in err and "task" in err
+
+
+@pytest.mark.anyio
+async def test_astream_events_root_stream_comes_before_its_end() -> None:
+    orch = Orchestrator([Task("a", lambda x: 1)])
+    root = None
+    order: list[str] = []
+    async for ev in orch.astream_events({}, version="v2"):
+        if root is None:
+            root = ev["run_id"]
+        if ev["run_id"] == root:
+            order.append(ev["event"])
+    assert order[0] == "on_chain_start" and order[-1] == "on_chain_end"
+    assert "on_chain_stream" in order
