@@ -10,7 +10,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import RunnableConfig
 
 from langchain_runtime.context.compaction import CompactionResult, ContextCompactor
-from langchain_runtime.context.memory import MemoryManager, StagedMemory
+from langchain_runtime.context.memory import MemoryManager, MemoryScope, StagedMemory
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import ContextPolicy
 
@@ -19,8 +19,11 @@ if TYPE_CHECKING:
 
 __all__ = ["ContextBuilder", "current_memory"]
 
-_MEMORY: contextvars.ContextVar[MemoryManager | StagedMemory | None] = contextvars.ContextVar(
+_SCOPE: contextvars.ContextVar[MemoryScope | None] = contextvars.ContextVar(
     "langchain_runtime_memory", default=None
+)
+_TASK: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "langchain_runtime_task", default=None
 )
 
 
@@ -42,22 +45,36 @@ def current_memory() -> MemoryManager | StagedMemory:
     Raises:
         LookupError: Called outside a run.
     """
-    memory = _MEMORY.get()
-    if memory is None:
+    scope = _SCOPE.get()
+    if scope is None:
         raise LookupError("current_memory() is only available inside a running task")
-    return memory
+    task_id = _TASK.get()
+    return scope.view(task_id) if task_id is not None else scope.base
 
 
-def bind_memory(
-    memory: MemoryManager | StagedMemory,
-) -> contextvars.Token[MemoryManager | StagedMemory | None]:
-    """Make ``memory`` what :func:`current_memory` returns in this context."""
-    return _MEMORY.set(memory)
+def current_task_id() -> str | None:
+    """The id of the task whose code is running in this context, if any."""
+    return _TASK.get()
 
 
-def unbind_memory(token: contextvars.Token[MemoryManager | StagedMemory | None]) -> None:
+def bind_memory(scope: MemoryScope) -> contextvars.Token[MemoryScope | None]:
+    """Make ``scope`` the run memory :func:`current_memory` serves in this context."""
+    return _SCOPE.set(scope)
+
+
+def unbind_memory(token: contextvars.Token[MemoryScope | None]) -> None:
     """Undo :func:`bind_memory`."""
-    _MEMORY.reset(token)
+    _SCOPE.reset(token)
+
+
+def enter_task(task_id: str) -> contextvars.Token[str | None]:
+    """Mark this context as running ``task_id`` (its memory view, its writes)."""
+    return _TASK.set(task_id)
+
+
+def exit_task(token: contextvars.Token[str | None]) -> None:
+    """Undo :func:`enter_task`."""
+    _TASK.reset(token)
 
 
 class ContextBuilder:

@@ -9,7 +9,7 @@ from typing import Any
 
 from langchain_core.stores import BaseStore
 
-__all__ = ["MemoryManager", "OnDelete", "OnWrite", "StagedMemory"]
+__all__ = ["MemoryManager", "MemoryScope", "OnDelete", "OnWrite", "StagedMemory"]
 
 logger = logging.getLogger(__name__)
 
@@ -232,3 +232,28 @@ class StagedMemory(BaseStore[str, Any]):
             self._base.mset(writes)
         if deleted:
             self._base.mdelete(deleted)
+
+
+class MemoryScope:
+    """A run's memory and its tasks' staged views, created when a task first asks.
+
+    Most tasks never touch memory, so no view is made for them.
+    """
+
+    def __init__(self, base: MemoryManager) -> None:
+        self.base = base
+        self._lock = threading.Lock()
+        self._views: dict[str, StagedMemory] = {}
+
+    def view(self, task_id: str) -> StagedMemory:
+        """The staged view of ``task_id`` (made on first use)."""
+        with self._lock:
+            found = self._views.get(task_id)
+            if found is None:
+                found = self._views[task_id] = StagedMemory(self.base)
+            return found
+
+    def pop(self, task_id: str) -> StagedMemory | None:
+        """Take the task's view, if it made one (to commit or drop it)."""
+        with self._lock:
+            return self._views.pop(task_id, None)

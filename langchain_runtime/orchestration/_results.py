@@ -30,6 +30,16 @@ def now() -> datetime:
 _M = TypeVar("_M", bound=BaseModel)
 
 
+_FIELDS: dict[type[BaseModel], set[str]] = {}
+
+
+def _all_fields(cls: type[BaseModel]) -> set[str]:
+    found = _FIELDS.get(cls)
+    if found is None:
+        found = _FIELDS[cls] = set(cls.model_fields)
+    return found
+
+
 def trusted(cls: type[_M], **values: Any) -> _M:
     """Build a model from trusted values, every field given, without validation.
 
@@ -38,7 +48,8 @@ def trusted(cls: type[_M], **values: Any) -> _M:
     """
     obj = cls.__new__(cls)
     object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    # every field is set: one shared set per class saves a GC-tracked object per task
+    object.__setattr__(obj, "__pydantic_fields_set__", _all_fields(cls))
     object.__setattr__(obj, "__pydantic_extra__", None)
     object.__setattr__(obj, "__pydantic_private__", None)
     return obj

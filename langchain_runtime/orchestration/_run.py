@@ -11,7 +11,6 @@ commits in completion order.
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 import threading
 import uuid
@@ -23,8 +22,15 @@ from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
 
-from langchain_runtime.context.builder import ContextBuilder, bind_memory, unbind_memory
-from langchain_runtime.context.memory import MemoryManager, StagedMemory
+from langchain_runtime.context.builder import (
+    ContextBuilder,
+    bind_memory,
+    current_task_id,
+    enter_task,
+    exit_task,
+    unbind_memory,
+)
+from langchain_runtime.context.memory import MemoryManager, MemoryScope
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import (
     Cost,
@@ -73,9 +79,6 @@ COMPLETED, FAILED, SKIPPED, CANCELLED = (
 _DOOMED = (FAILED, SKIPPED, CANCELLED)
 
 TaskListener = Callable[[TaskResult], None]
-_CURRENT_TASK: contextvars.ContextVar[str | None] = contextvars.ContextVar(
-    "langchain_runtime_task", default=None
-)
 
 
 class Run:
@@ -109,7 +112,7 @@ class Run:
         self.results: dict[str, TaskResult] = {}
         self.outputs: dict[str, Any] = {}
         self.memory = MemoryManager(on_write=self._on_memory_write)
-        self._staged: dict[str, StagedMemory] = {}
+        self._memory_scope = MemoryScope(self.memory)
         self._pending_end: RunResult | None = None
         self.builder = ContextBuilder(router)
         self._committing: str | None = None
@@ -196,7 +199,7 @@ class Run:
             aborted_early = self._abort_requested  # abort() before the loop existed
         self._wake = asyncio.Event() if self.live else None
         self.config = self.accounting.attach(self.config)
-        memory_token = bind_memory(self.memory)  # for current_memory() inside tasks
+        memory_token = bind_memory(self._memory_scope)  # for current_memory() inside tasks
         cm = get_async_callback_manager_for_config(self.config)
         self._run_manager = await cm.on_chain_start(
             None,
@@ -475,14 +478,11 @@ class Run:
     # ------------------------------------------------------------------ one task
     async def _execute(self, tid: str, batch_no: int | None) -> TaskResult:
         # attributes memory writes to the task; reset, as a chain runs in the main task
-        token = _CURRENT_TASK.set(tid)
-        staged = self._staged[tid] = StagedMemory(self.memory)
-        memory_token = bind_memory(staged)  # the task's writes wait for its commit
+        token = enter_task(tid)  # its memory view and writes; reset: a chain runs inline
         try:
             return await self._execute_task(tid, batch_no)
         finally:
-            unbind_memory(memory_token)
-            _CURRENT_TASK.reset(token)
+            exit_task(token)
 
     async def _execute_task(self, tid: str, batch_no: int | None) -> TaskResult:
         task = self.graph[tid]
@@ -664,7 +664,7 @@ class Run:
         for etype, data in self._buffers.pop(tid, ()):
             self._emit(etype, tid, data)
         self._emit(f"task_{tr.state.value}", tid, result_data(tr))
-        staged = self._staged.pop(tid, None)
+        staged = self._memory_scope.pop(tid)
         if tr.state is COMPLETED:
             self.outputs[tid] = tr.output
             task = self.graph[tid]
@@ -766,7 +766,7 @@ class Run:
         if self._committing is not None:  # a memory_key write, in commit order
             self._emit("memory_write", self._committing, {"key": key})
             return
-        tid = _CURRENT_TASK.get()
+        tid = current_task_id()
         if tid is not None:  # written by a task's code: committed with the task
             self._buffer(tid, "memory_write", {"key": key})
         else:
