@@ -225,6 +225,8 @@ class TaskStatus(_Out):
     ended_at: datetime | None = None
     attempts: int = 0
     batch: int | None = None
+    #: What context compaction did before the call (as in ``TaskResult``).
+    compaction: dict[str, Any] | None = None
 
     @classmethod
     def from_result(cls, tr: TaskResult) -> TaskStatus:
@@ -242,6 +244,7 @@ class TaskStatus(_Out):
             ended_at=tr.ended_at,
             attempts=tr.attempts,
             batch=tr.batch,
+            compaction=tr.compaction,
         )
 
     def output_value(self) -> Any:
@@ -323,6 +326,7 @@ class RunStatus(_Out):
                 ended_at=ts.ended_at,
                 attempts=ts.attempts,
                 batch=ts.batch,
+                compaction=ts.compaction,
             )
             for tid, ts in self.tasks.items()
         }

@@ -91,3 +91,21 @@ def test_a_status_turns_back_into_the_run_result() -> None:
     assert back.tasks["a"].usage == result.tasks["a"].usage
     assert [e.type for e in back.events] == [e.type for e in result.events]
     assert RunStatus(run_id="r", state="aborting").to_result().state.value == "running"
+
+
+def test_compaction_survives_the_wire() -> None:
+    from langchain_runtime import ContextPolicy, Orchestrator, Task
+    from langchain_runtime.api.schemas import RunStatus
+    from langchain_runtime.testing import SimulatedChatModel
+
+    policy = ContextPolicy(max_tokens=50, strategy="truncate")
+    local = Orchestrator(
+        [
+            Task("big", lambda x: "w " * 500),
+            Task("s", prompt="{big}", model=SimulatedChatModel(), deps=["big"], context=policy),
+        ]
+    ).invoke({})
+    wire = RunStatus.from_result(local, run_id="r1").model_dump_json()
+    remote = RunStatus.model_validate_json(wire).to_result()
+    assert remote.tasks["s"].compaction == local.tasks["s"].compaction
+    assert remote.tasks["s"].compaction is not None
