@@ -15,7 +15,10 @@ orchestrator's retry logic reads::
     ├── RunAbortedError                        the run was aborted
     ├── RunTimeoutError(TimeoutError)          the run ran past its timeout
     ├── RunFinishedError                       a live-run operation on a finished run
-    └── DeadlockError                          pending tasks, none ready, none running
+    ├── DeadlockError                          pending tasks, none ready, none running
+    ├── ResumeError                            a stored run that cannot be resumed
+    └── StoreError                             a run store that cannot be used
+        └── OutputNotStorableError(TypeError)  a task output the store cannot encode
 """
 
 from __future__ import annotations
@@ -33,9 +36,12 @@ __all__ = [
     "GraphValidationError",
     "InvalidInputError",
     "LangChainRuntimeError",
+    "OutputNotStorableError",
+    "ResumeError",
     "RunAbortedError",
     "RunFinishedError",
     "RunTimeoutError",
+    "StoreError",
     "TaskExecutionError",
     "TaskTimeoutError",
 ]
@@ -163,6 +169,24 @@ class DeadlockError(LangChainRuntimeError):
     """Tasks are pending but none is ready and none is running."""
 
     code = "deadlock"
+
+
+class ResumeError(LangChainRuntimeError):
+    """A stored run cannot be resumed: unknown, still live, or its graph changed."""
+
+    code = "resume_refused"
+
+
+class StoreError(LangChainRuntimeError):
+    """A run store cannot be opened or used: damaged, foreign, locked or unreachable."""
+
+    code = "store_error"
+
+
+class OutputNotStorableError(StoreError, TypeError):
+    """A task's output has a type the run store cannot encode; names the task and type."""
+
+    code = "output_not_storable"
 
 
 def error_code(exc: BaseException) -> str:

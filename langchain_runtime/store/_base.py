@@ -1,0 +1,169 @@
+"""The run store's interface: what a durable run writes, and what resume reads back.
+
+One store serves every entry point (the Python API, the CLI and the sidecar). It
+keeps two kinds of rows per run:
+
+* the **durable run** written by the orchestrator: a :class:`RunHeader` (input,
+  policy with its budget, graph fingerprint), one :class:`TaskRecord` per committed
+  task, the run memory and the event log. :meth:`DurableRunStore.commit` writes a
+  batch commit in one durable transaction, before any dependent starts;
+* the **API record** written by the sidecar (its request and last status), the
+  :class:`~langchain_runtime.api.store.RunRecord` interface, kept beside it.
+
+Values crossing this interface are JSON-able: outputs and memory values are already
+encoded by :mod:`langchain_runtime.store._codec` (``encode`` / ``decode``).
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "DurableRunStore",
+    "RunHeader",
+    "RunSummary",
+    "StoredRun",
+    "TaskRecord",
+]
+
+#: Run states a store reports; ``interrupted`` is a run whose process died while it ran.
+STORED_RUN_STATES = (
+    "pending",
+    "running",
+    "completed",
+    "failed",
+    "aborted",
+    "budget_exceeded",
+    "timed_out",
+    "interrupted",
+)
+
+
+@dataclass(frozen=True)
+class RunHeader:
+    """What a run is: written when it starts (and again, updated, when it resumes).
+
+    Attributes:
+        run_id: The run's id (a resumed run keeps its id).
+        name: The run's name (the orchestrator's name or the workflow's).
+        input: The run input, encoded (JSON-able).
+        policy: ``RunPolicy.model_dump(mode="json")``: the budget is part of it.
+        fingerprint: ``{task_id: {"deps": [...], "prompt": str|None, "model": str|None,
+            "inputs": {...}|None}}`` for every task of the graph, enqueued ones included.
+        enqueued: Tasks added to the live run, in order: ``{"task_id": ..., "spec": ...}``
+            where ``spec`` is whatever the caller can rebuild the task from (the
+            sidecar's declarative task JSON), or None.
+        created_at: When the run was first started.
+        owner: Who executes it now (``"pid@host"`` or a replica id): a store reports a
+            run as live only while its owner is.
+    """
+
+    run_id: str
+    name: str
+    input: Mapping[str, Any]
+    policy: Mapping[str, Any]
+    fingerprint: Mapping[str, Any]
+    created_at: datetime
+    enqueued: Sequence[Mapping[str, Any]] = ()
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A committed task.
+
+    Attributes:
+        task_id: The task.
+        state: Its terminal state (``TaskState`` value).
+        result: ``TaskResult.model_dump(mode="json")`` with ``output`` replaced by the
+            encoded output.
+    """
+
+    task_id: str
+    state: str
+    result: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """A durable run as the store has it."""
+
+    header: RunHeader
+    state: str
+    updated_at: datetime
+    tasks: Mapping[str, TaskRecord] = field(default_factory=dict)
+    memory: Mapping[str, Any] = field(default_factory=dict)
+    error: Mapping[str, Any] | None = None
+    resumes: int = 0
+    live: bool = False
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of :meth:`DurableRunStore.list_runs`."""
+
+    run_id: str
+    name: str
+    state: str
+    created_at: datetime
+    updated_at: datetime
+    tasks: int
+    completed: int
+    cost: str | None = None
+
+
+@runtime_checkable
+class DurableRunStore(Protocol):
+    """Durable runs. Implementations are thread-safe; every write is one transaction."""
+
+    def begin_run(self, header: RunHeader, *, resume: bool = False) -> None:
+        """Record a run as ``running`` under ``header.owner``.
+
+        A new run (``resume=False``) whose id exists raises ``RunExistsError``. With
+        ``resume=True`` the stored run's header is replaced (a new budget, enqueued
+        tasks), its ``resumes`` count grows by one and its committed tasks stay.
+        """
+
+    def commit(
+        self,
+        run_id: str,
+        tasks: Sequence[TaskRecord],
+        events: Sequence[Mapping[str, Any]] = (),
+        memory: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write committed tasks, new events (by ``seq``) and memory writes (key ->
+        encoded value; upserted) in one durable transaction. A task committed again
+        (on resume) replaces its record."""
+
+    def enqueue(self, run_id: str, task: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
+        """Record a task added to a live run (``{"task_id", "spec"}`` and its fingerprint)."""
+
+    def finish_run(
+        self,
+        run_id: str,
+        state: str,
+        error: Mapping[str, Any] | None = None,
+        events: Sequence[Mapping[str, Any]] = (),
+    ) -> None:
+        """Record the run's final state (and its last events); its owner lets go."""
+
+    def load_run(self, run_id: str) -> StoredRun | None:
+        """The durable run, or None if the store has no such run."""
+
+    def run_events(self, run_id: str, after: int = -1) -> builtins.list[dict[str, Any]]:
+        """The run's stored events with ``seq > after``, in order."""
+
+    def list_runs(
+        self, *, limit: int = 50, offset: int = 0, state: str | None = None
+    ) -> tuple[builtins.list[RunSummary], int]:
+        """A page of durable runs, newest first, and how many match ``state``."""
+
+    def is_live(self, run_id: str) -> bool:
+        """Whether the run is executing now (its owner alive), in any process."""
+
+    def close(self) -> None:
+        """Release resources (connections, locks)."""
