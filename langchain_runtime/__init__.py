@@ -54,6 +54,7 @@ from langchain_runtime.errors import (
     TaskTimeoutError,
 )
 from langchain_runtime.orchestration import Orchestrator, RunHandle, Task, TaskGraph
+from langchain_runtime.store import SQLiteRunStore
 
 __all__ = [
     "Budget",
@@ -87,6 +88,7 @@ __all__ = [
     "RunResult",
     "RunState",
     "RunTimeoutError",
+    "SQLiteRunStore",
     "StoreError",
     "Task",
     "TaskError",

@@ -14,7 +14,7 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
         ├── UnauthorizedError             401 unauthorized (missing or wrong token)
         ├── PayloadTooLargeError          413 payload_too_large
         ├── TooManyRunsError              429 too_many_runs; retryable later
-        ├── ServerError                   500 internal_error, 503 shutting_down, any 5xx
+        ├── ServerError                   500 internal_error, 503 shutting_down/store_error
         ├── ApiConnectionError(ConnectionError)  the server could not be reached
         │   └── ApiTimeoutError(TimeoutError)    no answer (or no end of run) in time
         └── (private) ApiError + a package error, for invalid_input, invalid_config,
@@ -192,6 +192,8 @@ ERROR_TABLE: Mapping[str, ErrorKind] = {
     "too_many_runs": ErrorKind(429, TooManyRunsError),
     "internal_error": ErrorKind(500, ServerError),
     "shutting_down": ErrorKind(503, ServerError),
+    # the run store cannot be read or written (damaged, deleted, disk trouble)
+    "store_error": ErrorKind(503, ServerError),
 }
 
 

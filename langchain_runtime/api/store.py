@@ -11,17 +11,14 @@ resumed: :meth:`RunStore.mark_interrupted` marks them ``failed`` (at-most-once).
 from __future__ import annotations
 
 import builtins
-import json
-import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from langchain_runtime.api.errors import RunExistsError
-from langchain_runtime.errors import ConfigurationError
+from langchain_runtime.store.sqlite import SQLiteRunStore
 
 __all__ = [
     "INTERRUPTED_CODE",
@@ -184,179 +181,6 @@ class MemoryRunStore:
         pass
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id     TEXT PRIMARY KEY,
-    state      TEXT NOT NULL,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    workflow   TEXT,
-    request    TEXT NOT NULL,
-    status     TEXT
-);
-CREATE INDEX IF NOT EXISTS runs_by_created ON runs (created_at DESC, run_id DESC);
-CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, created_at DESC);
-CREATE TABLE IF NOT EXISTS events (
-    run_id TEXT NOT NULL,
-    seq    INTEGER NOT NULL,
-    body   TEXT NOT NULL,
-    PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
-"""
-
-
-def _lock_exclusively(path: str) -> Any:
-    """Hold ``<path>.lock`` for this process: one server per store file.
-
-    A second server on the same file would mark the first one's live runs as
-    interrupted; it is refused instead. (POSIX only; elsewhere nothing is locked.)
-    """
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        return None
-    handle = open(f"{path}.lock", "a+")  # noqa: SIM115 - held for the store's lifetime
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.close()
-        raise ConfigurationError(
-            f"run store {path} is in use by another server; give each server its own "
-            "store file (--store)"
-        ) from None
-    return handle
-
-
-class SqliteRunStore:
-    """A :class:`RunStore` in an SQLite file (stdlib ``sqlite3``, WAL journal).
-
-    One connection, guarded by a lock, serves every thread; each write is one
-    transaction with ``synchronous=FULL``, so a saved result survives a crash of
-    the process or of the machine. Use one server per file.
-
-    Args:
-        path: The database file (created with its tables if missing), or
-            ``":memory:"``.
-
-    Example:
-        >>> store = SqliteRunStore(":memory:")
-        >>> store.create(RunRecord("r1", "running", request={"tasks": []}))
-        >>> store.save(RunRecord("r1", "completed"), events=[{"seq": 0, "type": "run_started"}])
-        >>> store.load("r1").state, store.events("r1")[0]["type"]
-        ('completed', 'run_started')
-    """
-
-    def __init__(self, path: str | Path, *, exclusive: bool = False) -> None:
-        self.path = str(path)
-        self._lock_file: Any = None
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            if exclusive:
-                self._lock_file = _lock_exclusively(self.path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(
-            self.path, check_same_thread=False, isolation_level=None, timeout=10.0
-        )
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
-
-    def __repr__(self) -> str:
-        return f"SqliteRunStore({self.path!r})"
-
-    @staticmethod
-    def _row(record: RunRecord) -> tuple[Any, ...]:
-        return (
-            record.run_id,
-            record.state,
-            record.created_at.isoformat(),
-            record.updated_at.isoformat(),
-            record.workflow,
-            json.dumps(record.request, separators=(",", ":")),
-            None if record.status is None else json.dumps(record.status, separators=(",", ":")),
-        )
-
-    @staticmethod
-    def _record(row: tuple[Any, ...]) -> RunRecord:
-        return RunRecord(
-            run_id=row[0],
-            state=row[1],
-            created_at=datetime.fromisoformat(row[2]),
-            updated_at=datetime.fromisoformat(row[3]),
-            workflow=row[4],
-            request=json.loads(row[5]),
-            status=None if row[6] is None else json.loads(row[6]),
-        )
-
-    def create(self, record: RunRecord) -> None:
-        with self._lock:
-            try:
-                self._db.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", self._row(record))
-            except sqlite3.IntegrityError:
-                raise RunExistsError(f"a run with id {record.run_id!r} already exists") from None
-
-    def save(self, record: RunRecord, events: Sequence[Mapping[str, Any]] = ()) -> None:
-        rows = [
-            (record.run_id, int(e["seq"]), json.dumps(e, separators=(",", ":"))) for e in events
-        ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.execute(
-                    "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?, ?)", self._row(record)
-                )
-                self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", rows)
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
-
-    def load(self, run_id: str) -> RunRecord | None:
-        with self._lock:
-            row = self._db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else self._record(row)
-
-    def events(self, run_id: str, after: int = -1) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT body FROM events WHERE run_id = ? AND seq > ? ORDER BY seq",
-                (run_id, after),
-            ).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def list(
-        self, *, limit: int = 50, offset: int = 0, state: str | None = None
-    ) -> tuple[list[RunRecord], int]:
-        where, args = ("WHERE state = ?", (state,)) if state is not None else ("", ())
-        with self._lock:
-            total = self._db.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]
-            rows = self._db.execute(
-                f"SELECT * FROM runs {where} ORDER BY created_at DESC, run_id DESC "
-                "LIMIT ? OFFSET ?",
-                (*args, limit, offset),
-            ).fetchall()
-        return [self._record(r) for r in rows], int(total)
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            rows = self._db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall()
-        return {state: int(n) for state, n in rows}
-
-    def mark_interrupted(self, reason: str) -> builtins.list[str]:
-        marks = ", ".join("?" for _ in _UNFINISHED)
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT * FROM runs WHERE state IN ({marks}) ORDER BY run_id", _UNFINISHED
-            ).fetchall()
-        records = [interrupt_status(self._record(r), reason) for r in rows]
-        for record in records:
-            self.save(record)
-        return [r.run_id for r in records]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-            if self._lock_file is not None:
-                self._lock_file.close()  # releases the flock
-                self._lock_file = None
+#: The sidecar's SQLite store is the one run store of every entry point (durable
+#: runs and API records in one file); this name is kept for existing callers.
+SqliteRunStore = SQLiteRunStore

@@ -7,5 +7,18 @@ from langchain_runtime.store._base import (
     StoredRun,
     TaskRecord,
 )
+from langchain_runtime.store._codec import decode, encode
+from langchain_runtime.store._owner import local_owner
+from langchain_runtime.store.sqlite import SQLiteRunStore
 
-__all__ = ["DurableRunStore", "RunHeader", "RunSummary", "StoredRun", "TaskRecord"]
+__all__ = [
+    "DurableRunStore",
+    "RunHeader",
+    "RunSummary",
+    "SQLiteRunStore",
+    "StoredRun",
+    "TaskRecord",
+    "decode",
+    "encode",
+    "local_owner",
+]

@@ -24,6 +24,7 @@ EXPECTED = {
     "OutputNotStorableError",
     "ResumeError",
     "StoreError",
+    "SQLiteRunStore",
     "RunAbortedError",
     "RunEvent",
     "RunFinishedError",

@@ -152,8 +152,13 @@ def build_app(
         logger.error("%s %s crashed", request.method, request.url.path, exc_info=exc)
         return error("internal_error", "internal error")
 
-    @app.get("/healthz", response_model=Health)
-    def healthz() -> Health:
+    @app.get("/healthz", response_model=Health, responses={503: {"model": ErrorBody}})
+    def healthz() -> Any:
+        """200 while the server can serve; 503 ``store_error`` when its store cannot."""
+        check = getattr(manager.store, "check", None)
+        problem = check() if callable(check) else None
+        if problem:
+            return error("store_error", problem)
         return Health(version=__version__, active_runs=manager.active())
 
     @app.get("/metrics", response_class=PlainTextResponse)

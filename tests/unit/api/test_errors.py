@@ -48,6 +48,7 @@ EXPECTED: dict[str, tuple[int, type[LangChainRuntimeError]]] = {
     "too_many_runs": (429, TooManyRunsError),
     "internal_error": (500, ServerError),
     "shutting_down": (503, ServerError),
+    "store_error": (503, ServerError),
 }
 
 

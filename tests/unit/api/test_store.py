@@ -138,11 +138,11 @@ def test_the_stores_are_thread_safe(store: RunStore) -> None:
 
 
 def test_one_server_per_store_file(tmp_path: Path) -> None:
-    from langchain_runtime import ConfigurationError
+    from langchain_runtime import StoreError
 
     path = tmp_path / "runs.sqlite3"
     first = SqliteRunStore(path, exclusive=True)
-    with pytest.raises(ConfigurationError, match="in use by another server"):
+    with pytest.raises(StoreError, match="in use by another server"):
         SqliteRunStore(path, exclusive=True)
     SqliteRunStore(path).close()  # readers that do not claim the file are fine
     first.close()
