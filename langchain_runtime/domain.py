@@ -259,6 +259,8 @@ class TaskResult(BaseModel):
     batch: int | None = None
     #: What context compaction did before the call (strategy, tokens before/after).
     compaction: dict[str, Any] | None = None
+    #: True when the task came back from a run store on resume (it was not run again).
+    restored: bool = False
 
     @property
     def duration(self) -> float | None:

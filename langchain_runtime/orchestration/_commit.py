@@ -25,7 +25,7 @@ from langchain_runtime.domain import (
     TaskResult,
     TaskState,
 )
-from langchain_runtime.errors import DeadlockError
+from langchain_runtime.errors import BudgetExceededError, DeadlockError, OutputNotStorableError
 from langchain_runtime.orchestration._results import now, result_data, trusted
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from langchain_runtime.orchestration._accounting import RunAccounting
     from langchain_runtime.orchestration._results import Prepared
     from langchain_runtime.orchestration.graph import TaskGraph
+    from langchain_runtime.store import DurableRunStore, TaskRecord
 
 logger = logging.getLogger(__name__)
 
@@ -93,17 +94,34 @@ class _Committer:
     accounting: RunAccounting
     _prepared: dict[str, Prepared]
     limit: int
+    #: The durable store, or None for a run that lives in memory only.
+    store: DurableRunStore | None
+    _unsaved: list[TaskRecord]
+    _unannounced: list[TaskResult]
+    _saved_seq: int
+    _durable: set[str]
+    _dirty_memory: set[str]
 
     def _finish(self, tid: str, tr: TaskResult) -> TaskResult:
-        """Record a terminal result now (live listeners); the log commits later."""
+        """Record a terminal result now; the log commits later.
+
+        Listeners hear of it now, or, in a durable run, once its commit is stored:
+        a caller never sees a task finished that a crash could still lose.
+        """
         self.results[tid] = tr
         self.states[tid] = tr.state
+        if self.store is not None:
+            self._unannounced.append(tr)
+            return tr
+        self._announce(tr)
+        return tr
+
+    def _announce(self, tr: TaskResult) -> None:
         for listener in self.listeners:
             try:
                 listener(tr)
             except Exception:  # a listener must not break the run
-                logger.exception("task listener failed for %s", tid)
-        return tr
+                logger.exception("task listener failed for %s", tr.task_id)
 
     def _cancelled_result(
         self, tid: str, started: datetime | None, attempts: int, batch_no: int | None
@@ -143,6 +161,8 @@ class _Committer:
         if tid in self._committed:
             return
         self._committed.add(tid)
+        if self.store is not None:
+            tr = self._stage(tr)
         for etype, data in self._buffers.pop(tid, ()):
             self._emit(etype, tid, data)
         self._emit(f"task_{tr.state.value}", tid, result_data(tr))
@@ -174,6 +194,82 @@ class _Committer:
             )
         self._doom_descendants(tid)
 
+    def _stage(self, tr: TaskResult) -> TaskResult:
+        """Queue ``tr`` for the next store write; an output it cannot encode fails the task.
+
+        The check runs before the task counts as completed, so no dependent ever
+        starts from an output that a resumed run could not get back.
+        """
+        from langchain_runtime.orchestration._durable import task_record
+        from langchain_runtime.store._codec import encode
+
+        encoded = None
+        if tr.state is COMPLETED:
+            try:
+                encoded = encode(tr.output, what=f"task {tr.task_id!r} output")
+            except OutputNotStorableError as exc:
+                self.exceptions[tr.task_id] = exc
+                tr = tr.model_copy(
+                    update={
+                        "state": FAILED,
+                        "output": None,
+                        "error": TaskError(
+                            code=exc.code, message=str(exc), type=type(exc).__name__
+                        ),
+                    }
+                )
+                self.results[tr.task_id] = tr
+                self.states[tr.task_id] = FAILED
+                self._on_failure(tr.task_id)
+                if self._unannounced and self._unannounced[-1].task_id == tr.task_id:
+                    self._unannounced[-1] = tr
+                else:
+                    self._unannounced = [
+                        tr if u.task_id == tr.task_id else u for u in self._unannounced
+                    ]
+        self._unsaved.append(task_record(tr, encoded))
+        return tr
+
+    def _save(self) -> None:
+        """Write what was committed since the last write, in one transaction; then tell.
+
+        Called at the end of every commit step (a batch, or eager completions) before
+        the scheduler starts anything that depends on it.
+        """
+        store = self.store
+        if store is None or (not self._unsaved and self._saved_seq == len(self.events)):
+            return
+        from langchain_runtime.store._codec import encode
+
+        memory: dict[str, Any] | None = None
+        if self._dirty_memory:
+            memory = {
+                key: encode(self.memory.get(key), what=f"run memory {key!r}")
+                for key in sorted(self._dirty_memory)
+            }
+        events = [e.model_dump(mode="json") for e in self.events[self._saved_seq :]]
+        records, self._unsaved = self._unsaved, []
+        store.commit(self.run_id, records, events, memory)
+        self._dirty_memory.clear()
+        self._saved_seq += len(events)
+        for record in records:
+            self._durable.add(record.task_id)
+        told, self._unannounced = self._unannounced, []
+        for tr in told:
+            self._announce(tr)
+
+    def _on_failure(self, tid: str) -> None:
+        if isinstance(self.exceptions.get(tid), BudgetExceededError):
+            # Calls already in flight have reserved their cost: let them finish,
+            # start nothing new.
+            self._stop_reason = self._stop_reason or f"budget exceeded in task {tid!r}"
+            return
+        if self.policy.fail_fast:
+            self._stop_reason = self._stop_reason or f"task {tid!r} failed (fail_fast)"
+            for other, fut in list(self._inflight.items()):
+                if other != tid and not fut.done():
+                    fut.cancel()
+
     def _doom_descendants(self, root: str) -> None:
         stack, seen = [root], set()
         doomed: list[str] = []
@@ -200,6 +296,8 @@ class _Committer:
             ),
         )
         self._finish(tid, tr)
+        if self.store is not None:
+            self._stage(tr)
         self._emit("task_skipped", tid, {"because": because})
 
     def _finish_untouched(self) -> None:
@@ -217,6 +315,8 @@ class _Committer:
             tr = self._cancelled_result(tid, None, 0, None)
             self._committed.add(tid)
             self._finish(tid, tr)
+            if self.store is not None:
+                self._stage(tr)
             self._emit("task_cancelled", tid, {"reason": self._stop_reason or "run stopped"})
 
     def _check_deadlock(self) -> None:
@@ -236,6 +336,8 @@ class _Committer:
             )
 
     def _on_memory_write(self, key: str, value: Any) -> None:
+        if self.store is not None:
+            self._dirty_memory.add(key)
         if self._committing is not None:  # a memory_key write, in commit order
             self._emit("memory_write", self._committing, {"key": key})
             return

@@ -122,6 +122,7 @@ class _Executor(_Committer):
                 started_at=started,
                 ended_at=now(),
                 compaction=prepared.compaction,
+                restored=False,
             ),
         )
 
@@ -170,18 +171,6 @@ class _Executor(_Committer):
         if found is not None:
             return found
         return self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
-
-    def _on_failure(self, tid: str) -> None:
-        if isinstance(self.exceptions.get(tid), BudgetExceededError):
-            # Calls already in flight have reserved their cost: let them finish,
-            # start nothing new.
-            self._stop_reason = self._stop_reason or f"budget exceeded in task {tid!r}"
-            return
-        if self.policy.fail_fast:
-            self._stop_reason = self._stop_reason or f"task {tid!r} failed (fail_fast)"
-            for other, fut in list(self._inflight.items()):
-                if other != tid and not fut.done():
-                    fut.cancel()
 
     async def _cancel_inflight(self) -> None:
         futs = [f for f in self._inflight.values() if not f.done()]

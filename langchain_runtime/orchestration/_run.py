@@ -50,6 +50,7 @@ from langchain_runtime.orchestration._schedule import _Scheduler
 from langchain_runtime.orchestration._sync import with_timeout
 from langchain_runtime.orchestration.graph import TaskGraph
 from langchain_runtime.orchestration.task import Task
+from langchain_runtime.store import DurableRunStore, StoredRun
 
 logger = logging.getLogger(__name__)
 
@@ -72,8 +73,10 @@ class Run(_Scheduler):
         run_id: str | None = None,
         live: bool = False,
         catalog: Any = None,
+        store: DurableRunStore | None = None,
+        restored: StoredRun | None = None,
     ):
-        self.graph = graph.copy() if live else graph
+        self.graph = graph.copy() if live or restored is not None else graph
         self.policy = policy
         self.run_input = dict(run_input)
         self.config = config
@@ -122,6 +125,78 @@ class Run(_Scheduler):
         max_conc = config.get("max_concurrency")
         if max_conc is not None:
             self.limit = max(1, min(self.limit, int(max_conc)))
+        self.store = store
+        self._restored = restored
+        self._began = False
+        self._unsaved = []
+        self._unannounced = []
+        self._saved_seq = 0
+        self._durable = set()
+        self._dirty_memory = set()
+        if restored is not None:
+            self._restore(restored)
+
+    def _restore(self, stored: StoredRun) -> None:
+        """Start from a stored run: its completed tasks, memory, spend and event log."""
+        from langchain_runtime.orchestration._durable import restored_events, restored_results
+        from langchain_runtime.store._codec import decode
+
+        assert self.store is not None
+        tracker = self.accounting.handler.tracker
+        fingerprint = stored.header.fingerprint
+        for tid, tr in restored_results(stored, decode).items():
+            if tid not in self.states:
+                continue
+            self.results[tid] = tr
+            self.states[tid] = TaskState.COMPLETED
+            self.outputs[tid] = tr.output
+            self._committed.add(tid)
+            self._durable.add(tid)
+            if tr.usage.total_tokens or tr.cost.amount:
+                # paid for once: it stays in the totals and counts against the budget
+                model = fingerprint.get(tid, {}).get("model")
+                tracker.record(f"restored:{tid}", tr.usage, cost=tr.cost, model=model, task_id=tid)
+        if stored.memory:  # what the completed tasks had committed; no write events again
+            initial = {k: decode(v) for k, v in stored.memory.items()}
+            self.memory = MemoryManager(initial=initial, on_write=self._on_memory_write)
+            self._memory_scope = MemoryScope(self.memory)
+        self.events = restored_events(self.store.run_events(stored.header.run_id))
+        self._saved_seq = len(self.events)
+
+    def _begin_durable(self) -> None:
+        if self.store is None:
+            return
+        from langchain_runtime.orchestration._durable import header
+        from langchain_runtime.store._codec import encode
+
+        stored = self._restored
+        self.store.begin_run(
+            header(
+                self.run_id,
+                self.name,
+                encode(self.run_input, what="the run input"),
+                self.policy.model_dump(mode="json"),
+                self.graph,
+                created_at=stored.header.created_at if stored is not None else None,
+                enqueued=stored.header.enqueued if stored is not None else (),
+            ),
+            resume=stored is not None,
+        )
+        self._began = True
+
+    def _end_durable(self) -> None:
+        if self.store is None or not self._began:
+            return
+        with self._lock:
+            self._save()
+        error = self.error.model_dump(mode="json") if self.error is not None else None
+        self.store.finish_run(self.run_id, self.state.value, error)
+
+    def committed_events(self) -> list[RunEvent]:
+        """The event log as callers may see it: in a durable run, only what is stored."""
+        if self.store is None:
+            return list(self.events)
+        return self.events[: self._saved_seq]
 
     def abort(self) -> bool:
         """Request an abort from any thread; False if the run already finished."""
@@ -134,8 +209,12 @@ class Run(_Scheduler):
             loop.call_soon_threadsafe(main.cancel)
         return True
 
-    def enqueue(self, task: Task) -> None:
-        """Add ``task`` to the live run (validated now, scheduled in the next batch)."""
+    def enqueue(self, task: Task, spec: Any = None) -> None:
+        """Add ``task`` to the live run (validated now, scheduled in the next batch).
+
+        ``spec`` is stored with it in a durable run: what the caller can rebuild the
+        task from on resume (the sidecar's declarative task), or None.
+        """
         with self._lock:
             if self._closed or self.done.is_set() or self._abort_requested:
                 raise RunFinishedError(
@@ -149,6 +228,13 @@ class Run(_Scheduler):
                 raise InvalidInputError(
                     f"task {task.id!r}: its prompt uses {missing}, which no dependency, "
                     "inputs entry or the run input provides"
+                )
+            if self.store is not None and self._began:
+                from langchain_runtime.orchestration._durable import task_fingerprint
+
+                # stored first: a resumed run must know every task the live run had
+                self.store.enqueue(
+                    self.run_id, {"task_id": task.id, "spec": spec}, task_fingerprint(task)
                 )
             self.graph.add(task)
             if task.budget is not None:
@@ -181,23 +267,28 @@ class Run(_Scheduler):
             run_id=self.config.get("run_id"),
         )
         self.state = RunState.RUNNING
-        self._emit(
-            "run_started",
-            None,
-            {
-                "tasks": len(self.graph),
-                "scheduling": self.policy.scheduling,
-                "max_parallelism": self.limit,
-            },
-        )
         external_cancel: BaseException | None = None
         try:
+            self._begin_durable()  # before anything runs: a run the store refuses never starts
+            self._emit(
+                "run_started",
+                None,
+                {
+                    "tasks": len(self.graph),
+                    "scheduling": self.policy.scheduling,
+                    "max_parallelism": self.limit,
+                },
+            )
+            if self._restored is not None:
+                restored = sorted(self._durable)
+                self._emit("run_resumed", None, {"restored": restored})
             if aborted_early:
                 raise asyncio.CancelledError
             self._check_input()
             with self._lock:
                 for tid in self.graph.order:
-                    self._admit(tid)
+                    if tid not in self._committed:  # restored tasks are done
+                        self._admit(tid)
             batched = self.policy.scheduling == "batched"
             runner = self._run_batched() if batched else self._run_eager()
             timed_out, _ = await with_timeout(runner, self.policy.timeout)
@@ -249,6 +340,7 @@ class Run(_Scheduler):
                     code="budget_exceeded", message=overrun, type="BudgetExceededError"
                 )
             self._emit("run_finished", None, {"state": self.state.value})
+            self._end_durable()
             result = self.result()
             self._pending_end = result
             if not defer_end or external_cancel is not None:
@@ -292,6 +384,12 @@ class Run(_Scheduler):
         """A snapshot of the run as it stands: every task, finished or not."""
         usage, cost = self.accounting.totals()
         tasks = dict(self.results)
+        outputs = dict(self.outputs)
+        if self.store is not None and len(self._durable) < len(tasks):
+            # finished but not stored yet: to callers it is still running
+            for tid in [t for t in tasks if t not in self._durable]:
+                tasks[tid] = TaskResult(task_id=tid, state=TaskState.RUNNING)
+                outputs.pop(tid, None)
         if len(tasks) < len(self.states):  # live: tasks still pending or running
             for tid, state in list(self.states.items()):
                 if tid not in tasks:
@@ -299,7 +397,7 @@ class Run(_Scheduler):
         return RunResult(
             run_id=self.run_id,
             state=self.state,
-            outputs=dict(self.outputs),
+            outputs=outputs,
             tasks=tasks,
             usage=usage,
             cost=cost,

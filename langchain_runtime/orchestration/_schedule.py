@@ -34,6 +34,7 @@ class _Scheduler(_Executor):
             with self._lock:
                 for tid in batch:
                     self._commit(self._result_of(tid, batch_no))
+                self._save()  # durable before the next batch can depend on it
 
     async def _prepare_batch(self, batch: list[str], batch_no: int) -> list[str]:
         """Build inputs and plan budgets in task-id order; drop what cannot start.
@@ -120,6 +121,7 @@ class _Scheduler(_Executor):
                     for tid, _fut in finished:
                         self._inflight.pop(tid, None)
                         self._commit(self._result_of(tid, None))
+                    self._save()
         finally:
             if waker is not None:
                 waker.cancel()
