@@ -74,9 +74,11 @@ class ModelCatalog:
     """Prices and limits of models, looked up by any name a model goes by.
 
     ``ModelCatalog.default()`` is the bundled table (see ``langchain_runtime/data``);
-    :meth:`load`, :meth:`update` and :meth:`add` override columns or add models, from
-    YAML/JSON files or dicts, in our compact per-1M format or in LiteLLM's per-token
-    ``model_prices_and_context_window.json`` format as-is.
+    :meth:`load`, :meth:`update` and :meth:`add` replace models, change their
+    columns or add models, from YAML/JSON files or dicts, in our compact per-1M format
+    or in LiteLLM's per-token ``model_prices_and_context_window.json`` exactly as
+    LiteLLM ships it (see :meth:`update`: a full entry from a file replaces the
+    model's entry whole).
 
     Names resolve exactly, then without a provider prefix (``openai:gpt-4o``,
     ``openai/gpt-4o``, ``us.anthropic.claude-...``), then by the longest known name
@@ -129,10 +131,11 @@ class ModelCatalog:
         *sources: str | os.PathLike[str] | Mapping[str, Any],
         include_default: bool = True,
     ) -> ModelCatalog:
-        """A catalog from price files or dicts, applied in order.
+        """A catalog from price files or dicts, applied in order (see :meth:`update`).
 
         Args:
-            *sources: Paths to ``.yaml``/``.yml``/``.json`` files, or mappings.
+            *sources: Paths to ``.yaml``/``.yml``/``.json`` files (LiteLLM's
+                ``model_prices_and_context_window.json`` as-is included), or mappings.
             include_default: Start from the bundled table (True) or from nothing.
 
         Raises:
