@@ -189,7 +189,7 @@ class ModelCatalog:
                 if target is not None:
                     aliases[name] = target
                     continue
-                if not isinstance(entry, Mapping) or (litellm and not is_litellm(entry)):
+                if not isinstance(entry, Mapping) or (litellm and not _is_price(entry)):
                     if litellm:  # routing rules and other entries that are no model
                         logger.debug("skipping %s: not a model entry", name)
                         skipped.add(name.lower())
@@ -413,6 +413,11 @@ def _canonical_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
     # So that an override's compact key replaces the base's field of the same meaning;
     # an entry never renames the model it is filed under.
     return {_KEY_ALIASES.get(k, k): v for k, v in fields.items() if k != "id"}
+
+
+def _is_price(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry prices a model, in LiteLLM's format or in ours."""
+    return is_litellm(entry) or not _canonical_keys(entry).keys().isdisjoint(ModelInfo.model_fields)
 
 
 def _is_complete(entry: Mapping[str, Any]) -> bool:

@@ -352,10 +352,12 @@ def test_litellm_aliases_and_non_model_entries() -> None:
         "bundled-name": {"alias_of": "gpt-4o"},
         "image-latest": {"alias_of": "dall-e-3"},
         "dall-e-3": LITELLM["dall-e-3"],
+        "ours-1": {"input": 1, "output": 2},  # our format in the same file still counts
     }
     catalog = ModelCatalog.default()
     touched = catalog.update(data)
-    assert touched == ["claude-next-1", "gpt-4o"]
+    assert touched == ["claude-next-1", "ours-1", "gpt-4o"]
+    assert catalog.get("ours-1").output_price == D(2)
     info = catalog.get("claude-next-latest")
     assert info.id == "claude-next-1" and catalog.get("chain-latest").id == "claude-next-1"
     assert set(info.aliases) == {"claude-next-latest", "chain-latest"}
