@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import pytest
+from anthropic.types import Usage as AnthropicUsage
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from langchain_anthropic.chat_models import _create_usage_metadata
 from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, Generation, LLMResult
 from pydantic import ValidationError
 
-from langchain_runtime.cost import handler
+from langchain_runtime.cost import CostCalculator, ModelCatalog, handler
 from langchain_runtime.cost.usage import usage_from_dict, usage_from_result
 from langchain_runtime.domain import Usage
+
+D = Decimal
 
 # The issue's call: 50 plain input, 3,000 cache reads, 2,000 cache writes, 200 output.
 ISSUE = {"input_tokens": 5050, "output_tokens": 200, "total_tokens": 5250}
@@ -289,3 +296,42 @@ def test_1h_writes_are_a_part_of_cache_writes() -> None:
     assert (total.cache_creation_tokens, total.cache_creation_1h_tokens) == (70, 40)
     assert total.cache_creation_5m_tokens == 30 and total.estimated
     assert Usage.model_validate_json(a.model_dump_json()) == a
+
+
+counts = st.integers(min_value=0, max_value=2_000_000)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plain=counts, read=counts, five_min=counts, one_hour=counts, out=counts, ttl=st.booleans())
+def test_langchain_anthropics_metadata_and_the_raw_usage_agree(
+    plain: int, read: int, five_min: int, one_hour: int, out: int, ttl: bool
+) -> None:
+    """Whatever the counts and shape, reading langchain-anthropic's usage_metadata gives
+    what the API's raw usage says, and the cost is each part at its own rate."""
+    raw: dict[str, Any] = {
+        "input_tokens": plain,
+        "output_tokens": out,
+        "cache_read_input_tokens": read,
+        "cache_creation_input_tokens": five_min + (one_hour if ttl else 0),
+    }
+    if ttl:
+        raw["cache_creation"] = {
+            "ephemeral_5m_input_tokens": five_min,
+            "ephemeral_1h_input_tokens": one_hour,
+        }
+    # langchain-anthropic's own conversion of the SDK's Usage object
+    metadata = _create_usage_metadata(AnthropicUsage.model_validate(raw))
+    usage = Usage.from_usage_metadata(metadata)
+    assert usage == usage_from_dict(raw)
+    writes_1h = one_hour if ttl else 0
+    assert usage.cache_creation_1h_tokens == writes_1h
+    assert usage.input_tokens == plain + read + five_min + writes_1h
+    info = ModelCatalog.default().get("claude-haiku-4-5")  # no long-context tier
+    expected = (
+        plain * info.input_price
+        + read * D("0.10")
+        + five_min * D("1.25")
+        + writes_1h * D("2")
+        + out * D("5")
+    ) / 10**6
+    assert CostCalculator().cost("claude-haiku-4-5", usage).amount == expected
