@@ -57,8 +57,16 @@ class InMemoryLedger(BudgetLedger):
         clock: Clock | None = None,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         journal: SettleJournal | str | Path | None = None,
+        settle_attempts: int = 3,
+        retry_delay: float = 0.05,
     ) -> None:
-        super().__init__(clock=clock, lease_ttl=lease_ttl, journal=journal)
+        super().__init__(
+            clock=clock,
+            lease_ttl=lease_ttl,
+            journal=journal,
+            settle_attempts=settle_attempts,
+            retry_delay=retry_delay,
+        )
         self._lock = threading.Lock()
         self._limits: dict[str, ScopeLimit] = {}
         self._spend: dict[tuple[str, int], tuple[Decimal, int]] = {}

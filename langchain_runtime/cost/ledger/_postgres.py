@@ -93,7 +93,8 @@ class PostgresLedger(BudgetLedger):
         timeout: Seconds an operation may wait for a connection, a lock or a statement
             before it fails with ``LedgerUnavailableError``.
         pool_size: The most connections this ledger opens.
-        clock, lease_ttl, journal: As for :class:`BudgetLedger`. Replicas compare
+        clock, lease_ttl, journal, settle_attempts, retry_delay: As for
+            :class:`BudgetLedger`. Replicas compare
             lease expiries with their own clocks: keep them in sync (NTP), far closer
             than ``lease_ttl``.
 
@@ -115,6 +116,8 @@ class PostgresLedger(BudgetLedger):
         clock: Clock | None = None,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         journal: SettleJournal | str | Path | None = None,
+        settle_attempts: int = 3,
+        retry_delay: float = 0.05,
     ) -> None:
         try:
             import psycopg
@@ -124,13 +127,24 @@ class PostgresLedger(BudgetLedger):
                 "PostgresLedger needs psycopg 3 and psycopg-pool: "
                 "pip install 'langchain-runtime[postgres]'"
             ) from exc
-        super().__init__(clock=clock, lease_ttl=lease_ttl, journal=journal)
+        super().__init__(
+            clock=clock,
+            lease_ttl=lease_ttl,
+            journal=journal,
+            settle_attempts=settle_attempts,
+            retry_delay=retry_delay,
+        )
         if timeout <= 0:
             raise ValueError("timeout must be > 0 seconds")
         self.dsn = dsn
         self.timeout = timeout
         self._psycopg = psycopg
         millis = max(int(timeout * 1000), 1)
+        self._connect_kwargs: dict[str, Any] = {
+            "connect_timeout": max(int(timeout + 0.999), 2),
+            # the lock timeout fires first, so a held lock is reported as such
+            "options": f"-c statement_timeout={2 * millis} -c lock_timeout={millis}",
+        }
         self._pool: ConnectionPool[Connection[Any]] = ConnectionPool(
             dsn,
             min_size=1,
@@ -138,10 +152,7 @@ class PostgresLedger(BudgetLedger):
             timeout=timeout,
             open=False,
             check=ConnectionPool.check_connection,
-            kwargs={
-                "connect_timeout": max(int(timeout + 0.999), 2),
-                "options": f"-c statement_timeout={millis} -c lock_timeout={millis}",
-            },
+            kwargs=self._connect_kwargs,
             name="langchain-runtime-ledger",
         )
         try:
@@ -165,10 +176,17 @@ class PostgresLedger(BudgetLedger):
     # -- plumbing -----------------------------------------------------------------
 
     def _unavailable(self, exc: BaseException) -> LedgerUnavailableError:
+        errors = self._psycopg.errors
+        if isinstance(exc, errors.LockNotAvailable):
+            why = f"another transaction held the budget rows' lock longer than {self.timeout:g}s"
+        elif isinstance(exc, errors.QueryCanceled):
+            why = f"a statement ran longer than {2 * self.timeout:g}s"
+        else:
+            why = f"it could not be reached within {self.timeout:g}s"
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
         return LedgerUnavailableError(
-            f"budget ledger unavailable: PostgreSQL at {_redact(self.dsn)} did not answer "
-            f"within {self.timeout:g}s ({type(exc).__name__}: {str(exc).strip() or 'no detail'}); "
-            "the call was refused, not sent unmetered"
+            f"budget ledger unavailable: PostgreSQL at {_redact(self.dsn)} did not answer: "
+            f"{why} ({type(exc).__name__}: {detail}); the call was refused, not sent unmetered"
         )
 
     def _run(self, work: Callable[[Connection[Any]], T]) -> T:
@@ -178,8 +196,19 @@ class PostgresLedger(BudgetLedger):
         waited = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
         for attempt in (1, 2):
             try:
-                with self._pool.connection() as conn, conn.transaction():
-                    return work(conn)
+                try:
+                    with self._pool.connection() as conn, conn.transaction():
+                        return work(conn)
+                except psycopg.OperationalError as exc:
+                    if not _is_pool_timeout(exc):
+                        raise
+                    # The pool has no connection: after an outage it reconnects with a
+                    # growing backoff, so ask the server directly rather than wait for it.
+                    direct = psycopg.connect(self.dsn, **self._connect_kwargs)
+                    with direct, direct.transaction():
+                        result = work(direct)
+                    self._pool.check()
+                    return result
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 if attempt == 1 and not isinstance(exc, waited) and not _is_pool_timeout(exc):
                     logger.debug("ledger transaction retried after %r", exc)

@@ -60,7 +60,8 @@ class SQLiteLedger(BudgetLedger):
     Args:
         path: The ledger file (created if missing).
         timeout: Seconds to wait for another process's transaction before refusing.
-        clock, lease_ttl, journal: As for :class:`BudgetLedger`.
+        clock, lease_ttl, journal, settle_attempts, retry_delay: As for
+            :class:`BudgetLedger`.
 
     Example:
         >>> import tempfile, os
@@ -84,8 +85,16 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
         clock: Clock | None = None,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         journal: SettleJournal | str | Path | None = None,
+        settle_attempts: int = 3,
+        retry_delay: float = 0.05,
     ) -> None:
-        super().__init__(clock=clock, lease_ttl=lease_ttl, journal=journal)
+        super().__init__(
+            clock=clock,
+            lease_ttl=lease_ttl,
+            journal=journal,
+            settle_attempts=settle_attempts,
+            retry_delay=retry_delay,
+        )
         self.path = Path(path)
         self.timeout = timeout
         self._lock = threading.Lock()
