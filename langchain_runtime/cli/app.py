@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from langchain_runtime._version import __version__
 from langchain_runtime.cli import errors
+from langchain_runtime.cli.budgets import budgets_app
 
 __all__ = ["app"]
 
@@ -103,6 +104,7 @@ runs_app = typer.Typer(
     help="Runs on a sidecar server: list, status, wait, abort, events.", no_args_is_help=True
 )
 app.add_typer(runs_app, name="runs")
+app.add_typer(budgets_app, name="budgets")
 
 
 @app.callback()
