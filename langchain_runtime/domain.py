@@ -1,7 +1,10 @@
 """The domain model: states, usage, money, budgets, policies and results.
 
 Money is always :class:`decimal.Decimal`. All models are pydantic v2 models, so
-they validate input, serialise to JSON and round-trip through the HTTP API.
+they validate input, serialise to JSON and round-trip through the HTTP API. Every
+model refuses unknown fields: ``Budget(max_cst=1)`` raises a
+:class:`~langchain_runtime.errors.ConfigurationError` that names the field and the
+closest known one, instead of building a budget with no limit.
 """
 
 from __future__ import annotations
@@ -12,7 +15,16 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from langchain_runtime._fields import unknown_fields_error
 
 __all__ = [
     "Budget",
@@ -73,7 +85,27 @@ class RunState(str, Enum):
         return self.value
 
 
-class Usage(BaseModel):
+class _Model(BaseModel):
+    """A domain model: unknown fields are refused, with a did-you-mean."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            error = unknown_fields_error(type(self), exc)
+            if error is None:
+                raise
+            raise error from None
+
+    # Validation of nested values and ``model_validate`` keep pydantic's own path (fast,
+    # and its ``extra_forbidden`` errors are what the config loader reports with lines);
+    # only a direct constructor call turns them into a ConfigurationError.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
+class Usage(_Model):
     """Token usage of one or more model calls.
 
     ``input_tokens`` already includes cache reads and writes, and ``output_tokens``
@@ -86,7 +118,7 @@ class Usage(BaseModel):
         17
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
@@ -135,10 +167,10 @@ class Usage(BaseModel):
         )
 
 
-class Cost(BaseModel):
+class Cost(_Model):
     """An amount of money in one currency."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     amount: Decimal = Decimal("0")
     currency: str = "USD"
@@ -155,17 +187,17 @@ class Cost(BaseModel):
         return f"{self.amount:f} {self.currency}"
 
 
-class ModelUsage(BaseModel):
+class ModelUsage(_Model):
     """Usage and cost of the calls to one model."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     usage: Usage = Field(default_factory=Usage)
     cost: Cost = Field(default_factory=Cost)
     calls: int = 0
 
 
-class Budget(BaseModel):
+class Budget(_Model):
     """Hard limits on what a run (or a wrapped runnable) may spend.
 
     Attributes:
@@ -176,7 +208,7 @@ class Budget(BaseModel):
             ``max_tokens`` of its own.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_cost: Decimal | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
@@ -184,7 +216,7 @@ class Budget(BaseModel):
     expected_output_tokens: int = Field(default=1024, ge=0)
 
 
-class ContextPolicy(BaseModel):
+class ContextPolicy(_Model):
     """How a task's routed context is kept inside a token budget.
 
     Attributes:
@@ -195,7 +227,7 @@ class ContextPolicy(BaseModel):
         keep: Which end of a truncated text is kept.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_tokens: int | None = Field(default=None, gt=0)
     strategy: Literal["none", "truncate", "keep_last_n", "summarize"] = "none"
@@ -204,7 +236,7 @@ class ContextPolicy(BaseModel):
     keep: Literal["head", "tail"] = "head"
 
 
-class RunPolicy(BaseModel):
+class RunPolicy(_Model):
     """How a run is scheduled and bounded.
 
     Attributes:
@@ -218,7 +250,7 @@ class RunPolicy(BaseModel):
         retry_backoff_max: Upper bound on one retry delay.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_parallelism: int = Field(default=4, ge=1)
     timeout: float | None = Field(default=None, gt=0)
@@ -230,10 +262,10 @@ class RunPolicy(BaseModel):
     retry_backoff_max: float = Field(default=10.0, ge=0)
 
 
-class TaskError(BaseModel):
+class TaskError(_Model):
     """Why a task did not complete."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: str
     message: str
@@ -242,10 +274,10 @@ class TaskError(BaseModel):
     task_id: str | None = None
 
 
-class TaskResult(BaseModel):
+class TaskResult(_Model):
     """The outcome of one task."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     task_id: str
     state: TaskState
@@ -268,7 +300,7 @@ class TaskResult(BaseModel):
         return (self.ended_at - self.started_at).total_seconds()
 
 
-class RunEvent(BaseModel):
+class RunEvent(_Model):
     """One entry of a run's event log.
 
     In batched mode the log is committed in task-id order per batch, so two runs
@@ -276,7 +308,7 @@ class RunEvent(BaseModel):
     ``(seq, type, task_id)`` whatever the timing.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     seq: int
     type: str
@@ -286,13 +318,13 @@ class RunEvent(BaseModel):
     ts: datetime
 
 
-class RunResult(BaseModel):
+class RunResult(_Model):
     """The outcome of a run: every task's result, totals and the event log.
 
     ``result["task_id"]`` gives that task's output.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     run_id: str
     state: RunState

@@ -10,6 +10,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.graph import Graph
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
+from langchain_runtime._fields import unknown_field_message
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import RunPolicy, RunResult, TaskResult
 from langchain_runtime.errors import (
@@ -83,6 +84,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         input_keys: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
+        _refuse_unknown(kwargs)
         graph = tasks if isinstance(tasks, TaskGraph) else TaskGraph(tasks)
         if output is not None and output not in graph:
             raise ConfigurationError(
@@ -258,6 +260,14 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         """Start a run in the background and return a handle to watch and steer it."""
         run = self._make_run(input, config, live=True)
         return RunHandle.launch(run)
+
+
+def _refuse_unknown(kwargs: Mapping[str, Any]) -> None:
+    """A misspelt keyword (``polcy=``) must not run the graph without its policy."""
+    known = {"tasks", *Orchestrator.model_fields} - {"graph"}
+    for key in sorted(kwargs):
+        if key not in known:
+            raise ConfigurationError(f"Orchestrator: {key}: {unknown_field_message(key, known)}")
 
 
 def _coerce_input(input: Any) -> dict[str, Any]:
