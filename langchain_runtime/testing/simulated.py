@@ -120,7 +120,9 @@ class SimulatedChatModel(BaseChatModel):
     The answer derives from the prompt (same prompt, same answer), its usage is
     reported in ``usage_metadata`` like a real provider's (input counted on the
     prompt, output on the answer), ``max_tokens`` caps the answer, and
-    ``latency`` simulates a slow provider (cancellable on async paths).
+    ``latency`` simulates a slow provider (cancellable on async paths). A call's
+    own ``model=`` (``model.invoke(msgs, model="gpt-4o")``) is the model it reports
+    and is priced as.
 
     Args:
         model_name: The model id reported and priced (``"simulated"`` is in the
@@ -154,11 +156,16 @@ class SimulatedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "simulated"
-        params["ls_model_name"] = self.model_name
+        params["ls_model_name"] = self._model(kwargs)
         limit = kwargs.get("max_tokens", self.max_tokens)
         if limit is not None:
             params["ls_max_tokens"] = limit
         return params
+
+    def _model(self, kwargs: dict[str, Any]) -> str:
+        """The model a call is made as: its own ``model=``, else ``model_name``."""
+        override = kwargs.get("model")
+        return override if isinstance(override, str) and override else self.model_name
 
     # ------------------------------------------------------------------ answer
     def _answer(self, messages: Sequence[BaseMessage], max_tokens: int | None) -> tuple[str, int]:
@@ -179,10 +186,11 @@ class SimulatedChatModel(BaseChatModel):
         msg = AIMessage(
             content=text,
             usage_metadata=self._usage(messages, text),
-            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            response_metadata={"model_name": self._model(kwargs), "finish_reason": "stop"},
         )
         return ChatResult(
-            generations=[ChatGeneration(message=msg)], llm_output={"model_name": self.model_name}
+            generations=[ChatGeneration(message=msg)],
+            llm_output={"model_name": self._model(kwargs)},
         )
 
     def _generate(
@@ -221,7 +229,10 @@ class SimulatedChatModel(BaseChatModel):
                 message=AIMessageChunk(
                     content="",
                     usage_metadata=self._usage(messages, text),
-                    response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+                    response_metadata={
+                        "model_name": self._model(kwargs),
+                        "finish_reason": "stop",
+                    },
                     chunk_position="last",
                 )
             )
