@@ -248,6 +248,11 @@ class RunPolicy(_Model):
         scheduling: ``batched`` (deterministic; default) or ``eager``.
         retry_backoff: Seconds before the first retry; doubles per attempt.
         retry_backoff_max: Upper bound on one retry delay.
+        admission: ``per_call`` (default): each model call is checked against the
+            budget before it is sent. ``worst_case``: also, before any call, the
+            run's cost estimate is computed and a run whose upper bound (every retry
+            included) exceeds the budget, or has none, is refused with
+            ``BudgetExceededError`` carrying the estimate.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -260,6 +265,7 @@ class RunPolicy(_Model):
     scheduling: Literal["batched", "eager"] = "batched"
     retry_backoff: float = Field(default=0.5, ge=0)
     retry_backoff_max: float = Field(default=10.0, ge=0)
+    admission: Literal["per_call", "worst_case"] = "per_call"
 
 
 class TaskError(_Model):

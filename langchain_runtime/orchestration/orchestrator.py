@@ -143,6 +143,10 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             }
             detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
             raise InvalidInputError(f"the run input is missing {detail}")
+        if self.policy.admission == "worst_case":
+            from langchain_runtime.cost.estimate import admit_run
+
+            admit_run(self.graph, run_input, self.policy, self.catalog)
         cfg = ensure_config(config)
         run_id = cfg.get("run_id")
         return Run(
