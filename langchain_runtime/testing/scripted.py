@@ -9,19 +9,19 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.tool import tool_call_chunk
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 
+from langchain_runtime.testing._base import OfflineChatModel
 from langchain_runtime.testing._tokens import count_tokens, usage_metadata
 
 __all__ = ["ScriptedChatModel"]
 
 
-class ScriptedChatModel(BaseChatModel):
+class ScriptedChatModel(OfflineChatModel):
     """A chat model that answers with the next message of a script.
 
     For agents offline: script tool calls, then a final answer. It accepts
@@ -36,6 +36,12 @@ class ScriptedChatModel(BaseChatModel):
         responses: The replies, in order (strings become plain ``AIMessage``).
         model_name: The model id reported and priced.
         cycle: Start the script over when it runs out (else it is an error).
+        max_tokens: Reported to callbacks, so budgets reserve it; a scripted reply
+            is returned whole.
+
+    It also takes LangChain's standard parameters (``stop`` cuts a reply's text,
+    ``streaming``, ``temperature``, ``timeout``, ``max_retries``) and refuses
+    unknown ones with a ``ConfigurationError`` naming the closest.
 
     Example:
         >>> model = ScriptedChatModel(responses=["first", "second"])
@@ -47,11 +53,10 @@ class ScriptedChatModel(BaseChatModel):
         ['a', ' b', '']
     """
 
-    model_config = ConfigDict(populate_by_name=True)
-
     responses: list[AIMessage]
-    model_name: str = Field(default="simulated", alias="model")
     cycle: bool = False
+    #: Reported to callbacks (budgets reserve it); a scripted reply is returned whole.
+    max_tokens: int | None = Field(default=None, ge=0)
 
     @field_validator("responses", mode="before")
     @classmethod
@@ -72,11 +77,6 @@ class ScriptedChatModel(BaseChatModel):
         """How many replies the model has given."""
         return self._next
 
-    def _model(self, kwargs: dict[str, Any]) -> str:
-        """The model a call is made as: its own ``model=``, else ``model_name``."""
-        override = kwargs.get("model")
-        return override if isinstance(override, str) and override else self.model_name
-
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "scripted"
@@ -87,8 +87,10 @@ class ScriptedChatModel(BaseChatModel):
         """Accept tools; the script says which ones are called."""
         return self
 
-    def _reply(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> AIMessage:
-        """The next scripted reply, with usage and the model it was made as."""
+    def _reply(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> AIMessage:
+        """The next scripted reply (cut at a stop sequence), with usage and its model."""
         with self._lock:
             index = self._next
             if index >= len(self.responses) and not self.cycle:
@@ -99,6 +101,8 @@ class ScriptedChatModel(BaseChatModel):
             self._next += 1
         reply = self.responses[index % len(self.responses)]
         message = reply.model_copy()
+        if isinstance(message.content, str) and (stop or self.stop):
+            message.content = self._cut_at_stop(message.content, stop)
         if message.usage_metadata is None:
             calls = sum(count_tokens(f"{c['name']}{c['args']}") for c in message.tool_calls)
             message.usage_metadata = usage_metadata(messages, message.text, calls)
@@ -115,13 +119,13 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, kwargs))])
+        return ChatResult(generations=[ChatGeneration(message=self._reply(messages, stop, kwargs))])
 
     def _chunks(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> list[ChatGenerationChunk]:
         """The next reply as chunks: its words, its tool calls, then usage and metadata."""
-        reply = self._reply(messages, kwargs)
+        reply = self._reply(messages, stop, kwargs)
         text = reply.content if isinstance(reply.content, str) else reply.text
         pieces: list[AIMessageChunk] = [
             AIMessageChunk(content=word, id=reply.id)
@@ -151,7 +155,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        for chunk in self._chunks(messages, kwargs):
+        for chunk in self._chunks(messages, stop, kwargs):
             if run_manager is not None and chunk.text:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -163,7 +167,7 @@ class ScriptedChatModel(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        for chunk in self._chunks(messages, kwargs):
+        for chunk in self._chunks(messages, stop, kwargs):
             if run_manager is not None and chunk.text:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

@@ -4,9 +4,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.messages import AIMessage, AIMessageChunk
 
-from langchain_runtime import Usage, with_budget
+from langchain_runtime import ConfigurationError, Usage, with_budget
 from langchain_runtime.cost import CostCalculator, ModelCatalog
 from langchain_runtime.testing import ScriptedChatModel, SimulatedChatModel
 
@@ -109,3 +110,47 @@ def test_a_per_call_model_override_is_reported_and_priced(make: Any) -> None:
     assert overridden.spent == calculator.cost("gpt-4o", usage)
     assert plain.spent == calculator.cost("simulated", usage)
     assert overridden.spent != plain.spent
+
+
+@pytest.mark.parametrize(
+    ("make", "meant"),
+    [
+        (lambda: SimulatedChatModel(respons_tokens=5), "response_tokens"),
+        (lambda: SimulatedChatModel(max_token=5), "max_tokens"),
+        (lambda: ScriptedChatModel(responses=["a"], cylce=True), "cycle"),
+    ],
+    ids=["simulated-response_tokens", "simulated-max_tokens", "scripted-cycle"],
+)
+def test_a_misspelt_parameter_is_an_error_naming_the_closest(make: Any, meant: str) -> None:
+    with pytest.raises(ConfigurationError, match=rf"unknown field; did you mean '{meant}'\?"):
+        make()
+
+
+def test_the_standard_parameters_are_accepted_and_stop_cuts_the_reply() -> None:
+    model = SimulatedChatModel(
+        response_tokens=10, temperature=0, timeout=5, max_retries=1, stop=None
+    )
+    words = str(model.invoke("owls").content).split(" ")
+    cut = model.invoke("owls", stop=[" " + words[3]]).content
+    assert cut == " ".join(words[:3])
+    assert (
+        SimulatedChatModel(response_tokens=10, stop=[" " + words[3]]).invoke("owls").content == cut
+    )
+    assert model._get_ls_params()["ls_temperature"] == 0
+    scripted = ScriptedChatModel(responses=["hello you there"], stop=["you"], max_tokens=5)
+    assert scripted.invoke("x").content == "hello "
+    assert scripted._get_ls_params()["ls_max_tokens"] == 5
+
+
+def test_streaming_true_makes_invoke_stream() -> None:
+    seen: list[str] = []
+
+    class Tokens(BaseCallbackHandler):
+        def on_llm_new_token(self, token: str, **kwargs: Any) -> None:
+            seen.append(token)
+
+    reply = ScriptedChatModel(responses=["one two three"], streaming=True).invoke(
+        "x", {"callbacks": [Tokens()]}
+    )
+    assert reply.content == "one two three"
+    assert [t for t in seen if t] == ["one", " two", " three"]
