@@ -56,6 +56,7 @@ def _budget(text: str, html: str) -> None:
 def _context(text: str, html: str) -> None:
     assert "summarize: " in text and "tokens truncated" in text
     assert "failed - context_too_large - cost: 0 USD" in text
+    assert "history trimmed: " in text and "answer: A family eats thousands a year." in text
 
 
 def _sidecar(text: str, html: str) -> None:
