@@ -12,17 +12,33 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from langchain_runtime.cost._limits import (
+    declared_limit,
+    explained_refusal,
+    limit_in,
+    output_reservation,
+    stream_stopped,
+    token_text,
+)
+from langchain_runtime.cost._quiet import install_quiet_refusals
 from langchain_runtime.cost.budget import BudgetEnforcer
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals, UsageTracker
 from langchain_runtime.domain import Budget, Cost, Usage
+from langchain_runtime.errors import BudgetExceededError
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
-    from langchain_core.outputs import LLMResult
+    from langchain_core.outputs import ChatGenerationChunk, GenerationChunk, LLMResult
 
-__all__ = ["MODEL_METADATA_KEY", "SCOPE_METADATA_KEY", "TASK_METADATA_KEY", "BudgetCallbackHandler"]
+__all__ = [
+    "MODEL_METADATA_KEY",
+    "SCOPE_METADATA_KEY",
+    "TASK_METADATA_KEY",
+    "BudgetCallbackHandler",
+    "install_quiet_refusals",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,37 +50,31 @@ MODEL_METADATA_KEY = "lcr_model"
 SCOPE_METADATA_KEY = "lcr_budget_scope"
 
 _MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
-_MAX_OUTPUT_PARAMS = (
-    "max_tokens",
-    "max_completion_tokens",
-    "max_output_tokens",
-    "max_tokens_to_sample",
-    "num_predict",
-)
 
 
 class _Call:
-    __slots__ = ("input_tokens", "model", "scope", "task_id")
+    __slots__ = ("input_tokens", "model", "output_limit", "produced", "scope", "sent", "task_id")
 
     def __init__(
-        self, model: str | None, task_id: str | None, input_tokens: int, scope: str | None
+        self,
+        model: str | None,
+        task_id: str | None,
+        input_tokens: int,
+        scope: str | None,
+        output_limit: int,
+        sent: bool,
     ) -> None:
         self.model = model
         self.task_id = task_id
         self.input_tokens = input_tokens
         self.scope = scope
+        self.output_limit = output_limit  # output reserved: a stream producing more stops
+        self.sent = sent  # whether that limit reached the provider (the call's own)
+        self.produced = 0
 
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _max_output(params: Mapping[str, Any]) -> int | None:
-    for key in _MAX_OUTPUT_PARAMS:
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 def _usage_from_dict(data: Mapping[str, Any]) -> Usage | None:
@@ -124,14 +134,18 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     """Enforces a budget on every LLM and chat-model call it is attached to.
 
     Before a call (``on_chat_model_start``/``on_llm_start``) it counts the real input
-    tokens, takes the call's ``max_tokens`` (``max_completion_tokens``,
-    ``max_output_tokens``) from its invocation parameters, else the budget's
-    ``expected_output_tokens``, and reserves their cost; a call that does not fit is
-    refused with :class:`~langchain_runtime.errors.BudgetExceededError` before
-    anything is sent. After the call (``on_llm_end``, streamed calls included) the
-    reservation is settled at the reported usage; a call without reported usage is
-    settled at an estimate (``Usage.estimated``). A failed call is charged what was
-    reported, else its input estimate.
+    tokens and reserves their cost plus the call's output limit: its ``max_tokens``
+    (``max_completion_tokens``, ``max_output_tokens``...) when it has one, else the
+    budget's ``expected_output_tokens`` if that was set explicitly, else the model's
+    maximum output (the catalog's), else the default ``expected_output_tokens``. A
+    call that does not fit is refused with
+    :class:`~langchain_runtime.errors.BudgetExceededError` before anything is sent
+    (and langchain-core's duplicate warning about it is filtered out). A stream that
+    produces more than its reservation is stopped there (see
+    :meth:`on_llm_new_token`). After the call (``on_llm_end``) the reservation is
+    settled at the reported usage, else at an estimate (``Usage.estimated``). A
+    failed call is charged what was reported, else its input estimate (plus what it
+    streamed).
 
     The model is discovered from the invocation parameters (``model``,
     ``model_name``), ``metadata["ls_model_name"]`` or the serialized model, else the
@@ -156,7 +170,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     Example:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from langchain_runtime.domain import Budget
-        >>> handler = BudgetCallbackHandler(Budget(max_tokens=5000), default_model="simulated")
+        >>> handler = BudgetCallbackHandler(Budget(max_tokens=20_000), default_model="simulated")
         >>> FakeListChatModel(responses=["hi"]).invoke("hello", config={"callbacks": [handler]})
         AIMessage(content='hi', ...)
         >>> handler.usage.estimated, handler.remaining_tokens > 0
@@ -184,6 +198,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._calls: dict[UUID, _Call] = {}
         self._scopes: dict[str, set[UUID]] = {}
+        install_quiet_refusals()
 
     def __repr__(self) -> str:
         return f"BudgetCallbackHandler({self.budget!r}, spent={self.spent})"
@@ -281,27 +296,70 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         params: Mapping[str, Any],
         input_tokens: int,
     ) -> None:
-        max_output = _max_output(params)
-        if max_output is None:
-            # a limit set on the model itself reaches callbacks only as ls_max_tokens
-            declared = metadata.get("ls_max_tokens")
-            max_output = declared if isinstance(declared, int) and declared >= 0 else None
-        if max_output is None:
-            max_output = self.enforcer.budget.expected_output_tokens
         task_id = _str(metadata.get(TASK_METADATA_KEY))
-        held = self.estimator.reservation_tokens(input_tokens, model)
-        try:
-            self.enforcer.reserve(run_id, model, held, max_output, task_id)
-        except BaseException:
-            # LangChain sends no end or error event for a call refused here.
-            self.enforcer.release(run_id)
-            raise
+        planned = self.enforcer.reservation(run_id)
+        if planned is not None:
+            # with_budget over a chat model reserved (and clamped) this call already
+            max_output, sent = planned.output_tokens, True
+        else:
+            max_output, source = output_reservation(
+                limit_in(params) or declared_limit(metadata), model, self.enforcer
+            )
+            sent = source == "call"
+            held = self.estimator.reservation_tokens(input_tokens, model)
+            try:
+                self.enforcer.reserve(run_id, model, held, max_output, task_id)
+            except BudgetExceededError as exc:
+                # LangChain sends no end or error event for a call refused here.
+                self.enforcer.release(run_id)
+                if source == "call":
+                    raise
+                raise explained_refusal(exc, max_output, source) from None
+            except BaseException:
+                self.enforcer.release(run_id)
+                raise
         scope = _str(metadata.get(SCOPE_METADATA_KEY))
-        call = _Call(model, task_id, input_tokens, scope)
+        call = _Call(model, task_id, input_tokens, scope, max_output, sent)
         with self._lock:
             self._calls[run_id] = call
             if scope is not None:
                 self._scopes.setdefault(scope, set()).add(run_id)
+
+    # -- while it streams ------------------------------------------------------------
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Stop a stream whose output passes what its call reserved.
+
+        A call whose limit reached the provider is stopped only once it produces
+        more than that limit (a provider ignoring it); a call sent without a limit
+        is stopped when it reaches its reservation, so that it never costs more.
+        """
+        call = self._calls.get(run_id)
+        if call is None:
+            return
+        text = token_text(token)
+        produced = self.estimator.count_text(text, call.model) if text else 0
+        message = getattr(chunk, "message", None)
+        for part in getattr(message, "tool_call_chunks", None) or ():
+            text = f"{part.get('name') or ''}{part.get('args') or ''}"
+            produced += self.estimator.count_text(text, call.model) if text else 0
+        call.produced += produced
+        over = (
+            call.produced > call.output_limit if call.sent else call.produced >= call.output_limit
+        )
+        if over:
+            raise stream_stopped(
+                call.model, call.produced, call.output_limit, self.enforcer, call.task_id
+            )
 
     # -- after the call --------------------------------------------------------------
 
@@ -351,6 +409,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 return
             # a stream cut short: what was already produced was billed too
             output = self._count_output(response, call.model) if response is not None else 0
+            output = max(output, min(call.produced, call.output_limit))
             usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
         model = call.model if call else None
         self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)

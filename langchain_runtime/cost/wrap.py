@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from typing import Any, cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
@@ -16,6 +16,7 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec, Input, Output
 from langchain_core.utils.pydantic import TypeBaseModel
 from pydantic import ConfigDict
 
+from langchain_runtime.cost import _limits
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import SCOPE_METADATA_KEY, BudgetCallbackHandler
 from langchain_runtime.cost.tokens import TokenEstimator
@@ -59,42 +60,88 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
             patch["callbacks"] = [self.handler]
         return merge_configs(config, patch)
 
+    def _clamp(
+        self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, dict[str, Any], UUID | None]:
+        """For a chat model: reserve the call and clamp its output limit to what is left.
+
+        Returns the config (with the call's run id) and kwargs (with the limit) to call
+        ``bound`` with, and the run id reserved under (the handler adopts that
+        reservation when the call starts). Anything else passes through unchanged.
+
+        Raises:
+            BudgetExceededError: Not even one output token fits; nothing is sent.
+        """
+        budget = self.handler.budget
+        if budget.max_cost is None and budget.max_tokens is None:
+            return config, kwargs, None
+        found = _limits.unwrap_chat_model(self.bound)
+        if found is None:
+            return config, kwargs, None
+        model, bound_kwargs = found
+        params = {**bound_kwargs, **kwargs}
+        name = _limits.model_name(model) or self.handler.default_model
+        messages = model._convert_input(input).to_messages()
+        tools = params.get("tools") or params.get("functions")
+        input_tokens = _limits.count_input(
+            self.handler.estimator, messages, name, tools if isinstance(tools, list) else None
+        )
+        enforcer = self.handler.enforcer
+        ceiling = _limits.ceiling(
+            model, name, params, enforcer.calculator.catalog, budget.expected_output_tokens
+        )
+        given = config.get("run_id")
+        run_id = given if isinstance(given, UUID) else uuid4()
+        res = enforcer.reserve_up_to(run_id, name, input_tokens, ceiling.tokens)
+        clamped = {k: v for k, v in kwargs.items() if k not in _limits.OUTPUT_LIMIT_NAMES}
+        clamped[_limits.limit_name(model)] = res.output_tokens
+        return {**config, "run_id": run_id}, clamped, run_id
+
+    def _done(self, scope: str, run_id: UUID | None) -> None:
+        self.handler.release_pending(scope)
+        if run_id is not None:
+            self.handler.enforcer.release(run_id)  # a call stopped before it started
+
     # -- running ---------------------------------------------------------------------
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            return self.bound.invoke(input, self._config(config, scope), **kwargs)
+            return self.bound.invoke(input, config, **kwargs)
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     async def ainvoke(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Output:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            return await self.bound.ainvoke(input, self._config(config, scope), **kwargs)
+            return await self.bound.ainvoke(input, config, **kwargs)
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     def stream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> Iterator[Output]:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            yield from self.bound.stream(input, self._config(config, scope), **kwargs)
+            yield from self.bound.stream(input, config, **kwargs)
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Output]:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            async for chunk in self.bound.astream(input, self._config(config, scope), **kwargs):
+            async for chunk in self.bound.astream(input, config, **kwargs):
                 yield chunk
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     # -- describing ------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ EXPECTED = {
     # cost and budgets
     "BudgetCallbackHandler",
     "BudgetEnforcer",
+    "BudgetMiddleware",
     "CostCalculator",
     "ModelCatalog",
     "ModelInfo",
@@ -78,7 +79,8 @@ def test_every_error_is_exported_and_has_a_retry_flag() -> None:
 def test_import_is_light() -> None:
     code = (
         "import sys, langchain_runtime; "
-        "heavy = [m for m in ('fastapi', 'uvicorn', 'langgraph', 'openai', 'langchain_openai') "
+        "heavy = [m for m in ('fastapi', 'uvicorn', 'langgraph', 'openai', 'langchain_openai', "
+        "'langchain', 'langchain.agents') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run(
