@@ -319,6 +319,8 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 self.enforcer.release(run_id)
                 raise
         scope = _str(metadata.get(SCOPE_METADATA_KEY))
+        if sent:
+            max_output = math.ceil(max_output * self.estimator.input_margin(model))
         call = _Call(model, task_id, input_tokens, scope, max_output, sent)
         with self._lock:
             self._calls[run_id] = call
@@ -339,9 +341,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     ) -> Any:
         """Stop a stream whose output passes what its call reserved.
 
-        A call whose limit reached the provider is stopped only once it produces
-        more than that limit (a provider ignoring it); a call sent without a limit
-        is stopped when it reaches its reservation, so that it never costs more.
+        A call sent without a limit stops when it reaches its reservation; one whose
+        limit reached the provider only once it passes it (the provider ignored it;
+        non-tiktoken models get the input margin as slack for counting differences).
         """
         call = self._calls.get(run_id)
         if call is None:
@@ -353,10 +355,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             text = f"{part.get('name') or ''}{part.get('args') or ''}"
             produced += self.estimator.count_text(text, call.model) if text else 0
         call.produced += produced
-        over = (
-            call.produced > call.output_limit if call.sent else call.produced >= call.output_limit
-        )
-        if over:
+        if call.produced > call.output_limit or (
+            not call.sent and call.produced >= call.output_limit
+        ):
             raise stream_stopped(
                 call.model, call.produced, call.output_limit, self.enforcer, call.task_id
             )
@@ -409,7 +410,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 return
             # a stream cut short: what was already produced was billed too
             output = self._count_output(response, call.model) if response is not None else 0
-            output = max(output, min(call.produced, call.output_limit))
+            output = max(output, call.produced)
             usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
         model = call.model if call else None
         self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
