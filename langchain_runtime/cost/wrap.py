@@ -36,6 +36,11 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
     (``ainvoke``, ``stream``, ``astream``, ``batch``...). No extra run appears in
     traces: calls go straight to ``bound`` with the handler added to their callbacks.
 
+    When ``bound`` is a chat model (or a ``bind``/``bind_tools`` binding of one),
+    each call's output limit is also clamped to what the budget can still pay for
+    (never above the call's or the model's own limit, nor the model's maximum
+    output), so a model with a large default limit answers instead of being refused.
+
     The budget is cumulative over every call of this object, in any thread or event
     loop; :meth:`reset` starts it over. Build it with :func:`with_budget`.
     """
@@ -221,9 +226,16 @@ def with_budget(
     The budget accumulates over every call of the returned Runnable (call
     ``.reset()`` to start over). It stops an agent before the model call that would
     overspend: that call raises :class:`~langchain_runtime.errors.BudgetExceededError`
-    out of ``invoke`` and nothing is sent. A call's cost is estimated from its real
-    input tokens and its ``max_tokens`` (else ``expected_output_tokens``), and settled
-    at the usage the provider reports.
+    out of ``invoke`` and nothing is sent. A call's cost is reserved from its real
+    input tokens and its output limit, and settled at the usage the provider reports.
+
+    Over a chat model, each call is sent with ``max_tokens`` (or the provider's name
+    for it) clamped to what is left. Inside anything else (an agent, a graph, a
+    chain) a call cannot be changed: one with ``max_tokens`` reserves that, one
+    without reserves the model's maximum output from the catalog (or
+    ``expected_output_tokens`` when given, or when the maximum is unknown), and a
+    stream that passes its reservation is stopped there. For agents,
+    :class:`~langchain_runtime.BudgetMiddleware` clamps every call instead.
 
     Args:
         runnable: An agent, a LangGraph graph, a chain, a chat model (or a callable).
@@ -231,7 +243,7 @@ def with_budget(
         max_tokens: Most tokens (input + output) all calls together may use.
         catalog: Prices (the bundled table by default).
         expected_output_tokens: Output reserved for a call that sets no ``max_tokens``
-            (default 1024).
+            (by default the model's maximum output, or 1024 when that is unknown).
         default_model: Model name for calls whose model cannot be discovered.
         estimator: Token counter (a default :class:`TokenEstimator`).
         budget: A ready :class:`~langchain_runtime.domain.Budget` instead of the above.

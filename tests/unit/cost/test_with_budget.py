@@ -203,3 +203,58 @@ def test_arguments_are_checked() -> None:
     wrapped = with_budget(model, budget=Budget(max_tokens=5000, expected_output_tokens=7))
     assert wrapped.budget.expected_output_tokens == 7
     assert with_budget(model).remaining is None
+
+
+# -- a chat model under with_budget: each call's output limit is clamped --------------
+
+
+def test_a_binding_of_a_chat_model_is_clamped_too() -> None:
+    model = ScriptedChatModel(responses=answers(3, inp=IN_TOKENS, out=10))
+    wrapped = with_budget(model.bind(seed=7), max_tokens=IN_TOKENS + 100)
+    wrapped.invoke("Tell me about cats.")
+    assert model.seen_kwargs[-1] == {"seed": 7, "max_tokens": 100}
+    # a limit given for the call is the ceiling
+    wrapped.reset()
+    wrapped.invoke("Tell me about cats.", max_tokens=7)
+    assert model.seen_kwargs[-1]["max_tokens"] == 7
+
+
+def test_one_reservation_per_call_adopted_by_the_handler() -> None:
+    held: list[int] = []
+
+    class Probe(ScriptedChatModel):
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            held.append(wrapped.handler.enforcer.reserved_tokens)
+            return super()._generate(*args, **kwargs)
+
+    model = Probe(responses=answers(1, inp=IN_TOKENS, out=10))
+    wrapped = with_budget(model, max_tokens=IN_TOKENS + 100)
+    wrapped.invoke("Tell me about cats.")
+    # while the call ran, only its own clamped reservation was held (not two)
+    assert held == [IN_TOKENS + 100]
+    assert wrapped.handler.tracker.calls == 1
+    assert wrapped.handler.enforcer.reserved_tokens == 0
+    assert wrapped.remaining_tokens == 100 - 10
+
+
+def test_a_chat_model_call_that_cannot_get_one_token_is_refused_unsent() -> None:
+    model = ScriptedChatModel(responses=answers(1))
+    wrapped = with_budget(model, max_tokens=IN_TOKENS)
+    with pytest.raises(BudgetExceededError, match="up to 1 output"):
+        wrapped.invoke("Tell me about cats.")
+    assert model.calls == 0
+    assert wrapped.handler.enforcer.reserved_tokens == 0
+
+
+def test_no_limit_no_clamp() -> None:
+    model = ScriptedChatModel(responses=answers(1))
+    with_budget(model).invoke("Tell me about cats.")
+    assert "max_tokens" not in model.seen_kwargs[-1]
+
+
+def test_the_callers_run_id_is_kept() -> None:
+    model = ScriptedChatModel(responses=answers(1))
+    wrapped = with_budget(model, max_tokens=IN_TOKENS + 50)
+    run_id = UUID(int=42)
+    wrapped.invoke("Tell me about cats.", config={"run_id": run_id})
+    assert wrapped.handler.tracker.get(run_id) is not None
