@@ -137,3 +137,14 @@ def test_a_cut_is_one_error_and_no_warning(
     assert [r for r in caplog.records if "callback" in r.getMessage()] == []
     assert TokenEstimator().count_text(" owl" * 10, MODEL) == 10  # one token a word
     assert Decimal(0) < wrapped.spent.amount
+
+
+def test_an_agent_streaming_without_a_limit_is_cut_at_its_reservation(body: LazyBody) -> None:
+    from langchain.agents import create_agent
+
+    agent = create_agent(chat_openai(streaming=True), tools=[])
+    wrapped = with_budget(agent, max_cost="0.01", catalog=small_max_catalog(25))
+    with pytest.raises(BudgetExceededError, match="Stream stopped at its reservation"):
+        wrapped.invoke({"messages": [HumanMessage("tell me about owls")]})
+    assert body.sent[0] == 25 and body.closed
+    assert wrapped.usage.output_tokens == 25

@@ -253,3 +253,23 @@ def test_the_respx_route_is_real_http() -> None:
         chat_openai(max_tokens=3).invoke("hi")
         assert route.call_count == 1
         assert isinstance(route.calls.last.request, httpx.Request)
+
+
+@pytest.mark.parametrize("path", ["stream", "astream"])
+def test_streamed_agents_are_clamped_and_settled(api: FakeOpenAI, path: str) -> None:
+    budget = BudgetMiddleware(max_cost="0.002")
+    graph = agent(budget, streaming=True)
+
+    async def consume() -> list[Any]:
+        return [c async for c in graph.astream(QUESTION, stream_mode="messages")]
+
+    if path == "stream":
+        chunks = list(graph.stream(QUESTION, stream_mode="messages"))
+    else:
+        chunks = asyncio.run(consume())
+    assert chunks  # the model's tokens reached the caller
+    assert api.bodies[0]["stream"] is True
+    assert api.bodies[0]["max_completion_tokens"] == affordable(D("0.002"), first_input_tokens())
+    # usage came in the stream's last chunk and was settled as reported
+    assert budget.spent.amount == api.billed <= D("0.002")
+    assert not budget.usage.estimated
