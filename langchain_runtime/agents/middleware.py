@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
@@ -228,7 +227,9 @@ class BudgetMiddleware(AgentMiddleware):
         else:
             usage = Usage(
                 input_tokens=plan.input_tokens,
-                output_tokens=self._count_output(message, plan.model),
+                output_tokens=_limits.output_tokens(
+                    self.estimator, message.text if message else "", message, plan.model
+                ),
                 estimated=True,
             )
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
@@ -237,15 +238,6 @@ class BudgetMiddleware(AgentMiddleware):
         # Nothing came back: the input may have been billed, the output cannot be known.
         usage = Usage(input_tokens=plan.input_tokens, estimated=True)
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
-
-    def _count_output(self, message: AIMessage | None, model: str | None) -> int:
-        if message is None:
-            return 0
-        total = self.estimator.count_text(message.text, model)
-        for call in message.tool_calls:
-            args = json.dumps(call.get("args") or {}, ensure_ascii=False)
-            total += self.estimator.count_text(f"{call.get('name', '')}{args}", model)
-        return total
 
     # -- where we stand ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ Used to clamp a call's output limit to what a budget can still pay for
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -218,3 +219,17 @@ def stream_stopped(
         spent=enforcer.spent.amount,
         task_id=task_id,
     )
+
+
+def output_tokens(estimator: TokenEstimator, text: str, answer: Any, model: str | None) -> int:
+    """Output tokens of an answer: its ``text`` plus the tool calls of ``answer``.
+
+    ``answer`` is an ``AIMessage`` or a generation holding one (anything else adds
+    no tool calls).
+    """
+    total = estimator.count_text(text, model) if text else 0
+    message = getattr(answer, "message", answer)
+    for call in getattr(message, "tool_calls", None) or ():
+        args = json.dumps(call.get("args") or {}, ensure_ascii=False)
+        total += estimator.count_text(f"{call.get('name', '')}{args}", model)
+    return total

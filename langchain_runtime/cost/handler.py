@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -17,6 +16,7 @@ from langchain_runtime.cost._limits import (
     explained_refusal,
     limit_in,
     output_reservation,
+    output_tokens,
     stream_stopped,
     token_text,
 )
@@ -53,7 +53,9 @@ _MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_de
 
 
 class _Call:
-    __slots__ = ("input_tokens", "model", "output_limit", "produced", "scope", "sent", "task_id")
+    __slots__ = (
+        "input_tokens", "model", "output_limit", "pieces", "produced", "scope", "soft", "task_id"
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -62,15 +64,17 @@ class _Call:
         input_tokens: int,
         scope: str | None,
         output_limit: int,
-        sent: bool,
+        soft: bool,
     ) -> None:
         self.model = model
         self.task_id = task_id
         self.input_tokens = input_tokens
         self.scope = scope
-        self.output_limit = output_limit  # output reserved: a stream producing more stops
-        self.sent = sent  # whether that limit reached the provider (the call's own)
-        self.produced = 0
+        self.output_limit = output_limit  # output reserved: a stream passing it is stopped
+        # True when the model was told no limit and may answer longer than reserved
+        self.soft = soft
+        self.produced = 0  # output tokens streamed so far, as counted here
+        self.pieces = 0  # non-empty streamed pieces so far: each holds one token or more
 
 
 def _str(value: Any) -> str | None:
@@ -300,12 +304,12 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         planned = self.enforcer.reservation(run_id)
         if planned is not None:
             # with_budget over a chat model reserved (and clamped) this call already
-            max_output, sent = planned.output_tokens, True
+            max_output, soft = planned.output_tokens, False
         else:
             max_output, source = output_reservation(
                 limit_in(params) or declared_limit(metadata), model, self.enforcer
             )
-            sent = source == "call"
+            soft = source == "expected"
             held = self.estimator.reservation_tokens(input_tokens, model)
             try:
                 self.enforcer.reserve(run_id, model, held, max_output, task_id)
@@ -319,9 +323,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 self.enforcer.release(run_id)
                 raise
         scope = _str(metadata.get(SCOPE_METADATA_KEY))
-        if sent:
-            max_output = math.ceil(max_output * self.estimator.input_margin(model))
-        call = _Call(model, task_id, input_tokens, scope, max_output, sent)
+        call = _Call(model, task_id, input_tokens, scope, max_output, soft)
         with self._lock:
             self._calls[run_id] = call
             if scope is not None:
@@ -341,9 +343,11 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     ) -> Any:
         """Stop a stream whose output passes what its call reserved.
 
-        A call sent without a limit stops when it reaches its reservation; one whose
-        limit reached the provider only once it passes it (the provider ignored it;
-        non-tiktoken models get the input margin as slack for counting differences).
+        A call reserved at ``expected_output_tokens`` (the model was told no limit and
+        may answer longer) stops when its counted tokens reach the reservation. A
+        call whose limit was sent, or reserved at the model's maximum, stops only on
+        proof that it passed it: more streamed pieces than reserved tokens (each
+        piece holds at least one), so a counting difference never cuts a good answer.
         """
         call = self._calls.get(run_id)
         if call is None:
@@ -352,15 +356,15 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         produced = self.estimator.count_text(text, call.model) if text else 0
         message = getattr(chunk, "message", None)
         for part in getattr(message, "tool_call_chunks", None) or ():
-            text = f"{part.get('name') or ''}{part.get('args') or ''}"
-            produced += self.estimator.count_text(text, call.model) if text else 0
-        call.produced += produced
-        if call.produced > call.output_limit or (
-            not call.sent and call.produced >= call.output_limit
-        ):
-            raise stream_stopped(
-                call.model, call.produced, call.output_limit, self.enforcer, call.task_id
-            )
+            args = f"{part.get('name') or ''}{part.get('args') or ''}"
+            produced += self.estimator.count_text(args, call.model) if args else 0
+        if produced:
+            call.produced += produced
+            call.pieces += 1
+        limit = call.output_limit
+        if (call.soft and call.produced >= limit) or call.pieces > limit:
+            produced = max(call.produced, call.pieces)
+            raise stream_stopped(call.model, produced, limit, self.enforcer, call.task_id)
 
     # -- after the call --------------------------------------------------------------
 
@@ -410,22 +414,15 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 return
             # a stream cut short: what was already produced was billed too
             output = self._count_output(response, call.model) if response is not None else 0
-            output = max(output, call.produced)
+            output = max(output, call.produced, call.pieces)
             usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
         model = call.model if call else None
         self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
 
     def _count_output(self, response: LLMResult, model: str | None) -> int:
-        total = 0
-        for generations in response.generations:
-            if not generations:
-                continue
-            generation = generations[0]  # other candidates of a prompt are alternatives
-            total += self.estimator.count_text(generation.text, model)
-            for call in getattr(getattr(generation, "message", None), "tool_calls", None) or ():
-                args = json.dumps(call.get("args") or {}, ensure_ascii=False)
-                total += self.estimator.count_text(f"{call.get('name', '')}{args}", model)
-        return total
+        # the first candidate of each prompt: the others are alternatives to it
+        firsts = [generations[0] for generations in response.generations if generations]
+        return sum(output_tokens(self.estimator, g.text, g, model) for g in firsts)
 
     def release_pending(self, scope: str | None = None) -> int:
         """Drop reservations of calls that started but never ended; returns how many.

@@ -131,8 +131,10 @@ class FakeOpenAI:
         ).encode()
 
 
-def token_stream(n: int, sent: list[int], *, usage: bool = False) -> Iterator[bytes]:
-    """SSE events of an answer ``n`` one-token words long, produced lazily.
+def token_stream(
+    n: int, sent: list[int], *, usage: bool = False, word: str = " owl"
+) -> Iterator[bytes]:
+    """SSE events of an answer of ``n`` words (one token each), produced lazily.
 
     ``sent`` counts the word events the client actually pulled: what a provider
     that stops when the client disconnects would bill.
@@ -142,7 +144,7 @@ def token_stream(n: int, sent: list[int], *, usage: bool = False) -> Iterator[by
     yield f"data: {json.dumps(first)}\n\n".encode()
     for _ in range(n):
         sent[0] += 1
-        chunk = {**base, "choices": [{"index": 0, "delta": {"content": " owl"}}]}
+        chunk = {**base, "choices": [{"index": 0, "delta": {"content": word}}]}
         yield f"data: {json.dumps(chunk)}\n\n".encode()
     done = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
     yield f"data: {json.dumps(done)}\n\n".encode()
