@@ -273,3 +273,21 @@ def test_streamed_agents_are_clamped_and_settled(api: FakeOpenAI, path: str) -> 
     # usage came in the stream's last chunk and was settled as reported
     assert budget.spent.amount == api.billed <= D("0.002")
     assert not budget.usage.estimated
+
+
+def test_without_langchain_the_error_says_what_to_install() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['langchain'] = None\n"
+        "import langchain_runtime\n"
+        "try:\n"
+        "    langchain_runtime.BudgetMiddleware\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "pip install 'langchain-runtime[agents]'" in out.stdout

@@ -102,3 +102,32 @@ def test_a_terminal_sees_only_the_error() -> None:
     )
     assert out.stdout == "refused: 5\n"
     assert out.stderr == ""
+
+
+def test_a_notebook_sees_only_the_error() -> None:
+    import os
+    from pathlib import Path
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    root = Path(__file__).resolve().parents[3]
+    cell = (
+        "from langchain_core.language_models import FakeListChatModel\n"
+        "from langchain_runtime import Budget, BudgetCallbackHandler\n"
+        "h = BudgetCallbackHandler(Budget(max_tokens=5), default_model='simulated')\n"
+        "FakeListChatModel(responses=['hi']).invoke('hello there', {'callbacks': [h]})\n"
+    )
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(cell)])
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(root)}},
+    )
+    client.execute(env=dict(os.environ))
+    outputs = nb.cells[0]["outputs"]
+    # one output: the error itself, and no stderr stream with langchain-core's warning
+    assert [o["output_type"] for o in outputs] == ["error"]
+    assert outputs[0]["ename"] == "BudgetExceededError"
