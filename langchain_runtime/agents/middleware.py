@@ -56,7 +56,7 @@ class BudgetMiddleware(AgentMiddleware):
     (``max_tokens``, or what the provider calls it: Google's ``max_output_tokens``,
     Ollama's ``num_predict``) to what the budget can still pay for -- never above the
     limit the call or the model already has, nor above the model's maximum output
-    (its LangChain profile, else the catalog). That limit is held as a reservation
+    (the catalog's, else the model's LangChain profile). That limit is held as a reservation
     until the response comes back, then settled at the response's
     ``usage_metadata`` (an estimate, marked ``estimated``, when the provider
     reported none). The decision and the hold are one atomic step, so concurrent

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -101,13 +102,12 @@ def own_limit(model: BaseChatModel) -> int | None:
 
 
 def max_output(model: BaseChatModel | None, name: str | None, catalog: ModelCatalog) -> int | None:
-    """Most output tokens the model can produce: its profile, else the catalog."""
-    profile = getattr(model, "profile", None) if model is not None else None
-    most = positive_int(profile.get("max_output_tokens")) if isinstance(profile, Mapping) else None
-    if most is not None:
-        return most
+    """Most output tokens the model can produce: the catalog's, else its profile's."""
     info = catalog.find(name) if name is not None else None
-    return info.max_output_tokens if info is not None else None
+    if info is not None and info.max_output_tokens is not None:
+        return info.max_output_tokens
+    profile = getattr(model, "profile", None) if model is not None else None
+    return positive_int(profile.get("max_output_tokens")) if isinstance(profile, Mapping) else None
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def ceiling(
             return Ceiling(min(limit, most) if most is not None else limit, source)
     if most is not None:
         return Ceiling(most, "max")
-    return Ceiling(expected, "expected")
+    return Ceiling(max(expected, 1), "expected")
 
 
 def count_input(
@@ -182,22 +182,39 @@ def explained_refusal(exc: BudgetExceededError, reserved: int, source: str) -> B
     return BudgetExceededError(hint, limit=exc.limit, spent=exc.spent, task_id=exc.task_id)
 
 
+def profile_max_output(provider: str | None, model: str | None) -> int | None:
+    """The maximum output in the model profiles of a loaded partner package.
+
+    A callback sees only the model's name and provider (``ls_provider``), not the
+    model object: the profile is read from ``langchain_<provider>``'s bundled
+    profile data, when that package is already imported (never imported here).
+    """
+    if not provider or not model:
+        return None
+    module = sys.modules.get(f"langchain_{provider}.data._profiles")
+    profiles = getattr(module, "_PROFILES", None)
+    entry = profiles.get(model) if isinstance(profiles, Mapping) else None
+    return positive_int(entry.get("max_output_tokens")) if isinstance(entry, Mapping) else None
+
+
 def output_reservation(
-    limit: int | None, model: str | None, enforcer: BudgetEnforcer
+    limit: int | None, model: str | None, enforcer: BudgetEnforcer, provider: str | None = None
 ) -> tuple[int, str]:
     """Output tokens a callback reserves for a call, and why (see :class:`Ceiling`).
 
     The call's own ``limit`` when it has one (``"call"``); else the budget's
     ``expected_output_tokens`` when it was set explicitly (``"expected"``, never above
-    the model's maximum); else the model's maximum output from the catalog
-    (``"max"``), so that nothing the model can answer is left unreserved; else, for
-    a model whose maximum is unknown, the default ``expected_output_tokens``.
+    the model's maximum); else the model's maximum output from the catalog or its
+    profile (``"max"``), so that nothing the model can answer is left unreserved;
+    else, for a model whose maximum is unknown, the default ``expected_output_tokens``.
     """
     if limit is not None:
         return limit, "call"
     budget = enforcer.budget
     info = enforcer.calculator.catalog.find(model) if model is not None else None
     most = info.max_output_tokens if info is not None else None
+    if most is None:
+        most = profile_max_output(provider, model)
     if "expected_output_tokens" in budget.model_fields_set:
         expected = budget.expected_output_tokens
         return (min(expected, most) if most is not None else expected), "expected"

@@ -306,9 +306,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             # with_budget over a chat model reserved (and clamped) this call already
             max_output, soft = planned.output_tokens, False
         else:
-            max_output, source = output_reservation(
-                limit_in(params) or declared_limit(metadata), model, self.enforcer
-            )
+            limit = limit_in(params) or declared_limit(metadata)
+            provider = _str(metadata.get("ls_provider"))
+            max_output, source = output_reservation(limit, model, self.enforcer, provider)
             soft = source == "expected"
             held = self.estimator.reservation_tokens(input_tokens, model)
             try:

@@ -29,9 +29,9 @@ MODEL = "gpt-4o-mini"
 NO_LIMIT = 8000
 
 
-def chat_openai(**kwargs: Any) -> ChatOpenAI:
+def chat_openai(model: str = MODEL, **kwargs: Any) -> ChatOpenAI:
     """A real ChatOpenAI client for the mocked API (no retries, short timeout)."""
-    return ChatOpenAI(model=MODEL, api_key="sk-test", max_retries=0, timeout=5, **kwargs)  # type: ignore[arg-type]
+    return ChatOpenAI(model=model, api_key="sk-test", max_retries=0, timeout=5, **kwargs)  # type: ignore[arg-type]
 
 
 @dataclass

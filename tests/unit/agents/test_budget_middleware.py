@@ -81,7 +81,7 @@ def test_each_request_carries_the_output_the_budget_can_pay_for(api: FakeOpenAI)
 def test_the_models_own_limit_is_the_ceiling(api: FakeOpenAI) -> None:
     roomy = BudgetMiddleware(max_cost=10)
     agent(roomy).invoke(QUESTION)
-    # no limit on the model: its profile's maximum output (gpt-4o-mini: 16,384)
+    # no limit on the model: its maximum output (gpt-4o-mini: 16,384)
     assert [b["max_completion_tokens"] for b in api.bodies] == [16_384, 16_384]
     capped = BudgetMiddleware(max_cost=10)
     agent(capped, max_tokens=50).invoke(QUESTION)
@@ -291,3 +291,15 @@ def test_without_langchain_the_error_says_what_to_install() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert "pip install 'langchain-runtime[agents]'" in out.stdout
+
+
+def test_a_model_the_catalog_has_no_maximum_for_uses_its_profile(api: FakeOpenAI) -> None:
+    from langchain_runtime.cost import ModelCatalog
+
+    catalog = ModelCatalog.default()
+    catalog.add("gpt-3.5-turbo", input=0.5, output=1.5)  # priced, no max_output_tokens
+    budget = BudgetMiddleware(max_cost=10, catalog=catalog)
+    model = chat_openai("gpt-3.5-turbo")
+    create_agent(model, middleware=[budget]).invoke(QUESTION)
+    assert model.profile is not None and model.profile["max_output_tokens"] == 4096
+    assert api.bodies[0]["max_completion_tokens"] == 4096

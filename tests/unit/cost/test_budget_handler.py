@@ -316,3 +316,19 @@ def test_per_task_limits_apply_to_calls_tagged_with_the_task() -> None:
     model.invoke(PROMPT, config=cfg(handler, lcr_task_id="review"))  # other tasks go on
     assert model.calls == 2
     assert handler.by_task()["draft"].calls == handler.by_task()["review"].calls == 1
+
+
+def test_without_a_limit_the_models_profile_maximum_is_reserved() -> None:
+    from langchain_openai import ChatOpenAI
+
+    from langchain_runtime.cost import ModelCatalog
+
+    # gpt-3.5-turbo's price is known here but not its maximum output: the model
+    # profile that langchain-openai ships says 4,096
+    catalog = ModelCatalog.default()
+    catalog.add("gpt-3.5-turbo", input=0.5, output=1.5)
+    assert catalog.get("gpt-3.5-turbo").max_output_tokens is None
+    handler = BudgetCallbackHandler(Budget(max_tokens=4000), catalog=catalog)
+    model = ChatOpenAI(model="gpt-3.5-turbo", api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
+    with pytest.raises(BudgetExceededError, match="up to 4096 output"):
+        model.invoke("hello", config={"callbacks": [handler]})  # refused: nothing is sent
