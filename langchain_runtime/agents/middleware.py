@@ -203,8 +203,9 @@ class BudgetMiddleware(AgentMiddleware):
         )
         return _Plan(call_id, name, _limits.limit_name(model), res.output_tokens, input_tokens)
 
-    @staticmethod
-    def _clamped(request: ModelRequest[Any], plan: _Plan) -> ModelRequest[Any]:
+    def _clamped(self, request: ModelRequest[Any], plan: _Plan) -> ModelRequest[Any]:
+        if self.budget.max_cost is None and self.budget.max_tokens is None:
+            return request  # nothing to enforce: only track, and leave the call alone
         settings = {
             k: v for k, v in request.model_settings.items() if k not in _limits.OUTPUT_LIMIT_NAMES
         }

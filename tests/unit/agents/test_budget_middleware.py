@@ -303,3 +303,11 @@ def test_a_model_the_catalog_has_no_maximum_for_uses_its_profile(api: FakeOpenAI
     create_agent(model, middleware=[budget]).invoke(QUESTION)
     assert model.profile is not None and model.profile["max_output_tokens"] == 4096
     assert api.bodies[0]["max_completion_tokens"] == 4096
+
+
+def test_without_limits_it_only_tracks_and_leaves_requests_alone(api: FakeOpenAI) -> None:
+    budget = BudgetMiddleware()
+    agent(budget).invoke(QUESTION)
+    assert all("max_completion_tokens" not in b for b in api.bodies)
+    assert budget.spent.amount == api.billed > 0
+    assert budget.remaining is None and budget.remaining_tokens is None
