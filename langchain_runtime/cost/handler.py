@@ -141,7 +141,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     tokens and reserves their cost plus the call's output limit: its ``max_tokens``
     (``max_completion_tokens``, ``max_output_tokens``...) when it has one, else the
     budget's ``expected_output_tokens`` if that was set explicitly, else the model's
-    maximum output (the catalog's), else the default ``expected_output_tokens``. A
+    maximum output (catalog, else model profile), else ``expected_output_tokens``. A
     call that does not fit is refused with
     :class:`~langchain_runtime.errors.BudgetExceededError` before anything is sent
     (and langchain-core's duplicate warning about it is filtered out). A stream that
