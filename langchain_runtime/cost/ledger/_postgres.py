@@ -428,6 +428,16 @@ class PostgresLedger(BudgetLedger):
 
         return self._run(work, transaction=False)
 
+    def _purge(self, before: datetime) -> int:
+        def work(conn: Connection[Any]) -> int:
+            cutoff = to_micros(before)
+            conn.execute("DELETE FROM ledger_holds WHERE expires_at < %s", (cutoff,))
+            return conn.execute(
+                "DELETE FROM ledger_leases WHERE expires_at < %s", (cutoff,)
+            ).rowcount
+
+        return self._run(work)
+
 
 def _within(conn: Connection[Any], work: Callable[[Connection[Any]], T], transaction: bool) -> T:
     if not transaction:

@@ -300,3 +300,9 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
             db.execute("UPDATE ledger_leases SET state = 'released' WHERE id = ?", (lease_id,))
             db.execute("DELETE FROM ledger_holds WHERE lease_id = ?", (lease_id,))
             return bool(row[1] > to_micros(now))
+
+    def _purge(self, before: datetime) -> int:
+        with self._write() as db:
+            cutoff = to_micros(before)
+            db.execute("DELETE FROM ledger_holds WHERE expires_at < ?", (cutoff,))
+            return db.execute("DELETE FROM ledger_leases WHERE expires_at < ?", (cutoff,)).rowcount

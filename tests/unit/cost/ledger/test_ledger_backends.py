@@ -234,3 +234,18 @@ def test_unknown_reservation_and_bad_arguments_are_clear_errors(ledger: BudgetLe
     with pytest.raises(ValueError, match="max_tokens must be an integer"):
         ledger.set_limit("team:a", max_tokens=1.5)  # type: ignore[arg-type]
     assert ledger.list_scopes() == []
+
+
+def test_purge_forgets_old_reservations_but_keeps_spend(
+    ledger: BudgetLedger, clock: FakeClock
+) -> None:
+    ledger.set_limit("team:a", max_cost="1")
+    old = ledger.reserve("team:a", cost="0.3", lease_ttl=timedelta(minutes=5))
+    ledger.settle(old.id, cost="0.2")
+    clock.advance(days=8)
+    recent = ledger.reserve("team:a", cost="0.1")
+    assert ledger.purge(timedelta(days=7)) == 1
+    assert ledger.settle(recent.id, cost="0.1") == "settled"
+    with pytest.raises(KeyError):
+        ledger.settle(old.id, cost="0.2")  # forgotten: too late to count it again
+    assert ledger.status("team:a").spent == D("0.3")
