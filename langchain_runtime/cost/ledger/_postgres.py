@@ -236,7 +236,11 @@ class PostgresLedger(BudgetLedger):
         except Exception:
             self._pool.close(timeout=1.0)
             raise
-        self._run(self._create_schema)
+        try:
+            self._run(self._create_schema)
+        except BaseException:
+            self._pool.close(timeout=1.0)
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresLedger({_redact(self.dsn)!r})"

@@ -106,22 +106,40 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
             self._db = sqlite3.connect(
                 str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
             )
+        except sqlite3.Error as exc:
+            raise ConfigurationError(f"cannot open ledger file {self.path}: {exc}") from exc
+        try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             with self._write() as db:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                row = db.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO ledger_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-                elif row[0] != _SCHEMA_VERSION:
-                    raise ConfigurationError(
-                        f"ledger file {self.path} has schema version {row[0]}, this version "
-                        f"of langchain-runtime reads version {_SCHEMA_VERSION}"
-                    )
-        except sqlite3.DatabaseError as exc:
+                self._create_schema(db)
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise LedgerUnavailableError(
+                    f"budget ledger unavailable: ledger file {self.path} stayed locked by "
+                    f"another process for {timeout:g}s ({exc})"
+                ) from exc
             raise ConfigurationError(f"cannot open ledger file {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not a database, damaged
+            self._db.close()
+            raise ConfigurationError(f"cannot open ledger file {self.path}: {exc}") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        row = db.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO ledger_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+        elif row[0] != _SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"ledger file {self.path} has schema version {row[0]}, this version "
+                f"of langchain-runtime reads version {_SCHEMA_VERSION}"
+            )
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"

@@ -141,7 +141,7 @@ class LedgerGate:
                     logger.warning("lease %s had already expired and was not renewed", lease_id)
                     with self._lock:
                         self._live.pop(lease_id, None)
-            except LedgerUnavailableError as exc:
+            except Exception as exc:  # the renewer thread must outlive a ledger hiccup
                 logger.warning("could not renew lease %s: %s", lease_id, exc)
         return renewed
 
