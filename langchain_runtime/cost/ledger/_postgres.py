@@ -2,9 +2,13 @@
 
 A reservation is one transaction that locks the rows of its scopes with
 ``SELECT ... FOR UPDATE`` in sorted order (so two transactions never wait on each other
-in a cycle), reads spend and live holds, and writes the hold only if every scope has
-room: two replicas can never both pass a check they would fail together. Settlements
-lock the same rows first. Every statement has a ``statement_timeout`` and a
+in a cycle), reads spend and live holds in one statement (one snapshot), and writes the
+hold only if every scope has room: two replicas can never both pass a check they would
+fail together. A settlement, a release and a renewal are each one statement that
+locks the lease's row, so a second settlement of the same id finds it settled; a
+reservation sees a settlement that commits meanwhile whole or not at all (and then
+counts its hold instead, which is what the order "reserve, then settle" gives anyway).
+Every statement has a ``statement_timeout`` and a
 ``lock_timeout`` and the pool a connection timeout, so nothing waits for ever: when
 PostgreSQL cannot answer in time, the operation fails with
 :class:`~langchain_runtime.errors.LedgerUnavailableError`. Money is ``NUMERIC``.
