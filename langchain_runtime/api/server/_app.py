@@ -159,7 +159,7 @@ def build_app(
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         text = manager.metrics.render(manager.store.counts(), manager.active())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(text, media_type=manager.metrics.content_type)
 
     @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
     def start_run(body: RunRequest) -> RunAccepted:
@@ -182,7 +182,7 @@ def build_app(
     )
     def get_run(run_id: str) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        return JSONResponse(manager.status(run_id))
+        return JSONResponse(with_trace_id(manager.status(run_id)))
 
     @app.post(
         f"{API}/runs/{{run_id}}/abort",
@@ -227,6 +227,15 @@ def build_app(
         )  # fmt: skip
 
     return app
+
+
+def with_trace_id(status: dict[str, Any]) -> dict[str, Any]:
+    """The status with the run's trace id, when ``serve --otel`` traces runs."""
+    from langchain_runtime.observability._install import installed_handler
+
+    handler = installed_handler()
+    trace_id = handler.trace_id_for(status["run_id"]) if handler is not None else None
+    return {**status, "trace_id": trace_id} if trace_id else status
 
 
 async def _stream(

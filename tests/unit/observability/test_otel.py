@@ -239,8 +239,8 @@ def test_the_same_handler_traces_a_create_agent_agent(
     def answer(body: dict[str, Any]) -> httpx.Response:
         if body["messages"][-1]["role"] == "tool":
             return httpx.Response(200, json=completion("Paris is 18C."))
-        call = {"id": "t1", "type": "function",
-                "function": {"name": "lookup", "arguments": json.dumps({"city": "Paris"})}}  # fmt: skip
+        function = {"name": "lookup", "arguments": json.dumps({"city": "Paris"})}
+        call = {"id": "t1", "type": "function", "function": function}
         return httpx.Response(200, json=completion("", tool_calls=[call]))
 
     mock: OpenAIMock = openai_mock(answer)
@@ -262,3 +262,49 @@ def test_the_same_handler_traces_a_create_agent_agent(
         [("stop",), ("tool_calls",)],
     )
     assert sum(c.attributes["gen_ai.usage.input_tokens"] for c in chats) == 22
+
+
+def test_each_attempt_of_a_retried_task_is_a_span_numbered_in_order(
+    telemetry: Telemetry,
+) -> None:
+    calls = {"n": 0}
+
+    def flaky(inp: dict[str, Any]) -> str:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ConnectionError("transient")
+        return "ok"
+
+    orch = Orchestrator(
+        [Task("flaky", flaky, max_retries=2)], policy=RunPolicy(retry_backoff=0)
+    )
+    result = orch.invoke({}, {"callbacks": [telemetry.handler]})
+    assert result.state is RunState.COMPLETED and result.tasks["flaky"].attempts == 2
+    attempts = sorted(telemetry.named("task "), key=lambda s: s.start_time)
+    assert [s.attributes["langchain_runtime.task.attempt"] for s in attempts] == [1, 2]
+    assert [s.attributes["langchain_runtime.task.state"] for s in attempts] == [
+        "failed",
+        "completed",
+    ]
+    assert attempts[0].status.status_code is StatusCode.ERROR
+
+
+def test_instrument_langchain_traces_runs_that_pass_no_callbacks(telemetry: Telemetry) -> None:
+    from langchain_runtime.observability import instrument_langchain, uninstrument_langchain
+    from langchain_runtime.testing import SimulatedChatModel
+
+    model = SimulatedChatModel()
+    orch = Orchestrator([Task("a", prompt="Say {x}", model=model)])
+    instrument_langchain(telemetry.handler)
+    try:
+        # a background run: the handler reaches the run's own thread too
+        handle = orch.start({"x": "hi"}, {"metadata": {"api_run_id": "run-42"}})
+        assert handle.result(timeout=10).state is RunState.COMPLETED
+    finally:
+        uninstrument_langchain()
+    names = sorted(s.name for s in telemetry.spans())
+    assert names == ["chat simulated", "invoke_workflow Orchestrator", "task a"]
+    [run] = telemetry.named("invoke_workflow")
+    assert telemetry.handler.trace_id_for("run-42") == format(run.context.trace_id, "032x")
+    orch.invoke({"x": "again"})
+    assert len(telemetry.spans()) == 3  # uninstrumented: nothing new
