@@ -275,9 +275,7 @@ def test_each_attempt_of_a_retried_task_is_a_span_numbered_in_order(
             raise ConnectionError("transient")
         return "ok"
 
-    orch = Orchestrator(
-        [Task("flaky", flaky, max_retries=2)], policy=RunPolicy(retry_backoff=0)
-    )
+    orch = Orchestrator([Task("flaky", flaky, max_retries=2)], policy=RunPolicy(retry_backoff=0))
     result = orch.invoke({}, {"callbacks": [telemetry.handler]})
     assert result.state is RunState.COMPLETED and result.tasks["flaky"].attempts == 2
     attempts = sorted(telemetry.named("task "), key=lambda s: s.start_time)
