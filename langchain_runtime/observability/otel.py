@@ -54,6 +54,7 @@ _MAX_PENDING = 10_000  # budget events waiting for a span that may never start
 _MAX_TRACE_IDS = 10_000
 
 _WORKFLOW, _TASK, _MODEL, _TOOL = "workflow", "task", "model", "tool"
+_UNSEEN = object()
 
 
 class _Rec:
@@ -199,6 +200,7 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         self.capture_content = capture_content
         self._catalog = catalog
         self._calculator: Any = None
+        self._infos: dict[str, Any] = {}  # model name -> catalog entry (None: no price)
         self._lock = threading.Lock()
         self._recs: dict[UUID, _Rec | _Passthrough] = {}
         self._pending: OrderedDict[str, list[tuple[BudgetEvent, int]]] = OrderedDict()
@@ -242,10 +244,15 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             from langchain_runtime.cost.pricing import CostCalculator
 
             self._calculator = CostCalculator(self._catalog)
-        try:
-            return self._calculator.cost(model, usage)
-        except Exception:  # no known price: the span simply has no cost
-            return None
+        info = self._infos.get(model, _UNSEEN)
+        if info is _UNSEEN:
+            try:
+                info = self._calculator.info(model)
+            except Exception:  # no known price: the span simply has no cost
+                info = None
+            if len(self._infos) < 1024:
+                self._infos[model] = info
+        return self._calculator.cost(info, usage) if info is not None else None
 
     def _context(self, parent: _Rec | _Passthrough | None) -> Any:
         if parent is None or parent.span is None:
@@ -270,10 +277,10 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         meta = metadata or {}
-        name = kwargs.get("name") or _serialized_name(serialized) or "chain"
         parent = self._parent(parent_run_id)
         task_id = meta.get(_TASK_KEY)
         if parent is None:
+            name = kwargs.get("name") or _serialized_name(serialized) or "chain"
             span = self._tracer.start_span(
                 f"invoke_workflow {name}",
                 context=None,
@@ -446,38 +453,36 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
             return
         span = rec.span
         metric_attrs = dict(rec.attrs)
+        attrs: dict[str, Any] = {}  # set at once: each call into the span takes its lock
         answered = _genai.response_model(response)
         if answered is not None:
-            span.set_attribute("gen_ai.response.model", answered)
-            metric_attrs["gen_ai.response.model"] = answered
+            attrs["gen_ai.response.model"] = metric_attrs["gen_ai.response.model"] = answered
         reasons = _genai.finish_reasons(response)
         if reasons:
-            span.set_attribute("gen_ai.response.finish_reasons", reasons)
+            attrs["gen_ai.response.finish_reasons"] = reasons
         usage = _genai.usage_of(response)
+        cost = None
         if usage is not None:
-            span.set_attributes(
-                {
-                    "gen_ai.usage.input_tokens": usage.input_tokens,
-                    "gen_ai.usage.output_tokens": usage.output_tokens,
-                    "gen_ai.usage.cache_read.input_tokens": usage.cache_read_tokens,
-                    "gen_ai.usage.cache_creation.input_tokens": usage.cache_creation_tokens,
-                    "gen_ai.usage.reasoning.output_tokens": usage.reasoning_tokens,
-                }
-            )
+            attrs["gen_ai.usage.input_tokens"] = usage.input_tokens
+            attrs["gen_ai.usage.output_tokens"] = usage.output_tokens
+            attrs["gen_ai.usage.cache_read.input_tokens"] = usage.cache_read_tokens
+            attrs["gen_ai.usage.cache_creation.input_tokens"] = usage.cache_creation_tokens
+            attrs["gen_ai.usage.reasoning.output_tokens"] = usage.reasoning_tokens
+            cost = self._price(rec.attrs.get("gen_ai.request.model") or answered, usage)
+            if cost is not None:
+                attrs["gen_ai.usage.cost.amount"] = float(cost.amount)
+                attrs["gen_ai.usage.cost.currency"] = cost.currency
+        if self.capture_content:
+            attrs["gen_ai.output.messages"] = _genai.output_messages_json(response, reasons)
+        span.set_attributes(attrs)
+        if usage is not None:
             self._tokens.record(usage.input_tokens, {**metric_attrs, "gen_ai.token.type": "input"})
             self._tokens.record(
                 usage.output_tokens, {**metric_attrs, "gen_ai.token.type": "output"}
             )
-            cost = self._price(rec.attrs.get("gen_ai.request.model") or answered, usage)
-            if cost is not None:
-                span.set_attribute("gen_ai.usage.cost.amount", float(cost.amount))
-                span.set_attribute("gen_ai.usage.cost.currency", cost.currency)
-                currency = {"gen_ai.usage.cost.currency": cost.currency}
-                self._cost.add(float(cost.amount), {**metric_attrs, **currency})
-        if self.capture_content:
-            span.set_attribute(
-                "gen_ai.output.messages", _genai.output_messages_json(response, reasons)
-            )
+        if cost is not None:
+            currency = {"gen_ai.usage.cost.currency": cost.currency}
+            self._cost.add(float(cost.amount), {**metric_attrs, **currency})
         self._duration.record(time.perf_counter() - rec.started, metric_attrs)
         self._finish_model(run_id, rec)
 
