@@ -144,9 +144,12 @@ def timeline_svg(tasks: Sequence[TaskResult], *, width: int = _PLOT_W) -> str:
 
 
 _CSS = (
-    "<style>.lcr-run table{border-collapse:collapse;margin:6px 0}"
-    ".lcr-run th,.lcr-run td{padding:3px 10px;border-bottom:1px solid #e3e7ed;text-align:left}"
-    ".lcr-run td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    # specific enough to win over JupyterLab's and nbconvert's own table rules
+    "<style>.lcr-run table.lcr-tasks{border-collapse:collapse;margin:6px 0}"
+    ".lcr-run table.lcr-tasks th,.lcr-run table.lcr-tasks td{padding:3px 10px;"
+    "border-bottom:1px solid #e3e7ed;text-align:left}"
+    ".lcr-run table.lcr-tasks td.num,.lcr-run table.lcr-tasks th.num{text-align:right;"
+    "font-variant-numeric:tabular-nums}"
     ".lcr-state{display:inline-block;padding:0 7px;border-radius:9px;color:#fff}</style>"
 )
 
@@ -182,8 +185,10 @@ def run_result_html(result: RunResult) -> str:
         f"cost <b>{escape(money(result.cost))}</b></p>{error}"
     )
     table = (
-        "<table><thead><tr><th>task</th><th>state</th><th>duration</th><th>attempts</th>"
-        "<th>input tokens</th><th>output tokens</th><th>cost</th><th>error</th></tr></thead>"
+        "<table class='lcr-tasks'><thead><tr><th>task</th><th>state</th>"
+        "<th class='num'>duration</th><th class='num'>attempts</th>"
+        "<th class='num'>input tokens</th><th class='num'>output tokens</th>"
+        "<th class='num'>cost</th><th>error</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
     timeline = timeline_svg(tasks)

@@ -44,14 +44,18 @@ def test_notebooks_are_all_tested() -> None:
 
 
 def _quickstart(text: str, html: str) -> None:
-    assert "<table>" in html and "<code>review</code>" in html and "$0.00" in html
+    assert "<table class='lcr-tasks'>" in html and "<code>review</code>" in html and "$0.00" in html
     assert html.count("class='lcr-bar'") == 6  # the timeline: one bar per task
     assert "class='lcr-graph'" in html and "data-task='draft_body'" in html  # draw_svg
     assert "<script" not in html
     # progress is one widget line (or plain text on stdout): no warning, no stderr box
     assert "STDERR: " not in text and "IProgress" not in text
     assert "completed -" in text and "USD" in text
-    assert "invoke_workflow Orchestrator" in text and "    chat simulated  " in text
+    assert "invoke_workflow Orchestrator\n  task research\n    chat simulated  " in text
+    # parallel tasks: each call under its own task
+    assert all(
+        f"  task draft_{s}\n    chat simulated" in text for s in ("intro", "body", "conclusion")
+    )
 
 
 def _budget(text: str, html: str) -> None:
@@ -68,7 +72,7 @@ def _context(text: str, html: str) -> None:
 
 def _sidecar(text: str, html: str) -> None:
     assert "'status': 'ok'" in text
-    assert "<table>" in html and "<code>summary</code>" in html
+    assert "<table class='lcr-tasks'>" in html and "<code>summary</code>" in html
     assert 'langchain_runtime_runs{state="completed"} 1.0' in text
     assert "aborted {'after': 'skipped', 'long': 'cancelled'}" in text
     assert "task_completed summary" in text and "run_finished" in text
