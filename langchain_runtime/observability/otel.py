@@ -155,6 +155,19 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
     # can refuse it (and records the refusal), in the order the handlers were given.
     run_inline = True
 
+    # retriever, retry and custom events make no span: skip them cheaply
+    @property
+    def ignore_retriever(self) -> bool:
+        return True
+
+    @property
+    def ignore_retry(self) -> bool:
+        return True
+
+    @property
+    def ignore_custom_event(self) -> bool:
+        return True
+
     def __init__(
         self,
         tracer_provider: TracerProvider | None = None,
@@ -573,6 +586,11 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         with self._lock:
             rec = self._recs.get(run_id)
             if not isinstance(rec, _Rec) or rec.kind != _MODEL:
+                if event.kind == "refused":
+                    # refused before this handler saw the call: no span will start;
+                    # the error reaches the enclosing run, which records the refusal
+                    self._pending.pop(event.call_id, None)
+                    return
                 # the budget handler ran first: keep it for the span about to start
                 self._pending.setdefault(event.call_id, []).append((event, time.time_ns()))
                 while len(self._pending) > _MAX_PENDING:

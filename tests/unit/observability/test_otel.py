@@ -306,3 +306,55 @@ def test_instrument_langchain_traces_runs_that_pass_no_callbacks(telemetry: Tele
     assert telemetry.handler.trace_id_for("run-42") == format(run.context.trace_id, "032x")
     orch.invoke({"x": "again"})
     assert len(telemetry.spans()) == 3  # uninstrumented: nothing new
+
+
+def test_a_task_refused_before_it_starts_is_a_refusal_on_the_run_span(
+    telemetry: Telemetry,
+) -> None:
+    from langchain_runtime.testing import SimulatedChatModel
+
+    orch = Orchestrator(
+        [Task("essay", prompt="Write about {topic} " * 50, model=SimulatedChatModel())],
+        policy=RunPolicy(budget=Budget(max_tokens=20)),
+    )
+    result = orch.invoke({"topic": "owls"}, {"callbacks": [telemetry.handler]})
+    assert result.state is RunState.BUDGET_EXCEEDED
+    assert telemetry.named("chat ") == []  # nothing was called
+    [run] = telemetry.named("invoke_workflow")
+    assert run.status.status_code is StatusCode.ERROR
+    [refusal] = [e for e in run.events if e.name == "langchain_runtime.budget.refused"]
+    assert refusal.attributes["langchain_runtime.task.id"] == "essay"
+    message = str(refusal.attributes["langchain_runtime.budget.message"])
+    assert "cannot pay for a single output token" in message
+
+
+@pytest.mark.anyio
+async def test_a_refusal_on_the_async_path_is_recorded_the_same_way(
+    telemetry: Telemetry, openai_mock: Any
+) -> None:
+    mock: OpenAIMock = openai_mock()
+    chain = ChatPromptTemplate.from_template("Write about {topic}") | chat_model(max_tokens=4000)
+    orch = Orchestrator(
+        [Task("essay", chain, model="gpt-4o-mini")],
+        policy=RunPolicy(budget=Budget(max_cost=Decimal("0.0001"))),
+    )
+    result = await orch.ainvoke({"topic": "owls"}, {"callbacks": [telemetry.handler]})
+    assert result.state is RunState.BUDGET_EXCEEDED and mock.route.call_count == 0
+    [chat] = telemetry.named("chat ")
+    assert [e.name for e in chat.events] == ["langchain_runtime.budget.refused", "exception"]
+    assert chat.events[1].attributes["exception.type"].endswith("BudgetExceededError")
+    assert chat.status.status_code is StatusCode.ERROR
+
+
+def test_a_streamed_call_has_its_usage_and_cost(telemetry: Telemetry) -> None:
+    from langchain_runtime.testing import SimulatedChatModel
+
+    model = SimulatedChatModel(response_tokens=12)
+    chunks = list(model.stream("hello there", config={"callbacks": [telemetry.handler]}))
+    assert chunks
+    [chat] = telemetry.named("chat ")
+    assert chat.attributes["gen_ai.usage.output_tokens"] == 12
+    expected = CostCalculator().cost("simulated", Usage(
+        input_tokens=chat.attributes["gen_ai.usage.input_tokens"], output_tokens=12))  # fmt: skip
+    assert chat.attributes["gen_ai.usage.cost.amount"] == float(expected.amount)
+    assert chat.attributes["gen_ai.provider.name"] == "simulated"
