@@ -22,7 +22,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Literal
 from uuid import UUID
@@ -61,6 +61,7 @@ class BudgetEvent:
         limit: The limit that refused the call (money or tokens).
         spent: What that limit had already committed when it refused.
         message: The refusal's message.
+        error: The refusal itself (a ``BudgetExceededError``).
     """
 
     kind: BudgetEventKind
@@ -74,6 +75,7 @@ class BudgetEvent:
     limit: Decimal | int | None = None
     spent: Decimal | int | None = None
     message: str | None = None
+    error: BaseException | None = field(default=None, compare=False, repr=False)
 
 
 BudgetListener = Callable[[BudgetEvent], None]
@@ -170,6 +172,7 @@ def refused(
             limit=getattr(error, "limit", None),
             spent=getattr(error, "spent", None),
             message=str(error),
+            error=error,
         )
     )
 

@@ -618,6 +618,8 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
                 span.end()  # now, so the settlement lies inside the call's span
         elif event.kind == "refused":
             self._refusal_event(rec, attrs, ts)
+            if event.error is not None:
+                span.record_exception(event.error)
             span.set_status(self._trace.Status(self._trace.StatusCode.ERROR, event.message))
             span.set_attribute("error.type", "BudgetExceededError")
             with self._lock:

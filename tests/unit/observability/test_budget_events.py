@@ -79,8 +79,10 @@ def test_a_refusal_through_the_hook_ends_the_call_span_with_an_error(
         model.invoke("hello", config={"callbacks": [telemetry.handler, budget]})
     [chat] = telemetry.named("chat ")
     assert chat.status.status_code is StatusCode.ERROR
-    [event] = chat.events
+    event, exception = chat.events
     assert event.name == "langchain_runtime.budget.refused"
+    assert exception.name == "exception"
+    assert exception.attributes["exception.type"].endswith("BudgetExceededError")
     assert event.attributes["langchain_runtime.budget.limit"] == 10
     assert event.attributes["langchain_runtime.budget.spent"] == 0
     assert "Token budget exceeded" in event.attributes["langchain_runtime.budget.message"]
