@@ -9,7 +9,7 @@ from langchain_core.callbacks import BaseCallbackHandler
 
 from langchain_runtime.observability.otel import OpenTelemetryCallbackHandler
 
-__all__ = ["installed_handler", "instrument_langchain", "uninstrument_langchain"]
+__all__ = ["installed_handler", "instrument_langchain", "uninstrument_langchain", "with_trace_id"]
 
 _FORWARDED = (
     "on_chain_start", "on_chain_end", "on_chain_error",
@@ -102,3 +102,10 @@ def uninstrument_langchain() -> None:
 def installed_handler() -> OpenTelemetryCallbackHandler | None:
     """The handler :func:`instrument_langchain` installed, if any."""
     return _slot.target if _slot is not None else None
+
+
+def with_trace_id(status: dict[str, Any]) -> dict[str, Any]:
+    """A sidecar run status with its ``trace_id``, when an installed handler traced it."""
+    handler = installed_handler()
+    trace_id = handler.trace_id_for(status["run_id"]) if handler is not None else None
+    return {**status, "trace_id": trace_id} if trace_id else status

@@ -33,6 +33,7 @@ from langchain_runtime.api.schemas import (
 from langchain_runtime.api.server._guard import Guard
 from langchain_runtime.api.server._manager import RunManager
 from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
+from langchain_runtime.observability._install import with_trace_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -182,7 +183,7 @@ def build_app(
     )
     def get_run(run_id: str) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        return JSONResponse(with_trace_id(manager.status(run_id)))
+        return JSONResponse(with_trace_id(manager.status(run_id)))  # serve --otel
 
     @app.post(
         f"{API}/runs/{{run_id}}/abort",
@@ -227,15 +228,6 @@ def build_app(
         )  # fmt: skip
 
     return app
-
-
-def with_trace_id(status: dict[str, Any]) -> dict[str, Any]:
-    """The status with the run's trace id, when ``serve --otel`` traces runs."""
-    from langchain_runtime.observability._install import installed_handler
-
-    handler = installed_handler()
-    trace_id = handler.trace_id_for(status["run_id"]) if handler is not None else None
-    return {**status, "trace_id": trace_id} if trace_id else status
 
 
 async def _stream(
