@@ -218,15 +218,11 @@ class OpenTelemetryCallbackHandler(BaseCallbackHandler):
         self._recs: dict[UUID, _Rec | _Passthrough] = {}
         self._pending: OrderedDict[str, list[tuple[BudgetEvent, int]]] = OrderedDict()
         self._trace_ids: OrderedDict[str, str] = OrderedDict()
-        self._remove_listener = _budget_events.add_budget_listener(self._on_budget_event)
+        # held weakly by the registry: the listener goes away with this handler
+        _budget_events.add_budget_listener(self._on_budget_event)
 
     def __repr__(self) -> str:
         return f"OpenTelemetryCallbackHandler(capture_content={self.capture_content})"
-
-    def __del__(self) -> None:
-        remove = getattr(self, "_remove_listener", None)
-        if remove is not None:
-            remove()
 
     # ------------------------------------------------------------------ lookups
     def trace_id_for(self, run_id: str | UUID) -> str | None:
