@@ -358,3 +358,30 @@ def test_a_streamed_call_has_its_usage_and_cost(telemetry: Telemetry) -> None:
         input_tokens=chat.attributes["gen_ai.usage.input_tokens"], output_tokens=12))  # fmt: skip
     assert chat.attributes["gen_ai.usage.cost.amount"] == float(expected.amount)
     assert chat.attributes["gen_ai.provider.name"] == "simulated"
+
+
+def test_an_aborted_run_ends_every_span_and_marks_the_task_cancelled(
+    telemetry: Telemetry,
+) -> None:
+    import threading
+
+    from langchain_core.runnables import RunnableLambda
+
+    started = threading.Event()
+
+    async def long(_: Any) -> str:
+        started.set()
+        await asyncio.sleep(10)
+        return "never"
+
+    orch = Orchestrator([Task("long", RunnableLambda(long))])
+    handle = orch.start({}, {"callbacks": [telemetry.handler]})
+    assert started.wait(10)
+    assert handle.abort()
+    assert handle.result(timeout=10).state is RunState.ABORTED
+    [task] = telemetry.named("task ")
+    assert task.attributes["langchain_runtime.task.state"] == "cancelled"
+    assert task.status.status_code is StatusCode.ERROR
+    [run] = telemetry.named("invoke_workflow")
+    assert run.status.status_code is StatusCode.ERROR
+    assert run.end_time is not None and task.end_time is not None
