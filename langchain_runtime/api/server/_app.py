@@ -33,6 +33,7 @@ from langchain_runtime.api.schemas import (
 from langchain_runtime.api.server._guard import Guard
 from langchain_runtime.api.server._manager import RunManager
 from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
+from langchain_runtime.observability._install import with_trace_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -164,7 +165,7 @@ def build_app(
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         text = manager.metrics.render(manager.store.counts(), manager.active())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(text, media_type=manager.metrics.content_type)
 
     @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
     def start_run(body: RunRequest) -> RunAccepted:
@@ -187,7 +188,7 @@ def build_app(
     )
     def get_run(run_id: str) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        return JSONResponse(manager.status(run_id))
+        return JSONResponse(with_trace_id(manager.status(run_id)))  # serve --otel
 
     @app.post(
         f"{API}/runs/{{run_id}}/abort",
