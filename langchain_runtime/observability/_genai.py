@@ -139,7 +139,7 @@ def finish_reasons(response: LLMResult) -> list[str]:
 
 def usage_of(response: LLMResult) -> Usage | None:
     """The usage the provider reported (``usage_metadata``, else ``llm_output``)."""
-    from langchain_runtime.cost.handler import usage_from_result
+    from langchain_runtime.cost.usage import usage_from_result
 
     return usage_from_result(response)
 
