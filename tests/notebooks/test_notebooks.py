@@ -86,7 +86,7 @@ def _durable(text: str, html: str) -> None:
     assert "research  completed  restored=True" in text
     assert "review    completed  restored=False" in text
     assert "draft     completed  restored=False" in text
-    assert "<td>draft</td><td>completed</td>" in html
+    assert "<title>draft: completed" in html and html.count("class='lcr-bar'") == 4
 
 
 EXPECT = {
