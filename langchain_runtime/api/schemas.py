@@ -47,6 +47,8 @@ __all__ = [
     "ErrorBody",
     "Health",
     "PolicyIn",
+    "ResumeBudget",
+    "ResumeRequest",
     "RunAccepted",
     "RunPage",
     "RunRequest",
@@ -178,6 +180,35 @@ class RunRequest(_In):
         if (self.workflow is None) == (self.tasks is None):
             raise ValueError("give exactly one of `workflow` (a registered name) or `tasks`")
         return self
+
+
+class ResumeBudget(_In):
+    """Budget fields of a resume; each one given replaces the stored budget's.
+
+    Example:
+        >>> b = ResumeBudget(max_cost="0.50").apply(Budget(max_cost="0.10", max_tokens=900))
+        >>> b.max_cost, b.max_tokens
+        (Decimal('0.50'), 900)
+    """
+
+    max_cost: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    def apply(self, base: Budget | None) -> Budget:
+        """``base`` (or no limit) with the fields given here replaced."""
+        return (base or Budget()).model_copy(update=self.model_dump(exclude_none=True))
+
+
+class ResumeRequest(_In):
+    """The body of ``POST /api/v1/runs/{id}/resume`` (optional).
+
+    Attributes:
+        budget: A new budget for the resumed run (a top-up after ``budget_exceeded``):
+            the fields given replace the stored budget's, the others stay.
+    """
+
+    budget: ResumeBudget | None = None
 
 
 class RunAccepted(_Out):

@@ -6,8 +6,8 @@ share one event log. Schema versions:
 
 * **1** — the sidecar's store before durable runs (tables ``runs`` and ``events``);
   such a file is migrated in place when it is opened, its runs stay readable;
-* **2** — adds ``schema_version``, ``durable_runs``, ``tasks``, ``enqueued`` and
-  ``memory``.
+* **2** — adds ``schema_version``, ``durable_runs``, ``tasks``, ``enqueued``,
+  ``memory`` and ``run_sources``.
 
 Statements are small and portable (``INSERT``/``UPDATE`` by primary key, JSON in
 ``TEXT`` columns) so the PostgreSQL store can mirror them.
@@ -37,7 +37,9 @@ __all__ = ["SCHEMA_VERSION", "SQLiteRunStore"]
 SCHEMA_VERSION = 2
 
 _V1_TABLES = frozenset({"runs", "events"})
-_V2_TABLES = frozenset({"schema_version", "durable_runs", "tasks", "enqueued", "memory"})
+_V2_TABLES = frozenset(
+    {"schema_version", "durable_runs", "tasks", "enqueued", "memory", "run_sources"}
+)
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -102,6 +104,11 @@ _V2 = (
     value  TEXT NOT NULL,
     PRIMARY KEY (run_id, key)
 ) WITHOUT ROWID""",
+    # what an entry point rebuilds a run's graph from on resume (the CLI's file)
+    """CREATE TABLE IF NOT EXISTS run_sources (
+    run_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL
+)""",
 )
 
 _RUN_COLUMNS = (
@@ -470,6 +477,37 @@ class SQLiteRunStore(RecordsMixin):
                 "INSERT INTO enqueued VALUES (?, ?, ?, ?, ?)",
                 (run_id, pos, task_id, spec, entry_json),
             )
+
+    def save_source(self, run_id: str, source: Mapping[str, Any]) -> None:
+        """Keep what an entry point rebuilds run ``run_id``'s graph from (JSON data).
+
+        The CLI stores its workflow file and options here, so ``resume`` needs only
+        the run id. Written before the run starts; replaced if written again.
+        """
+        text = _dumps(dict(source), f"run {run_id!r} source")
+        with self._write():
+            self._db.execute("INSERT OR REPLACE INTO run_sources VALUES (?, ?)", (run_id, text))
+
+    def load_source(self, run_id: str) -> dict[str, Any] | None:
+        """What :meth:`save_source` kept for ``run_id``, or None."""
+        with self._lock:
+            self._ensure_open()
+            row = self._db.execute(
+                "SELECT source FROM run_sources WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def match_run_ids(self, prefix: str, limit: int = 10) -> builtins.list[str]:
+        """Durable run ids that start with ``prefix`` (to accept a unique prefix)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._lock:
+            self._ensure_open()
+            rows = self._db.execute(
+                "SELECT run_id FROM durable_runs WHERE run_id LIKE ? ESCAPE '\\' "
+                "ORDER BY run_id LIMIT ?",
+                (escaped + "%", limit),
+            ).fetchall()
+        return [r[0] for r in rows if r[0].startswith(prefix)]  # LIKE ignores case
 
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (a commit does it too): for long calls."""

@@ -307,3 +307,14 @@ def test_memory_store_works_without_a_file() -> None:
     assert store.load_run("r1").state == "completed"  # type: ignore[union-attr]
     assert store.check() is None
     store.close()
+
+
+def test_sources_and_run_id_prefixes(store: SQLiteRunStore) -> None:
+    assert store.load_source("r1") is None
+    store.save_source("r1", {"file": "/w/flow.yaml", "workflow": "main"})
+    assert store.load_source("r1") == {"file": "/w/flow.yaml", "workflow": "main"}
+    for run_id in ("abc-1", "abc-2", "ab_x", "ABC-3"):
+        store.begin_run(header(run_id))
+    assert store.match_run_ids("abc") == ["abc-1", "abc-2"]
+    assert store.match_run_ids("ab_") == ["ab_x"]  # _ and % are literal
+    assert store.match_run_ids("abc-2") == ["abc-2"] and store.match_run_ids("zz") == []
