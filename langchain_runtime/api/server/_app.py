@@ -23,6 +23,7 @@ from langchain_runtime.api.schemas import (
     ApiRunState,
     ErrorBody,
     Health,
+    ResumeRequest,
     RunAccepted,
     RunPage,
     RunRequest,
@@ -198,6 +199,19 @@ def build_app(
     def abort_run(run_id: str) -> RunAccepted:
         """Ask the run to stop; answers at once (state `aborting`)."""
         return manager.abort(run_id)
+
+    @app.post(
+        f"{API}/runs/{{run_id}}/resume",
+        status_code=202,
+        response_model=RunAccepted,
+        responses=_ERRORS,
+    )
+    def resume_run(run_id: str, body: ResumeRequest | None = None) -> RunAccepted:
+        """Resume a stored run (failed, aborted, over budget, timed out, or interrupted
+        by a restart): its completed tasks are kept and not paid again, the others run.
+        `budget` replaces the given fields of the stored budget. 409 `run_live` while
+        the run executes; 422 `resume_refused` when its registered workflow changed."""
+        return manager.resume(run_id, body)
 
     @app.post(
         f"{API}/runs/{{run_id}}/tasks",
