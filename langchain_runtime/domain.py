@@ -78,12 +78,16 @@ class Usage(BaseModel):
 
     ``input_tokens`` already includes cache reads and writes, and ``output_tokens``
     already includes reasoning tokens, as providers report them: the detail fields
-    are breakdowns, never added on top.
+    are breakdowns, never added on top. Likewise ``cache_creation_1h_tokens`` (cache
+    writes kept for one hour, which Anthropic bills at a higher rate than its
+    5-minute writes) is a part of ``cache_creation_tokens``.
 
     Example:
         >>> total = Usage(input_tokens=10, output_tokens=5) + Usage(input_tokens=1, output_tokens=1)
         >>> total.total_tokens
         17
+        >>> Usage(input_tokens=100, cache_creation_tokens=60, cache_creation_1h_tokens=40)
+        Usage(input_tokens=100, ..., cache_creation_tokens=60, cache_creation_1h_tokens=40, ...)
     """
 
     model_config = ConfigDict(frozen=True)
@@ -93,15 +97,27 @@ class Usage(BaseModel):
     total_tokens: int = Field(default=0, ge=0)
     cache_read_tokens: int = Field(default=0, ge=0)
     cache_creation_tokens: int = Field(default=0, ge=0)
+    #: The part of ``cache_creation_tokens`` written to a 1-hour cache.
+    cache_creation_1h_tokens: int = Field(default=0, ge=0)
     reasoning_tokens: int = Field(default=0, ge=0)
     #: True when any part of this usage was estimated rather than reported.
     estimated: bool = False
 
     @model_validator(mode="after")
     def _fill_total(self) -> Usage:
+        if self.cache_creation_1h_tokens > self.cache_creation_tokens:
+            raise ValueError(
+                f"cache_creation_1h_tokens ({self.cache_creation_1h_tokens}) is a part of "
+                f"cache_creation_tokens ({self.cache_creation_tokens}) and cannot exceed it"
+            )
         if self.total_tokens == 0 and (self.input_tokens or self.output_tokens):
             object.__setattr__(self, "total_tokens", self.input_tokens + self.output_tokens)
         return self
+
+    @property
+    def cache_creation_5m_tokens(self) -> int:
+        """Cache writes that are not 1-hour writes (Anthropic's 5-minute cache)."""
+        return self.cache_creation_tokens - self.cache_creation_1h_tokens
 
     def __add__(self, other: Usage) -> Usage:
         if not isinstance(other, Usage):
@@ -112,27 +128,55 @@ class Usage(BaseModel):
             total_tokens=self.total_tokens + other.total_tokens,
             cache_read_tokens=self.cache_read_tokens + other.cache_read_tokens,
             cache_creation_tokens=self.cache_creation_tokens + other.cache_creation_tokens,
+            cache_creation_1h_tokens=(
+                self.cache_creation_1h_tokens + other.cache_creation_1h_tokens
+            ),
             reasoning_tokens=self.reasoning_tokens + other.reasoning_tokens,
             estimated=self.estimated or other.estimated,
         )
 
     @classmethod
     def from_usage_metadata(cls, metadata: Any, *, estimated: bool = False) -> Usage:
-        """Build from LangChain's ``UsageMetadata`` dict (``AIMessage.usage_metadata``)."""
+        """Build from LangChain's ``UsageMetadata`` dict (``AIMessage.usage_metadata``).
+
+        Cache writes are read whichever way the integration reports them: as
+        ``input_token_details.cache_creation``, or (langchain-anthropic, when the API
+        sends the 5-minute/1-hour breakdown) as ``ephemeral_5m_input_tokens`` and
+        ``ephemeral_1h_input_tokens`` with ``cache_creation`` set to 0.
+
+        Example:
+            >>> Usage.from_usage_metadata({"input_tokens": 5050, "output_tokens": 200,
+            ...     "input_token_details": {"cache_read": 3000, "cache_creation": 0,
+            ...         "ephemeral_5m_input_tokens": 500, "ephemeral_1h_input_tokens": 1500}})
+            Usage(..., cache_creation_tokens=2000, cache_creation_1h_tokens=1500, ...)
+        """
         md = dict(metadata or {})
         inp = dict(md.get("input_token_details") or {})
         out = dict(md.get("output_token_details") or {})
-        input_tokens = int(md.get("input_tokens") or 0)
-        output_tokens = int(md.get("output_tokens") or 0)
+        input_tokens = _count(md.get("input_tokens"))
+        output_tokens = _count(md.get("output_tokens"))
+        five_min = _count(inp.get("ephemeral_5m_input_tokens"))
+        one_hour = _count(inp.get("ephemeral_1h_input_tokens"))
+        # The breakdown replaces the generic count when given (langchain-anthropic
+        # zeroes it then); max() also reads an integration that reports both right.
+        creation = max(_count(inp.get("cache_creation")), five_min + one_hour)
         return cls(
             input_tokens=input_tokens,
             output_tokens=output_tokens,
-            total_tokens=int(md.get("total_tokens") or input_tokens + output_tokens),
-            cache_read_tokens=int(inp.get("cache_read") or 0),
-            cache_creation_tokens=int(inp.get("cache_creation") or 0),
-            reasoning_tokens=int(out.get("reasoning") or 0),
+            total_tokens=_count(md.get("total_tokens")) or input_tokens + output_tokens,
+            cache_read_tokens=_count(inp.get("cache_read")),
+            cache_creation_tokens=creation,
+            cache_creation_1h_tokens=one_hour,
+            reasoning_tokens=_count(out.get("reasoning")),
             estimated=estimated,
         )
+
+
+def _count(value: Any) -> int:
+    """A reported token count as an int; absent, None, negative or non-numeric is 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    return max(int(value), 0)
 
 
 class Cost(BaseModel):
@@ -259,6 +303,8 @@ class TaskResult(BaseModel):
     batch: int | None = None
     #: What context compaction did before the call (strategy, tokens before/after).
     compaction: dict[str, Any] | None = None
+    #: True when the task came back from a run store on resume (it was not run again).
+    restored: bool = False
 
     @property
     def duration(self) -> float | None:

@@ -99,6 +99,8 @@ class PriceSpec(_Strict):
     input: Decimal | None = Field(default=None, ge=0)
     cached_input: Decimal | None = Field(default=None, ge=0)
     cache_write: Decimal | None = Field(default=None, ge=0)
+    #: Cache writes kept for one hour (Anthropic); ``cache_write`` is the 5-minute rate.
+    cache_write_1h: Decimal | None = Field(default=None, ge=0)
     output: Decimal | None = Field(default=None, ge=0)
     context_window: int | None = Field(default=None, gt=0)
     max_output: int | None = Field(default=None, gt=0)

@@ -150,6 +150,7 @@ class BudgetEnforcer:
         cache_creation_tokens: int = 0,
         *,
         required: bool,
+        cache_creation_1h_tokens: int = 0,
     ) -> Decimal:
         """Cost of those tokens on ``model``; 0 (with a warning) only if no limit needs it."""
         catalog = self.calculator.catalog
@@ -164,7 +165,12 @@ class BudgetEnforcer:
             )
         if info is not None:
             return self.calculator.amount(
-                info, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens
+                info,
+                input_tokens,
+                output_tokens,
+                cache_read_tokens,
+                cache_creation_tokens,
+                cache_creation_1h_tokens=cache_creation_1h_tokens,
             )
         key = model or "unknown"
         if key not in self._unpriced_warned:
@@ -280,6 +286,7 @@ class BudgetEnforcer:
             usage.cache_read_tokens,
             usage.cache_creation_tokens,
             required=False,
+            cache_creation_1h_tokens=usage.cache_creation_1h_tokens,
         )
         cost = Cost(amount=amount, currency=self.calculator.catalog.currency)
         with self._lock:

@@ -13,18 +13,30 @@ from decimal import Decimal
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
-from langchain_runtime.cost._price_files import from_litellm, is_litellm, read_file, split_document
+from langchain_runtime.cost._model_info import (
+    LongContextPricing,
+    ModelInfo,
+    Role,
+    validation_message,
+)
+from langchain_runtime.cost._price_files import (
+    SAMPLE_SPEC,
+    alias_target,
+    from_litellm,
+    is_litellm,
+    is_litellm_document,
+    read_file,
+    split_document,
+)
 from langchain_runtime.errors import ConfigurationError
 
 __all__ = ["LongContextPricing", "ModelCatalog", "ModelInfo", "Role"]
 
 logger = logging.getLogger(__name__)
-
-Role = Literal["flagship", "balanced", "fast"]
 
 _ONE_MILLION = Decimal(1_000_000)
 #: Suffixes that name a snapshot of the same model at the same price: dates
@@ -46,107 +58,6 @@ _HOW_TO_ADD = (
 )
 
 
-def _price(*names: str) -> Any:
-    return Field(default=None, ge=0, validation_alias=AliasChoices(*names))
-
-
-class LongContextPricing(BaseModel):
-    """Rates (USD per 1M tokens) for a call whose input exceeds ``threshold`` tokens.
-
-    Columns left unset keep the model's base rate.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    threshold: int = Field(gt=0)
-    input_price: Decimal | None = _price("input_price", "input")
-    output_price: Decimal | None = _price("output_price", "output")
-    cached_input_price: Decimal | None = _price("cached_input_price", "cached_input", "cache_read")
-    cache_write_price: Decimal | None = _price("cache_write_price", "cache_write", "cache_creation")
-
-
-class ModelInfo(BaseModel):
-    """What one model costs and how much it takes, prices in USD per 1M tokens.
-
-    Accepts the compact keys of price files too (``input``, ``cached_input``,
-    ``cache_write``, ``output``, ``max_input_tokens``).
-
-    Attributes:
-        id: Canonical model name in the catalog.
-        input_price: Uncached input tokens.
-        output_price: Output tokens (reasoning tokens included).
-        cached_input_price: Cache reads; None means the input price.
-        cache_write_price: Cache writes; None means the input price.
-        long_context: Rates for calls over a context-size threshold, if any.
-        context_window: Most input tokens, if known.
-        max_output_tokens: Most output tokens, if known.
-        provider: Provider name (LiteLLM's naming).
-        role: ``flagship``, ``balanced`` or ``fast``.
-        aliases: Other names that resolve to this model.
-
-    Example:
-        >>> info = ModelInfo(id="my-model", input=1, output=2)
-        >>> info.input_price, info.cached_input_price
-        (Decimal('1'), None)
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
-
-    id: str = Field(min_length=1)
-    input_price: Decimal = Field(ge=0, validation_alias=AliasChoices("input_price", "input"))
-    output_price: Decimal = Field(ge=0, validation_alias=AliasChoices("output_price", "output"))
-    cached_input_price: Decimal | None = _price("cached_input_price", "cached_input", "cache_read")
-    cache_write_price: Decimal | None = _price("cache_write_price", "cache_write", "cache_creation")
-    long_context: LongContextPricing | None = None
-    context_window: int | None = Field(
-        default=None, gt=0, validation_alias=AliasChoices("context_window", "max_input_tokens")
-    )
-    max_output_tokens: int | None = Field(default=None, gt=0)
-    provider: str | None = None
-    role: Role | None = None
-    aliases: tuple[str, ...] = ()
-    currency: str = "USD"
-
-    def rates(self, input_tokens: int = 0) -> tuple[Decimal, Decimal, Decimal, Decimal]:
-        """Per-1M rates ``(input, cache read, cache write, output)`` for a call.
-
-        The long-context tier applies when ``input_tokens`` exceeds its threshold.
-        """
-        inp, out = self.input_price, self.output_price
-        read = self.cached_input_price if self.cached_input_price is not None else inp
-        write = self.cache_write_price if self.cache_write_price is not None else inp
-        tier = self.long_context
-        if tier is not None and input_tokens > tier.threshold:
-            new_inp = tier.input_price if tier.input_price is not None else inp
-            if tier.cached_input_price is not None:
-                read = tier.cached_input_price
-            elif self.cached_input_price is None:
-                read = new_inp
-            if tier.cache_write_price is not None:
-                write = tier.cache_write_price
-            elif self.cache_write_price is None:
-                write = new_inp
-            inp = new_inp
-            out = tier.output_price if tier.output_price is not None else out
-        return inp, read, write, out
-
-
-_FILE_KEYS = {
-    "input_price": "input",
-    "output_price": "output",
-    "cached_input_price": "cached_input",
-    "cache_write_price": "cache_write",
-}
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        where = ".".join(_FILE_KEYS.get(str(x), str(x)) for x in err["loc"]) or "entry"
-        parts.append(f"{where}: {err['msg']}")
-    return "; ".join(parts)
-
-
 @lru_cache(maxsize=1)
 def _bundled() -> tuple[tuple[ModelInfo, ...], dict[str, str]]:
     text = (
@@ -163,9 +74,11 @@ class ModelCatalog:
     """Prices and limits of models, looked up by any name a model goes by.
 
     ``ModelCatalog.default()`` is the bundled table (see ``langchain_runtime/data``);
-    :meth:`load`, :meth:`update` and :meth:`add` override columns or add models, from
-    YAML/JSON files or dicts, in our compact per-1M format or in LiteLLM's per-token
-    ``model_prices_and_context_window.json`` format as-is.
+    :meth:`load`, :meth:`update` and :meth:`add` replace models, change their
+    columns or add models, from YAML/JSON files or dicts, in our compact per-1M format
+    or in LiteLLM's per-token ``model_prices_and_context_window.json`` exactly as
+    LiteLLM ships it (see :meth:`update`: a full entry from a file replaces the
+    model's entry whole).
 
     Names resolve exactly, then without a provider prefix (``openai:gpt-4o``,
     ``openai/gpt-4o``, ``us.anthropic.claude-...``), then by the longest known name
@@ -218,10 +131,11 @@ class ModelCatalog:
         *sources: str | os.PathLike[str] | Mapping[str, Any],
         include_default: bool = True,
     ) -> ModelCatalog:
-        """A catalog from price files or dicts, applied in order.
+        """A catalog from price files or dicts, applied in order (see :meth:`update`).
 
         Args:
-            *sources: Paths to ``.yaml``/``.yml``/``.json`` files, or mappings.
+            *sources: Paths to ``.yaml``/``.yml``/``.json`` files (LiteLLM's
+                ``model_prices_and_context_window.json`` as-is included), or mappings.
             include_default: Start from the bundled table (True) or from nothing.
 
         Raises:
@@ -243,34 +157,94 @@ class ModelCatalog:
         """Override or add models from a file or a mapping; returns the ids touched.
 
         A mapping may be ``{"models": {...}}``, ``{"prices": {...}}`` or a flat mapping
-        of model names to entries. Entries in LiteLLM's format (``input_cost_per_token``
-        ...) are converted; LiteLLM entries without token prices and ``sample_spec`` are
-        skipped. An entry for a known name changes only the columns it gives.
+        of model names to entries. LiteLLM's ``model_prices_and_context_window.json``
+        is read as LiteLLM ships it: its per-token prices are converted, its
+        ``{"alias_of": ...}`` entries become names of their target, and entries
+        without token prices (images, audio...), ``sample_spec`` and entries that are
+        no model (``fallback_generalizations``) are skipped.
+
+        An entry that gives both ``input`` and ``output`` (every LiteLLM model entry)
+        replaces the entry of that model whole: price tiers, cache prices and limits
+        it does not give are gone, so a stale bundled tier cannot outlive a newer
+        file. Only ``role`` and ``aliases``, which LiteLLM's format has no column for,
+        are kept unless the entry gives them. An entry with fewer columns (``gpt-4o:
+        {cached_input: 1.0}``) changes just those columns of a known model.
+
+        Raises:
+            ConfigurationError: A file cannot be read, an entry is invalid, or an
+                alias names a model that is neither in the file nor in the catalog.
         """
         data = read_file(Path(source)) if not isinstance(source, Mapping) else source
         entries, meta = split_document(data)
+        litellm = is_litellm_document(entries)
         touched: list[str] = []
+        aliases: dict[str, str] = {}
+        skipped: set[str] = set()
         with self._lock:
             for raw_name, entry in entries.items():
                 name = str(raw_name).strip()
-                if name == "sample_spec":
+                if name == SAMPLE_SPEC:
                     continue
-                if not isinstance(entry, Mapping):
+                target = alias_target(entry) if litellm else None
+                if target is not None:
+                    aliases[name] = target
+                    continue
+                if not isinstance(entry, Mapping) or (litellm and not _is_price(entry)):
+                    if litellm:  # routing rules and other entries that are no model
+                        logger.debug("skipping %s: not a model entry", name)
+                        skipped.add(name.lower())
+                        continue
                     raise ConfigurationError(
                         f"price entry for model {name!r} must be a mapping, got "
                         f"{type(entry).__name__}"
                     )
                 if is_litellm(entry):
-                    fields = from_litellm(entry)
+                    fields = _litellm_fields(name, entry)
                     if fields is None:
                         logger.debug("skipping %s: no per-token prices", name)
+                        skipped.add(name.lower())
                         continue
+                    touched.append(self._replace(name, fields).id)
+                elif _is_complete(entry):
+                    touched.append(self._replace(name, entry, by_alias=True).id)
                 else:
-                    fields = dict(entry)
-                touched.append(self._merge(name, fields).id)
+                    touched.append(self._merge(name, entry).id)
+            touched.extend(self._add_aliases(aliases, skipped))
             self.source = meta.get("source", self.source)
             self.date = meta.get("date", self.date)
             self.currency = meta.get("currency", self.currency)
+        return list(dict.fromkeys(touched))
+
+    def _add_aliases(self, aliases: Mapping[str, str], skipped: set[str]) -> list[str]:
+        """Make each alias a name of its target; returns the ids that got names."""
+        touched: list[str] = []
+        pending = dict(aliases)
+        while pending:
+            progressed = False
+            for alias, target in list(pending.items()):
+                key = self._key(target)
+                if key is None:
+                    continue
+                del pending[alias]
+                progressed = True
+                info = self._models[key]
+                if alias.lower() != key:
+                    self._models.pop(alias.lower(), None)  # the alias wins over a model
+                    if alias not in info.aliases:
+                        info = info.model_copy(update={"aliases": (*info.aliases, alias)})
+                    self._put(info)
+                touched.append(info.id)
+            if not progressed:
+                break
+        for alias, target in pending.items():
+            if target.lower() in skipped or aliases.get(target) is not None:
+                # the target has no token prices (an image model...), nor has its alias
+                logger.debug("skipping alias %s: %s has no token prices", alias, target)
+                continue
+            raise ConfigurationError(
+                f"price entry {alias!r} is an alias of {target!r}, which is neither in "
+                "the file nor in the catalog"
+            )
         return touched
 
     def add(self, model: str | ModelInfo, **fields: Any) -> ModelInfo:
@@ -290,19 +264,42 @@ class ModelCatalog:
             return self._merge(model.strip(), fields)
 
     def _merge(self, name: str, fields: Mapping[str, Any]) -> ModelInfo:
+        """Change the given columns of ``name`` (under any name it goes by), or add it."""
         key = name.lower()
         existing_id = key if key in self._models else self._aliases.get(key)
         base: dict[str, Any] = {}
         if existing_id is not None:
             base = self._models[existing_id].model_dump(exclude_none=True)
-        fields = {k: v for k, v in fields.items() if k != "id"}
+        return self._validated(name, {**base, **_canonical_keys(fields)})
+
+    def _replace(
+        self, name: str, fields: Mapping[str, Any], *, by_alias: bool = False
+    ) -> ModelInfo:
+        """Replace the entry of ``name`` whole, keeping only its role and aliases.
+
+        LiteLLM entries replace the model of exactly that name (a file's dated
+        snapshot becomes a model of its own); our compact entries, like
+        :meth:`add`, also reach a model through its aliases.
+        """
+        key = name.lower()
+        existing_id = key if key in self._models else None
+        if existing_id is None and by_alias:
+            existing_id = self._aliases.get(key)
+        kept: dict[str, Any] = {}
+        if existing_id is not None:
+            old = self._models[existing_id]
+            kept = {"id": old.id, "aliases": old.aliases}
+            if old.role is not None:
+                kept["role"] = old.role
+        return self._validated(name, {**kept, **_canonical_keys(fields)})
+
+    def _validated(self, name: str, merged: dict[str, Any]) -> ModelInfo:
+        merged.setdefault("id", name)
         try:
-            merged = {**base, **_canonical_keys(fields)}
-            merged.setdefault("id", name)
             info = ModelInfo.model_validate(merged)
         except ValidationError as exc:
             raise ConfigurationError(
-                f"invalid price entry for model {name!r}: {_validation_message(exc)} "
+                f"invalid price entry for model {name!r}: {validation_message(exc)} "
                 "(prices are USD per 1M tokens; required: input, output)"
             ) from exc
         self._put(info)
@@ -310,8 +307,13 @@ class ModelCatalog:
 
     def _put(self, info: ModelInfo) -> None:
         key = info.id.lower()
+        owner = self._aliases.pop(key, None)
+        if owner is not None and owner in self._models:
+            # a model of its own now: no longer another model's alias
+            other = self._models[owner]
+            kept = tuple(a for a in other.aliases if a.lower() != key)
+            self._models[owner] = other.model_copy(update={"aliases": kept})
         self._models[key] = info
-        self._aliases.pop(key, None)
         for alias in info.aliases:
             if alias.lower() != key:
                 self._aliases[alias.lower()] = key
@@ -395,13 +397,32 @@ _KEY_ALIASES = {
     "cache_read": "cached_input_price",
     "cache_write": "cache_write_price",
     "cache_creation": "cache_write_price",
+    "cache_write_1h": "cache_write_1h_price",
     "max_input_tokens": "context_window",
 }
 
 
+def _litellm_fields(name: str, entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    try:
+        return from_litellm(entry)
+    except (ValueError, ArithmeticError) as exc:
+        raise ConfigurationError(f"invalid LiteLLM price entry for model {name!r}: {exc}") from exc
+
+
 def _canonical_keys(fields: Mapping[str, Any]) -> dict[str, Any]:
-    # So that an override's compact key replaces the base's field of the same meaning.
-    return {_KEY_ALIASES.get(k, k): v for k, v in fields.items()}
+    # So that an override's compact key replaces the base's field of the same meaning;
+    # an entry never renames the model it is filed under.
+    return {_KEY_ALIASES.get(k, k): v for k, v in fields.items() if k != "id"}
+
+
+def _is_price(entry: Mapping[str, Any]) -> bool:
+    """Whether an entry prices a model, in LiteLLM's format or in ours."""
+    return is_litellm(entry) or not _canonical_keys(entry).keys().isdisjoint(ModelInfo.model_fields)
+
+
+def _is_complete(entry: Mapping[str, Any]) -> bool:
+    keys = _canonical_keys(entry)
+    return "input_price" in keys and "output_price" in keys
 
 
 def _candidates(model: str) -> list[str]:

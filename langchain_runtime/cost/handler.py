@@ -16,6 +16,7 @@ from langchain_runtime.cost.budget import BudgetEnforcer
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals, UsageTracker
+from langchain_runtime.cost.usage import usage_from_result
 from langchain_runtime.domain import Budget, Cost, Usage
 
 if TYPE_CHECKING:
@@ -65,59 +66,6 @@ def _max_output(params: Mapping[str, Any]) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value > 0:
             return value
     return None
-
-
-def _usage_from_dict(data: Mapping[str, Any]) -> Usage | None:
-    """Usage from a provider's raw usage dict in ``llm_output`` (OpenAI or Anthropic style)."""
-
-    def num(key: str, src: Mapping[str, Any] = data) -> int:
-        value = src.get(key)
-        return value if isinstance(value, int) else 0
-
-    if "prompt_tokens" in data or "completion_tokens" in data:
-        prompt_details = data.get("prompt_tokens_details") or {}
-        completion_details = data.get("completion_tokens_details") or {}
-        return Usage(
-            input_tokens=num("prompt_tokens"),
-            output_tokens=num("completion_tokens"),
-            total_tokens=num("total_tokens"),
-            cache_read_tokens=num("cached_tokens", prompt_details),
-            reasoning_tokens=num("reasoning_tokens", completion_details),
-        )
-    if "input_tokens" in data or "output_tokens" in data:
-        # Anthropic's input_tokens leaves out cache reads and writes.
-        read, write = num("cache_read_input_tokens"), num("cache_creation_input_tokens")
-        return Usage(
-            input_tokens=num("input_tokens") + read + write,
-            output_tokens=num("output_tokens"),
-            cache_read_tokens=read,
-            cache_creation_tokens=write,
-        )
-    return None
-
-
-def usage_from_result(result: LLMResult | None) -> Usage | None:
-    """The usage a provider reported in ``result``, or None if it reported none.
-
-    Reads ``usage_metadata`` of the first generation of each prompt (streamed calls
-    included; every candidate of one prompt carries the same usage), else the raw
-    usage in ``llm_output``.
-    """
-    if result is None:
-        return None
-    total: Usage | None = None
-    for generations in result.generations:
-        for generation in generations:
-            metadata = getattr(getattr(generation, "message", None), "usage_metadata", None)
-            if metadata:
-                usage = Usage.from_usage_metadata(metadata)
-                total = usage if total is None else total + usage
-                break
-    if total is not None:
-        return total
-    llm_output = result.llm_output or {}
-    raw = llm_output.get("token_usage") or llm_output.get("usage")
-    return _usage_from_dict(raw) if isinstance(raw, Mapping) else None
 
 
 class BudgetCallbackHandler(BaseCallbackHandler):

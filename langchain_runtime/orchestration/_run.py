@@ -1,11 +1,20 @@
-"""The run loop: one execution of a task graph.
+"""The run: one execution of a task graph, behind one class.
 
-Scheduling is batched by default: the ready set, sorted by task id, runs with at
-most ``max_parallelism`` tasks at once; the batch ends when all of it ends; then
-results, outputs and events are committed in task-id order. So two runs whose
-tasks produce the same outputs commit the same event log, whatever the timing.
-``eager`` scheduling starts each task as soon as its dependencies complete and
-commits in completion order.
+:class:`Run` is assembled from three layers, each in its own module:
+
+* :mod:`._schedule` decides which tasks start when. Batched scheduling (the
+  default) runs the ready set, sorted by task id, with at most ``max_parallelism``
+  tasks at once; the batch ends when all of it ends; then results, outputs and
+  events are committed in task-id order, so two runs whose tasks produce the same
+  outputs commit the same event log, whatever the timing. ``eager`` scheduling
+  starts each task as soon as its dependencies complete and commits in completion
+  order.
+* :mod:`._execute` runs one task: input, budget plan, invoke, retries, timeout.
+* :mod:`._commit` records and commits results (the run log, outputs, memory,
+  dependents); persistence lands there.
+
+This module holds what spans a run: its state, control from other threads
+(``abort``, ``enqueue``), the main coroutine and the result.
 """
 
 from __future__ import annotations
@@ -14,26 +23,17 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
 from langchain_core.runnables import RunnableConfig
-from langchain_core.runnables.config import get_async_callback_manager_for_config, patch_config
+from langchain_core.runnables.config import get_async_callback_manager_for_config
 
-from langchain_runtime.context.builder import (
-    ContextBuilder,
-    bind_memory,
-    current_task_id,
-    enter_task,
-    exit_task,
-    unbind_memory,
-)
+from langchain_runtime.context.builder import ContextBuilder, bind_memory, unbind_memory
 from langchain_runtime.context.memory import MemoryManager, MemoryScope
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import (
-    Cost,
     RunEvent,
     RunPolicy,
     RunResult,
@@ -41,47 +41,23 @@ from langchain_runtime.domain import (
     TaskError,
     TaskResult,
     TaskState,
-    Usage,
 )
-from langchain_runtime.errors import (
-    BudgetExceededError,
-    DeadlockError,
-    InvalidInputError,
-    LangChainRuntimeError,
-    RunFinishedError,
-    TaskTimeoutError,
-    error_code,
-)
-from langchain_runtime.orchestration._accounting import RunAccounting, check_prices, model_name
-from langchain_runtime.orchestration._results import (
-    ZERO_COST,
-    ZERO_USAGE,
-    Prepared,
-    as_exception,
-    describe,
-    now,
-    result_data,
-    trusted,
-)
-from langchain_runtime.orchestration._retry import backoff_delay, is_retryable
+from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError, RunFinishedError
+from langchain_runtime.orchestration._accounting import RunAccounting, check_prices
+from langchain_runtime.orchestration._commit import FAILED, TaskListener
+from langchain_runtime.orchestration._results import Prepared, as_exception, describe
+from langchain_runtime.orchestration._schedule import _Scheduler
 from langchain_runtime.orchestration._sync import with_timeout
 from langchain_runtime.orchestration.graph import TaskGraph
 from langchain_runtime.orchestration.task import Task
+from langchain_runtime.store import DurableRunStore, StoredRun
 
 logger = logging.getLogger(__name__)
 
-COMPLETED, FAILED, SKIPPED, CANCELLED = (
-    TaskState.COMPLETED,
-    TaskState.FAILED,
-    TaskState.SKIPPED,
-    TaskState.CANCELLED,
-)
-_DOOMED = (FAILED, SKIPPED, CANCELLED)
-
-TaskListener = Callable[[TaskResult], None]
+__all__ = ["Run", "TaskListener"]
 
 
-class Run:
+class Run(_Scheduler):
     """One execution of a graph. Not reusable; create one per run."""
 
     def __init__(
@@ -97,8 +73,10 @@ class Run:
         run_id: str | None = None,
         live: bool = False,
         catalog: Any = None,
+        store: DurableRunStore | None = None,
+        restored: StoredRun | None = None,
     ):
-        self.graph = graph.copy() if live else graph
+        self.graph = graph.copy() if live or restored is not None else graph
         self.policy = policy
         self.run_input = dict(run_input)
         self.config = config
@@ -147,8 +125,79 @@ class Run:
         max_conc = config.get("max_concurrency")
         if max_conc is not None:
             self.limit = max(1, min(self.limit, int(max_conc)))
+        self.store = store
+        self._restored = restored
+        self._began = False
+        self._unsaved = []
+        self._unannounced = []
+        self._saved_seq = 0
+        self._durable = set()
+        self._dirty_memory = set()
+        if restored is not None:
+            self._restore(restored)
 
-    # ------------------------------------------------------------------ control
+    def _restore(self, stored: StoredRun) -> None:
+        """Start from a stored run: its completed tasks, memory, spend and event log."""
+        from langchain_runtime.orchestration._durable import restored_events, restored_results
+        from langchain_runtime.store._codec import decode
+
+        assert self.store is not None
+        tracker = self.accounting.handler.tracker
+        fingerprint = stored.header.fingerprint
+        for tid, tr in restored_results(stored, decode).items():
+            if tid not in self.states:
+                continue
+            self.results[tid] = tr
+            self.states[tid] = TaskState.COMPLETED
+            self.outputs[tid] = tr.output
+            self._committed.add(tid)
+            self._durable.add(tid)
+            if tr.usage.total_tokens or tr.cost.amount:
+                # paid for once: it stays in the totals and counts against the budget
+                model = fingerprint.get(tid, {}).get("model")
+                tracker.record(f"restored:{tid}", tr.usage, cost=tr.cost, model=model, task_id=tid)
+        if stored.memory:  # what the completed tasks had committed; no write events again
+            initial = {k: decode(v) for k, v in stored.memory.items()}
+            self.memory = MemoryManager(initial=initial, on_write=self._on_memory_write)
+            self._memory_scope = MemoryScope(self.memory)
+        self.events = restored_events(self.store.run_events(stored.header.run_id))
+        self._saved_seq = len(self.events)
+
+    def _begin_durable(self) -> None:
+        if self.store is None:
+            return
+        from langchain_runtime.orchestration._durable import header
+        from langchain_runtime.store._codec import encode
+
+        stored = self._restored
+        self.store.begin_run(
+            header(
+                self.run_id,
+                self.name,
+                encode(self.run_input, what="the run input"),
+                self.policy.model_dump(mode="json"),
+                self.graph,
+                created_at=stored.header.created_at if stored is not None else None,
+                enqueued=stored.header.enqueued if stored is not None else (),
+            ),
+            resume=stored is not None,
+        )
+        self._began = True
+
+    def _end_durable(self) -> None:
+        if self.store is None or not self._began:
+            return
+        with self._lock:
+            self._save()
+        error = self.error.model_dump(mode="json") if self.error is not None else None
+        self.store.finish_run(self.run_id, self.state.value, error)
+
+    def committed_events(self) -> list[RunEvent]:
+        """The event log as callers may see it: in a durable run, only what is stored."""
+        if self.store is None:
+            return list(self.events)
+        return self.events[: self._saved_seq]
+
     def abort(self) -> bool:
         """Request an abort from any thread; False if the run already finished."""
         with self._lock:
@@ -160,8 +209,12 @@ class Run:
             loop.call_soon_threadsafe(main.cancel)
         return True
 
-    def enqueue(self, task: Task) -> None:
-        """Add ``task`` to the live run (validated now, scheduled in the next batch)."""
+    def enqueue(self, task: Task, spec: Any = None) -> None:
+        """Add ``task`` to the live run (validated now, scheduled in the next batch).
+
+        ``spec`` is stored with it in a durable run: what the caller can rebuild the
+        task from on resume (the sidecar's declarative task), or None.
+        """
         with self._lock:
             if self._closed or self.done.is_set() or self._abort_requested:
                 raise RunFinishedError(
@@ -176,6 +229,13 @@ class Run:
                     f"task {task.id!r}: its prompt uses {missing}, which no dependency, "
                     "inputs entry or the run input provides"
                 )
+            if self.store is not None and self._began:
+                from langchain_runtime.orchestration._durable import task_fingerprint
+
+                # stored first: a resumed run must know every task the live run had
+                self.store.enqueue(
+                    self.run_id, {"task_id": task.id, "spec": spec}, task_fingerprint(task)
+                )
             self.graph.add(task)
             if task.budget is not None:
                 self.accounting.task_budgets[task.id] = task.budget
@@ -186,7 +246,6 @@ class Run:
         if loop is not None and wake is not None:
             loop.call_soon_threadsafe(wake.set)
 
-    # ------------------------------------------------------------------ main
     async def execute(self, *, defer_end: bool = False) -> RunResult:
         """Run the graph to a terminal state and return the result.
 
@@ -208,23 +267,28 @@ class Run:
             run_id=self.config.get("run_id"),
         )
         self.state = RunState.RUNNING
-        self._emit(
-            "run_started",
-            None,
-            {
-                "tasks": len(self.graph),
-                "scheduling": self.policy.scheduling,
-                "max_parallelism": self.limit,
-            },
-        )
         external_cancel: BaseException | None = None
         try:
+            self._begin_durable()  # before anything runs: a run the store refuses never starts
+            self._emit(
+                "run_started",
+                None,
+                {
+                    "tasks": len(self.graph),
+                    "scheduling": self.policy.scheduling,
+                    "max_parallelism": self.limit,
+                },
+            )
+            if self._restored is not None:
+                restored = sorted(self._durable)
+                self._emit("run_resumed", None, {"restored": restored})
             if aborted_early:
                 raise asyncio.CancelledError
             self._check_input()
             with self._lock:
                 for tid in self.graph.order:
-                    self._admit(tid)
+                    if tid not in self._committed:  # restored tasks are done
+                        self._admit(tid)
             batched = self.policy.scheduling == "batched"
             runner = self._run_batched() if batched else self._run_eager()
             timed_out, _ = await with_timeout(runner, self.policy.timeout)
@@ -276,6 +340,7 @@ class Run:
                     code="budget_exceeded", message=overrun, type="BudgetExceededError"
                 )
             self._emit("run_finished", None, {"state": self.state.value})
+            self._end_durable()
             result = self.result()
             self._pending_end = result
             if not defer_end or external_cancel is not None:
@@ -319,6 +384,12 @@ class Run:
         """A snapshot of the run as it stands: every task, finished or not."""
         usage, cost = self.accounting.totals()
         tasks = dict(self.results)
+        outputs = dict(self.outputs)
+        if self.store is not None and len(self._durable) < len(tasks):
+            # finished but not stored yet: to callers it is still running
+            for tid in [t for t in tasks if t not in self._durable]:
+                tasks[tid] = TaskResult(task_id=tid, state=TaskState.RUNNING)
+                outputs.pop(tid, None)
         if len(tasks) < len(self.states):  # live: tasks still pending or running
             for tid, state in list(self.states.items()):
                 if tid not in tasks:
@@ -326,7 +397,7 @@ class Run:
         return RunResult(
             run_id=self.run_id,
             state=self.state,
-            outputs=dict(self.outputs),
+            outputs=outputs,
             tasks=tasks,
             usage=usage,
             cost=cost,
@@ -337,422 +408,6 @@ class Run:
             scheduling=self.policy.scheduling,
         )
 
-    # ------------------------------------------------------------------ scheduling
-    async def _run_batched(self) -> None:
-        batch_no = 0
-        while True:
-            with self._lock:
-                self._absorb_inbox()
-                if self._stop_reason is not None or not self._ready:
-                    self._check_deadlock()
-                    self._closed = True
-                    return
-                batch = sorted(self._ready)
-                self._ready.clear()
-            batch_no += 1
-            self._emit("batch_started", None, {"batch": batch_no, "tasks": batch})
-            startable = await self._prepare_batch(batch, batch_no)
-            for tid in startable:
-                self.states[tid] = TaskState.RUNNING
-            if startable:
-                await self._gather(startable, batch_no)
-            with self._lock:
-                for tid in batch:
-                    self._commit(self._result_of(tid, batch_no))
-
-    async def _prepare_batch(self, batch: list[str], batch_no: int) -> list[str]:
-        """Build inputs and plan budgets in task-id order; drop what cannot start.
-
-        Budget plans (and context summaries) are made here, one task at a time,
-        before anything in the batch starts, so which task a budget refuses never
-        depends on timing. After a refusal the rest of the batch does not start.
-        """
-        startable: list[str] = []
-        for tid in batch:
-            if self._stop_reason is not None:
-                self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
-                continue
-            try:
-                self._prepared[tid] = await self._prepare(tid)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self._finish(tid, self._failed_result(tid, exc, None, 0, batch_no))
-                self._on_failure(tid)
-                continue
-            startable.append(tid)
-        return startable
-
-    async def _prepare(self, tid: str) -> Prepared:
-        task = self.graph[tid]
-        policy = task.context or self.policy.context
-        if policy is None:  # the common case: no coroutine, no compaction
-            variables = self.router.route(task, self.outputs, self.run_input, self._memory_view())
-            inp = {**self.run_input, **variables} if variables else dict(self.run_input)
-            info = None
-        else:
-            inp, compaction = await self.builder.abuild(
-                task,
-                self.outputs,
-                self.run_input,
-                self._memory_view(),
-                policy=policy,
-                model=model_name(task),
-                config=self._child_config(task),
-            )
-            info = compaction.as_event_data() if compaction is not None else None
-            if compaction is not None and compaction.changed:
-                self._buffer(tid, "context_compacted", info or {})
-        planned = self.accounting.plan(task, inp)
-        return Prepared(inp, planned if planned is not None else task.runnable, info)
-
-    def _memory_view(self) -> dict[str, Any]:
-        return self.memory.snapshot() if len(self.memory) else {}
-
-    async def _gather(self, batch: list[str], batch_no: int) -> None:
-        if len(batch) == 1:  # a chain: no task or gather to pay for
-            await self._guarded(batch[0], batch_no, None)
-            return
-        sem = asyncio.Semaphore(self.limit) if len(batch) > self.limit else None
-        for tid in batch:
-            self._inflight[tid] = asyncio.ensure_future(self._guarded(tid, batch_no, sem))
-        try:
-            await asyncio.gather(*self._inflight.values(), return_exceptions=True)
-        finally:
-            self._inflight.clear()
-
-    async def _guarded(
-        self, tid: str, batch_no: int | None, sem: asyncio.Semaphore | None
-    ) -> TaskResult:
-        if sem is None:
-            tr = await self._execute(tid, batch_no)
-        else:
-            try:
-                async with sem:
-                    if self._stop_reason is not None:  # stopped while waiting for a slot
-                        return self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
-                    tr = await self._execute(tid, batch_no)
-            except asyncio.CancelledError:
-                if tid not in self.results:  # cancelled while waiting for a slot
-                    self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
-                raise
-        if tr.state is FAILED:
-            self._on_failure(tid)
-        return tr
-
-    async def _run_eager(self) -> None:
-        running: dict[asyncio.Task[TaskResult], str] = {}
-        waker: asyncio.Task[Any] | None = None
-        try:
-            while True:
-                with self._lock:
-                    self._absorb_inbox()
-                    if self._stop_reason is None:
-                        free = self.limit - len(running)
-                        for tid in sorted(self._ready)[: max(free, 0)]:
-                            self._ready.discard(tid)
-                            self.states[tid] = TaskState.RUNNING
-                            fut = asyncio.ensure_future(self._guarded(tid, None, None))
-                            self._inflight[tid] = fut
-                            running[fut] = tid
-                    if not running:
-                        self._check_deadlock()
-                        self._closed = True
-                        return
-                wait_on: set[asyncio.Future[Any]] = set(running)
-                if self._wake is not None:
-                    if waker is None or waker.done():
-                        self._wake.clear()
-                        waker = asyncio.ensure_future(self._wake.wait())
-                    wait_on.add(waker)
-                done, _ = await asyncio.wait(wait_on, return_when=asyncio.FIRST_COMPLETED)
-                finished = sorted((running.pop(f), f) for f in done if f in running)
-                with self._lock:
-                    for tid, _fut in finished:
-                        self._inflight.pop(tid, None)
-                        self._commit(self._result_of(tid, None))
-        finally:
-            if waker is not None:
-                waker.cancel()
-
-    # ------------------------------------------------------------------ one task
-    async def _execute(self, tid: str, batch_no: int | None) -> TaskResult:
-        # attributes memory writes to the task; reset, as a chain runs in the main task
-        token = enter_task(tid)  # its memory view and writes; reset: a chain runs inline
-        try:
-            return await self._execute_task(tid, batch_no)
-        finally:
-            exit_task(token)
-
-    async def _execute_task(self, tid: str, batch_no: int | None) -> TaskResult:
-        task = self.graph[tid]
-        started = now()
-        attempts = 0
-        try:
-            prepared = self._prepared.pop(tid, None) or await self._prepare(tid)
-            inp, runnable = prepared.input, prepared.runnable
-            cfg = self._child_config(task)
-            while True:
-                attempts += 1
-                self.accounting.release_plan(tid)
-                try:
-                    if task.timeout is None:
-                        out = await runnable.ainvoke(inp, cfg)
-                        break
-                    timed_out, out = await with_timeout(runnable.ainvoke(inp, cfg), task.timeout)
-                    if timed_out:
-                        raise TaskTimeoutError(
-                            f"task {tid!r} timed out after {task.timeout}s (attempt {attempts})",
-                            task_id=tid,
-                        )
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    if attempts <= task.max_retries and is_retryable(exc):
-                        delay = backoff_delay(self.policy, attempts)
-                        self._buffer(
-                            tid,
-                            "task_retry",
-                            {"attempt": attempts, "error": describe(exc), "delay": delay},
-                        )
-                        await asyncio.sleep(delay)
-                        continue
-                    raise
-                break
-        except asyncio.CancelledError:
-            self.accounting.release_plan(tid)
-            self._finish(tid, self._cancelled_result(tid, started, attempts, batch_no))
-            raise
-        except Exception as exc:
-            self.accounting.release_plan(tid)
-            return self._finish(tid, self._failed_result(tid, exc, started, attempts, batch_no))
-        usage, cost = self._usage(tid)
-        return self._finish(
-            tid,
-            trusted(
-                TaskResult,
-                task_id=tid,
-                state=COMPLETED,
-                output=out,
-                error=None,
-                usage=usage,
-                cost=cost,
-                attempts=attempts,
-                batch=batch_no,
-                started_at=started,
-                ended_at=now(),
-                compaction=prepared.compaction,
-            ),
-        )
-
-    def _usage(self, tid: str) -> tuple[Usage, Cost]:
-        found = self.accounting.task_usage(tid)
-        if found is None:
-            return ZERO_USAGE, ZERO_COST  # identity marks "nothing to sum"
-        return found
-
-    def _failed_result(
-        self,
-        tid: str,
-        exc: BaseException,
-        started: datetime | None,
-        attempts: int,
-        batch_no: int | None,
-    ) -> TaskResult:
-        self.exceptions[tid] = exc
-        if isinstance(exc, BudgetExceededError):
-            self._budget_stop = True
-        usage, cost = self._usage(tid)
-        return TaskResult(
-            task_id=tid,
-            state=FAILED,
-            attempts=attempts,
-            batch=batch_no,
-            error=TaskError(code=error_code(exc), message=describe(exc), type=type(exc).__name__),
-            usage=usage,
-            cost=cost,
-            started_at=started,
-            ended_at=now() if started else None,
-        )
-
-    def _child_config(self, task: Task) -> RunnableConfig:
-        assert self._run_manager is not None
-        cfg = patch_config(self.config, callbacks=self._run_manager.get_child(), run_name=task.id)
-        metadata = {**cfg.get("metadata", {}), **task.metadata, "lcr_task_id": task.id}
-        if task.model_id is not None:
-            metadata["lcr_model"] = task.model_id
-        cfg["metadata"] = metadata
-        return cfg
-
-    def _result_of(self, tid: str, batch_no: int | None) -> TaskResult:
-        """The task's result; a task cancelled before its code ever ran has none yet."""
-        found = self.results.get(tid)
-        if found is not None:
-            return found
-        return self._finish(tid, self._cancelled_result(tid, None, 0, batch_no))
-
-    def _cancelled_result(
-        self, tid: str, started: datetime | None, attempts: int, batch_no: int | None
-    ) -> TaskResult:
-        reason = self._stop_reason or "the run was stopped"
-        return TaskResult(
-            task_id=tid,
-            state=CANCELLED,
-            attempts=attempts,
-            batch=batch_no,
-            error=TaskError(code="cancelled", message=f"task {tid!r} cancelled: {reason}"),
-            started_at=started,
-            ended_at=now() if started else None,
-        )
-
-    def _finish(self, tid: str, tr: TaskResult) -> TaskResult:
-        """Record a terminal result now (live listeners); the log commits later."""
-        self.results[tid] = tr
-        self.states[tid] = tr.state
-        for listener in self.listeners:
-            try:
-                listener(tr)
-            except Exception:  # a listener must not break the run
-                logger.exception("task listener failed for %s", tid)
-        return tr
-
-    def _on_failure(self, tid: str) -> None:
-        if isinstance(self.exceptions.get(tid), BudgetExceededError):
-            # Calls already in flight have reserved their cost: let them finish,
-            # start nothing new.
-            self._stop_reason = self._stop_reason or f"budget exceeded in task {tid!r}"
-            return
-        if self.policy.fail_fast:
-            self._stop_reason = self._stop_reason or f"task {tid!r} failed (fail_fast)"
-            for other, fut in list(self._inflight.items()):
-                if other != tid and not fut.done():
-                    fut.cancel()
-
-    async def _cancel_inflight(self) -> None:
-        futs = [f for f in self._inflight.values() if not f.done()]
-        for f in futs:
-            f.cancel()
-        if futs:
-            await asyncio.gather(*futs, return_exceptions=True)
-        self._inflight.clear()
-
-    # ------------------------------------------------------------------ bookkeeping
-    def _admit(self, tid: str) -> None:
-        """Start tracking a pending task (lock held)."""
-        task = self.graph[tid]
-        doomed = sorted(d for d in task.deps if self.states[d] in _DOOMED)
-        if doomed:
-            self._skip(tid, doomed[0])
-            return
-        waiting = sum(1 for d in task.deps if self.states[d] is not COMPLETED)
-        self._waiting[tid] = waiting
-        if waiting == 0:
-            self._ready.add(tid)
-
-    def _absorb_inbox(self) -> None:
-        inbox, self._inbox = self._inbox, []
-        for tid in inbox:
-            self._emit("task_enqueued", tid, {"deps": list(self.graph[tid].deps)})
-            self._admit(tid)
-
-    def _commit(self, tr: TaskResult) -> None:
-        """Commit a finished task's events and output, then release or doom dependents."""
-        tid = tr.task_id
-        if tid in self._committed:
-            return
-        self._committed.add(tid)
-        for etype, data in self._buffers.pop(tid, ()):
-            self._emit(etype, tid, data)
-        self._emit(f"task_{tr.state.value}", tid, result_data(tr))
-        staged = self._memory_scope.pop(tid)
-        if tr.state is COMPLETED:
-            self.outputs[tid] = tr.output
-            task = self.graph[tid]
-            self._committing = tid
-            try:
-                if staged is not None:
-                    staged.commit()  # the task's own writes, in commit order
-                if task.memory_key is not None:
-                    self.memory.mset([(task.memory_key, tr.output)])
-            finally:
-                self._committing = None
-            for child in self.graph.dependents(tid):
-                if child in self._waiting:
-                    self._waiting[child] -= 1
-                    if self._waiting[child] == 0 and self.states[child] is TaskState.PENDING:
-                        self._ready.add(child)
-            return
-        if tr.state is FAILED and self.error is None:
-            assert tr.error is not None
-            self.error = TaskError(
-                code=tr.error.code,
-                type=tr.error.type,
-                message=f"task {tid!r} failed: {tr.error.message}",
-                task_id=tid,
-            )
-        self._doom_descendants(tid)
-
-    def _doom_descendants(self, root: str) -> None:
-        stack, seen = [root], set()
-        doomed: list[str] = []
-        while stack:
-            for child in self.graph.dependents(stack.pop()):
-                if child not in seen and self.states.get(child) is TaskState.PENDING:
-                    seen.add(child)
-                    doomed.append(child)
-                    stack.append(child)
-        for child in sorted(doomed, key=self._topo.__getitem__):
-            deps = sorted(d for d in self.graph[child].deps if self.states[d] in _DOOMED)
-            self._skip(child, deps[0] if deps else root)
-
-    def _skip(self, tid: str, because: str) -> None:
-        self._committed.add(tid)
-        self._waiting.pop(tid, None)
-        self._ready.discard(tid)
-        state = self.states[because].value
-        tr = TaskResult(
-            task_id=tid,
-            state=SKIPPED,
-            error=TaskError(
-                code="skipped", message=f"task {tid!r} skipped: dependency {because!r} {state}"
-            ),
-        )
-        self._finish(tid, tr)
-        self._emit("task_skipped", tid, {"because": because})
-
-    def _finish_untouched(self) -> None:
-        """Every task ends terminal: never-started tasks are skipped or cancelled."""
-        for tid in sorted(self.results):  # finished in a batch that was interrupted
-            if tid not in self._committed:
-                self._commit(self.results[tid])
-        for tid in sorted(self.states, key=self._topo.__getitem__):
-            if self.states[tid].is_terminal:
-                continue
-            deps = sorted(d for d in self.graph[tid].deps if self.states[d] in _DOOMED)
-            if deps and self.states[deps[0]] is not CANCELLED:
-                self._skip(tid, deps[0])
-                continue
-            tr = self._cancelled_result(tid, None, 0, None)
-            self._committed.add(tid)
-            self._finish(tid, tr)
-            self._emit("task_cancelled", tid, {"reason": self._stop_reason or "run stopped"})
-
-    def _check_deadlock(self) -> None:
-        if self._stop_reason is not None or self._inflight:
-            return
-        stuck = sorted(
-            t for t, s in self.states.items() if s is TaskState.PENDING and t not in self._inbox
-        )
-        if stuck:
-            waits = {
-                t: [d for d in self.graph[t].deps if self.states[d] is not COMPLETED]
-                for t in stuck[:5]
-            }
-            raise DeadlockError(
-                f"deadlock: {len(stuck)} task(s) pending with nothing ready or running; "
-                f"waiting on: {waits}"
-            )
-
     def _check_input(self) -> None:
         missing = sorted(k for k in self.required_inputs if k not in self.run_input)
         if missing:
@@ -761,29 +416,3 @@ class Run:
             }
             detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
             raise InvalidInputError(f"the run input is missing {detail}")
-
-    def _on_memory_write(self, key: str, value: Any) -> None:
-        if self._committing is not None:  # a memory_key write, in commit order
-            self._emit("memory_write", self._committing, {"key": key})
-            return
-        tid = current_task_id()
-        if tid is not None:  # written by a task's code: committed with the task
-            self._buffer(tid, "memory_write", {"key": key})
-        else:
-            self._emit("memory_write", None, {"key": key})
-
-    def _buffer(self, tid: str, etype: str, data: dict[str, Any]) -> None:
-        self._buffers.setdefault(tid, []).append((etype, data))
-
-    def _emit(self, etype: str, tid: str | None, data: dict[str, Any]) -> None:
-        self.events.append(
-            trusted(
-                RunEvent,
-                seq=len(self.events),
-                type=etype,
-                run_id=self.run_id,
-                task_id=tid,
-                data=data,
-                ts=now(),
-            )
-        )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from langchain_runtime.domain import RunEvent, RunResult, RunState
 from langchain_runtime.orchestration._sync import run_loop
@@ -90,18 +90,18 @@ class RunHandle:
         """
         return self._run.abort()
 
-    def enqueue(self, task: Task) -> None:
+    def enqueue(self, task: Task, spec: Any = None) -> None:
         """Add a task to the live run, scheduled in the next batch.
 
         Validated against the live graph: an unknown dependency, a duplicate id or
         a self-dependency raises ``GraphValidationError``; a finished run raises
         ``RunFinishedError``.
         """
-        self._run.enqueue(task)
+        self._run.enqueue(task, spec)
 
     def events(self) -> list[RunEvent]:
         """The committed event log so far."""
-        return list(self._run.events)
+        return self._run.committed_events()
 
     def __repr__(self) -> str:
         return f"RunHandle(run_id={self.run_id!r}, state={self.status().value!r})"

@@ -11,7 +11,7 @@ from langchain_core.runnables.graph import Graph
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
 from langchain_runtime.context.router import ContextRouter
-from langchain_runtime.domain import RunPolicy, RunResult, TaskResult
+from langchain_runtime.domain import Budget, RunPolicy, RunResult, TaskResult
 from langchain_runtime.errors import (
     ConfigurationError,
     InvalidInputError,
@@ -25,6 +25,7 @@ from langchain_runtime.orchestration._sync import iter_sync, run_sync
 from langchain_runtime.orchestration.graph import TaskGraph
 from langchain_runtime.orchestration.handle import RunHandle
 from langchain_runtime.orchestration.task import Task
+from langchain_runtime.store import DurableRunStore
 
 __all__ = ["Orchestrator"]
 
@@ -69,6 +70,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
     catalog: Any = None
     output: str | None = None
     input_keys: tuple[str, ...] | None = None
+    store: Any = None
 
     _router: ContextRouter = PrivateAttr(default_factory=ContextRouter)
     _required_inputs: frozenset[str] = PrivateAttr(default=frozenset())
@@ -81,6 +83,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         catalog: Any = None,
         output: str | None = None,
         input_keys: Sequence[str] | None = None,
+        store: DurableRunStore | None = None,
         **kwargs: Any,
     ) -> None:
         graph = tasks if isinstance(tasks, TaskGraph) else TaskGraph(tasks)
@@ -94,6 +97,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             catalog=catalog,
             output=output,
             input_keys=tuple(input_keys) if input_keys is not None else None,
+            store=store,
             **kwargs,
         )
         self._required_inputs = frozenset(self._router.validate(graph, self.input_keys))
@@ -132,7 +136,14 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         return g
 
     # ------------------------------------------------------------------ running
-    def _make_run(self, input: Any, config: RunnableConfig | None, *, live: bool = False) -> Run:
+    def _make_run(
+        self,
+        input: Any,
+        config: RunnableConfig | None,
+        *,
+        live: bool = False,
+        run_id: str | None = None,
+    ) -> Run:
         run_input = _coerce_input(input)
         missing = sorted(k for k in self._required_inputs if k not in run_input)
         if missing:
@@ -142,7 +153,8 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
             raise InvalidInputError(f"the run input is missing {detail}")
         cfg = ensure_config(config)
-        run_id = cfg.get("run_id")
+        if run_id is None and cfg.get("run_id") is not None:
+            run_id = str(cfg.get("run_id"))
         return Run(
             self.graph,
             self.policy,
@@ -151,10 +163,115 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             name=self.get_name(),
             router=self._router,
             required_inputs=self._required_inputs,
-            run_id=str(run_id) if run_id is not None else None,
+            run_id=run_id,
             live=live,
             catalog=self.catalog,
+            store=self.store,
         )
+
+    def _make_resume(
+        self,
+        run_id: str,
+        budget: Budget | None,
+        tasks: Sequence[Task],
+        config: RunnableConfig | None,
+        *,
+        live: bool = False,
+    ) -> Run:
+        """A run that continues stored run ``run_id`` (see :meth:`resume`)."""
+        from langchain_runtime.orchestration._durable import check_resumable
+        from langchain_runtime.store._codec import decode
+
+        if self.store is None:
+            raise ConfigurationError(
+                "resume needs a run store: Orchestrator(..., store=SQLiteRunStore(path))"
+            )
+        graph = self.graph.copy()
+        for task in tasks:  # tasks that were enqueued into the live run
+            self._router.validate_task(task, graph)
+            graph.add(task)
+        stored = check_resumable(self.store.load_run(run_id), run_id, graph, self.store)
+        policy = RunPolicy.model_validate(stored.header.policy)
+        if budget is not None:  # a top-up after budget_exceeded, or a new limit
+            policy = policy.model_copy(update={"budget": budget})
+        check_prices(graph, policy.budget, self.catalog)
+        run_input = decode(stored.header.input)
+        cfg = ensure_config(config)
+        return Run(
+            graph,
+            policy,
+            run_input,
+            cfg,
+            name=self.get_name(),
+            router=self._router,
+            required_inputs=self._required_inputs,
+            run_id=run_id,
+            live=live,
+            catalog=self.catalog,
+            store=self.store,
+            restored=stored,
+        )
+
+    async def aresume(
+        self,
+        run_id: str,
+        *,
+        budget: Budget | None = None,
+        tasks: Sequence[Task] = (),
+        config: RunnableConfig | None = None,
+    ) -> RunResult:
+        """Continue a stored run: completed tasks come back, every other task runs.
+
+        Completed tasks are restored from the store with ``restored=True`` and never
+        run again; their usage and cost stay in the run's totals and count against
+        its budget. Failed, skipped, cancelled and never-started tasks run as fresh
+        attempts. The run keeps its id, its input and its stored policy.
+
+        Args:
+            run_id: The stored run.
+            budget: Replaces the stored budget (a top-up after ``budget_exceeded``).
+            tasks: Tasks that were enqueued into the live run, to run them again.
+            config: The caller's config (callbacks, tags, metadata).
+
+        Raises:
+            ResumeError: No such run, the run is still live, or this graph differs
+                from the stored one (task ids, deps, prompts, model ids, inputs).
+        """
+        run = self._make_resume(run_id, budget, tasks, config)
+        return await run.execute()
+
+    def resume(
+        self,
+        run_id: str,
+        *,
+        budget: Budget | None = None,
+        tasks: Sequence[Task] = (),
+        config: RunnableConfig | None = None,
+    ) -> RunResult:
+        """Continue a stored run from sync code; see :meth:`aresume`.
+
+        Example:
+            >>> import tempfile, pathlib
+            >>> from langchain_runtime import Orchestrator, SQLiteRunStore, Task
+            >>> store = SQLiteRunStore(pathlib.Path(tempfile.mkdtemp()) / "runs.db")
+            >>> orch = Orchestrator([Task("a", lambda x: 1)], store=store)
+            >>> first = orch.invoke({})
+            >>> again = orch.resume(first.run_id)
+            >>> again.tasks["a"].restored, again.state.value
+            (True, 'completed')
+        """
+        return run_sync(lambda: self.aresume(run_id, budget=budget, tasks=tasks, config=config))
+
+    def start_resume(
+        self,
+        run_id: str,
+        *,
+        budget: Budget | None = None,
+        tasks: Sequence[Task] = (),
+        config: RunnableConfig | None = None,
+    ) -> RunHandle:
+        """:meth:`resume` in the background: a :class:`RunHandle` for the resumed run."""
+        return RunHandle.launch(self._make_resume(run_id, budget, tasks, config, live=True))
 
     def _select(self, result: RunResult, run: Run) -> Any:
         if self.output is None:
@@ -254,9 +371,15 @@ class Orchestrator(RunnableSerializable[Any, Any]):
     ) -> Iterator[Any]:
         yield from iter_sync(lambda: self.astream(input, config, **kwargs))
 
-    def start(self, input: Any = None, config: RunnableConfig | None = None) -> RunHandle:
-        """Start a run in the background and return a handle to watch and steer it."""
-        run = self._make_run(input, config, live=True)
+    def start(
+        self, input: Any = None, config: RunnableConfig | None = None, *, run_id: str | None = None
+    ) -> RunHandle:
+        """Start a run in the background and return a handle to watch and steer it.
+
+        ``run_id`` names the run (it is the id in a run store); by default it is the
+        config's ``run_id`` or a new UUID.
+        """
+        run = self._make_run(input, config, live=True, run_id=run_id)
         return RunHandle.launch(run)
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import random
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from langchain_runtime.cost import ModelCatalog, ModelInfo
+from langchain_runtime.cost import CostCalculator, ModelCatalog, ModelInfo
+from langchain_runtime.domain import Usage
 from langchain_runtime.errors import ConfigurationError
 
 D = Decimal
@@ -56,6 +60,8 @@ def test_bundled_prices_match_the_source_table(catalog: ModelCatalog, model: str
     assert info.input_price == D(inp)
     assert info.cached_input_price == D(cached)
     assert info.cache_write_price == (D(write) if write else None)
+    # Anthropic bills a 1-hour cache write at 2x the input price; others have none.
+    assert info.cache_write_1h_price == (2 * D(inp) if provider == "anthropic" else None)
     assert info.output_price == D(out)
     assert (info.context_window, info.max_output_tokens) == (max_in, max_out)
     assert info.provider == provider
@@ -80,6 +86,7 @@ def test_long_context_tiers_are_bundled(catalog: ModelCatalog) -> None:
         assert tier is not None and tier.threshold == 200_000
         assert (tier.input_price, tier.output_price) == (D("6.00"), D("22.50"))
         assert (tier.cached_input_price, tier.cache_write_price) == (D("0.60"), D("7.50"))
+        assert tier.cache_write_1h_price == D("12.00")
     gemini = catalog.get("gemini-2.5-pro").long_context
     assert gemini is not None
     assert (gemini.threshold, gemini.input_price, gemini.output_price) == (
@@ -289,11 +296,84 @@ def test_litellm_file_as_is(tmp_path: Path) -> None:
     assert catalog.find("dall-e-3") is None and catalog.find("sample_spec") is None
 
 
-def test_litellm_entries_override_the_default_table_by_column() -> None:
+def test_a_litellm_entry_replaces_the_bundled_entry_whole() -> None:
     catalog = ModelCatalog.default()
     catalog.update({"gpt-4o": {**LITELLM["gpt-4o"], "input_cost_per_token": 3e-06}})
     info = catalog.get("gpt-4o")
-    assert info.input_price == D("3") and info.role == "flagship"
+    assert info.input_price == D("3") and info.role == "flagship"  # our role is kept
+    # The bundled claude-sonnet-4-5 has an above-200k tier; a file entry without one
+    # drops it: a 300k-token call is priced at the base rates.
+    before = ModelCatalog.default()
+    call = Usage(input_tokens=300_000, output_tokens=1_000)
+    assert CostCalculator(before).cost("claude-sonnet-4-5", call).amount == D("1.8225")
+    claude = {
+        "input_cost_per_token": 3e-06,
+        "output_cost_per_token": 1.5e-05,
+        "cache_read_input_token_cost": 3e-07,
+        "cache_creation_input_token_cost": 3.75e-06,
+        "cache_creation_input_token_cost_above_1hr": 6e-06,
+        "litellm_provider": "anthropic",
+        "max_input_tokens": 200000,
+        "mode": "chat",
+    }
+    catalog.update({"claude-sonnet-4-5": claude})
+    info = catalog.get("claude-sonnet-4-5")
+    assert info.long_context is None and info.max_output_tokens is None
+    assert info.aliases == ("claude-sonnet-4-5-20250929",) and info.role == "balanced"
+    assert CostCalculator(catalog).cost("claude-sonnet-4-5", call).amount == D("0.915")
+
+
+def test_a_full_entry_of_ours_replaces_a_model_and_a_partial_one_changes_columns() -> None:
+    catalog = ModelCatalog.default()
+    catalog.update({"prices": {"claude-sonnet-4-5": {"input": 3, "output": 15}}})
+    info = catalog.get("claude-sonnet-4-5")
+    assert info.long_context is None and info.cache_write_price is None
+    assert info.role == "balanced"
+    catalog.update({"prices": {"claude-sonnet-4-0": {"cache_write_1h": 7}}})  # via an alias
+    partial = catalog.get("claude-sonnet-4-20250514")
+    assert partial.cache_write_1h_price == D(7) and partial.long_context is not None
+
+
+def test_litellm_aliases_and_non_model_entries() -> None:
+    data = {
+        "claude-next-latest": {"alias_of": "claude-next-1"},  # before its target
+        "fallback_generalizations": {"rules": [{"name": "r", "pattern": "^claude-"}]},
+        "claude-next-1": {
+            "input_cost_per_token": 2e-06,
+            "output_cost_per_token": 1e-05,
+            "cache_creation_input_token_cost": 2.5e-06,
+            "cache_creation_input_token_cost_above_1hr": 4e-06,
+            "input_cost_per_token_above_200k_tokens": 4e-06,
+            "cache_creation_input_token_cost_above_1hr_above_200k_tokens": 8e-06,
+            "litellm_provider": "anthropic",
+            "mode": "chat",
+        },
+        "chain-latest": {"alias_of": "claude-next-latest"},
+        "bundled-name": {"alias_of": "gpt-4o"},
+        "image-latest": {"alias_of": "dall-e-3"},
+        "dall-e-3": LITELLM["dall-e-3"],
+        "ours-1": {"input": 1, "output": 2},  # our format in the same file still counts
+    }
+    catalog = ModelCatalog.default()
+    touched = catalog.update(data)
+    assert touched == ["claude-next-1", "ours-1", "gpt-4o"]
+    assert catalog.get("ours-1").output_price == D(2)
+    info = catalog.get("claude-next-latest")
+    assert info.id == "claude-next-1" and catalog.get("chain-latest").id == "claude-next-1"
+    assert set(info.aliases) == {"claude-next-latest", "chain-latest"}
+    assert (info.cache_write_price, info.cache_write_1h_price) == (D("2.5"), D("4"))
+    assert info.long_context is not None and info.long_context.cache_write_1h_price == D("8")
+    assert catalog.get("bundled-name").id == "gpt-4o"
+    for skipped in ("fallback_generalizations", "image-latest", "dall-e-3"):
+        assert skipped not in catalog
+    assert catalog.copy().get("chain-latest").id == "claude-next-1"  # aliases survive a copy
+
+
+def test_a_litellm_alias_of_an_unknown_model_is_an_error() -> None:
+    with pytest.raises(ConfigurationError, match=r"'gpt-x-latest' is an alias of 'gpt-x'"):
+        ModelCatalog().update({"gpt-x-latest": {"alias_of": "gpt-x"}})
+    with pytest.raises(ConfigurationError, match=r"'bad'.*number"):
+        ModelCatalog().update({"bad": {"input_cost_per_token": [1], "output_cost_per_token": 1}})
 
 
 def test_bad_files_are_configuration_errors(tmp_path: Path) -> None:
@@ -330,3 +410,122 @@ def test_default_catalog_copies_are_independent() -> None:
     c.add("only-in-c", input=1, output=1)
     assert "only-in-c" not in a
     assert len(b) == 25
+
+
+# -- LiteLLM's real file (tests/data/README.md: litellm 1.110.2) -------------------------
+
+LITELLM_FILE = Path(__file__).parents[2] / "data" / "litellm_model_prices_1.110.2.json.gz"
+M = D(1_000_000)
+
+
+@pytest.fixture(scope="module")
+def litellm_text() -> str:
+    with gzip.open(LITELLM_FILE, "rt", encoding="utf-8") as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def litellm_raw(litellm_text: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(litellm_text, parse_float=Decimal)
+    return data
+
+
+@pytest.fixture
+def litellm_path(tmp_path: Path, litellm_text: str) -> Path:
+    path = tmp_path / "model_prices_and_context_window.json"  # as LiteLLM ships it
+    path.write_text(litellm_text, encoding="utf-8")
+    return path
+
+
+def _priced(raw: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, entry in raw.items()
+        if name != "sample_spec"
+        and isinstance(entry, dict)
+        and entry.get("input_cost_per_token") is not None
+        and entry.get("output_cost_per_token") is not None
+    ]
+
+
+def test_litellms_real_file_loads_as_is(litellm_path: Path, litellm_raw: dict[str, Any]) -> None:
+    assert len(litellm_raw) == 4878  # the file tests/data/README.md describes
+    assert "fallback_generalizations" in litellm_raw
+    catalog = ModelCatalog.load(litellm_path, include_default=False)
+    priced = _priced(litellm_raw)
+    assert len(catalog) == len(priced) > 3000
+    aliases = {k: v["alias_of"] for k, v in litellm_raw.items() if "alias_of" in v}
+    assert len(aliases) == 98
+    for alias, target in aliases.items():
+        assert catalog.get(alias).id == target, alias
+    assert "fallback_generalizations" not in catalog and "sample_spec" not in catalog
+
+
+def _sample(raw: dict[str, Any]) -> list[str]:
+    named = [
+        "gpt-4o",
+        "gpt-5-mini",
+        "claude-sonnet-4-5",
+        "claude-haiku-4-5",
+        "claude-opus-4-6",
+        "vertex_ai/claude-sonnet-4-5",
+        "anthropic.claude-sonnet-4-5-20250929-v1:0",
+        "gemini/gemini-2.5-pro",
+        "gemini-2.5-flash",
+    ]
+    return named + random.Random(1102).sample(sorted(_priced(raw)), 60)
+
+
+def _per_million(entry: dict[str, Any], key: str) -> Decimal | None:
+    value = entry.get(key)
+    return None if value is None else D(value) * M
+
+
+def test_a_sample_of_models_prices_equal_the_raw_files(
+    litellm_path: Path, litellm_raw: dict[str, Any]
+) -> None:
+    catalog = ModelCatalog.load(litellm_path, include_default=False)
+    columns = (
+        ("input_price", "input_cost_per_token"),
+        ("output_price", "output_cost_per_token"),
+        ("cached_input_price", "cache_read_input_token_cost"),
+        ("cache_write_price", "cache_creation_input_token_cost"),
+        ("cache_write_1h_price", "cache_creation_input_token_cost_above_1hr"),
+    )
+    for name in _sample(litellm_raw):
+        entry, info = litellm_raw[name], catalog.get(name)
+        assert info.id == name
+        for ours, theirs in columns:
+            assert getattr(info, ours) == _per_million(entry, theirs), (name, ours)
+        assert info.provider == entry.get("litellm_provider"), name
+        tiers = [k for k in entry if k.startswith("input_cost_per_token_above_")]
+        tiers = [k for k in tiers if k.endswith("k_tokens")]
+        if not tiers:
+            assert info.long_context is None, name
+            continue
+        lowest = min(int(k.removeprefix("input_cost_per_token_above_")[:-8]) for k in tiers)
+        tier = info.long_context
+        assert tier is not None and tier.threshold == lowest * 1000, name
+        above = f"_above_{lowest}k_tokens"
+        assert tier.input_price == _per_million(entry, "input_cost_per_token" + above), name
+
+
+def test_litellms_file_over_the_bundled_table(litellm_path: Path) -> None:
+    catalog = ModelCatalog.load(litellm_path)
+    claude = catalog.get("claude-sonnet-4-5")
+    assert claude.long_context is None  # the stale bundled tier is gone
+    assert (claude.cache_write_price, claude.cache_write_1h_price) == (D("3.75"), D("6"))
+    assert claude.role == "balanced"
+    call = Usage(input_tokens=300_000, output_tokens=1_000)
+    assert CostCalculator(catalog).cost("claude-sonnet-4-5", call).amount == D("0.915")
+    # the issue's call prices the same from the file as from the bundled table
+    issue = Usage(
+        input_tokens=5050,
+        output_tokens=200,
+        cache_read_tokens=3000,
+        cache_creation_tokens=2000,
+        cache_creation_1h_tokens=2000,
+    )
+    assert CostCalculator(catalog).cost("claude-sonnet-4-5", issue).amount == D("0.01605")
+    assert catalog.get("simulated").input_price == D("0.10")  # bundled-only models stay
+    assert catalog.get("claude-opus-latest").id == "claude-opus-5-5"
