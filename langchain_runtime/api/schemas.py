@@ -258,6 +258,8 @@ class TaskStatus(_Out):
     batch: int | None = None
     #: What context compaction did before the call (as in ``TaskResult``).
     compaction: dict[str, Any] | None = None
+    #: Completed in an earlier run of a resumed run, restored from the store (not re-run).
+    restored: bool = False
 
     @classmethod
     def from_result(cls, tr: TaskResult) -> TaskStatus:
@@ -276,6 +278,7 @@ class TaskStatus(_Out):
             attempts=tr.attempts,
             batch=tr.batch,
             compaction=tr.compaction,
+            restored=tr.restored,
         )
 
     def output_value(self) -> Any:
@@ -358,6 +361,7 @@ class RunStatus(_Out):
                 attempts=ts.attempts,
                 batch=ts.batch,
                 compaction=ts.compaction,
+                restored=ts.restored,
             )
             for tid, ts in self.tasks.items()
         }

@@ -49,8 +49,9 @@ import json, logging, sys
 from langchain_runtime.api.server import serve
 from langchain_runtime.config import load_config
 logging.basicConfig(level=logging.WARNING)
-serve("127.0.0.1", int(sys.argv[1]), log_level="warning", config=load_config(json.loads(sys.argv[2])),
-      store=sys.argv[3], max_body_bytes=50_000_000)
+config = load_config(json.loads(sys.argv[2]))
+serve("127.0.0.1", int(sys.argv[1]), log_level="warning", config=config, store=sys.argv[3],
+      max_body_bytes=50_000_000)
 """
 
 
@@ -65,7 +66,8 @@ def chain_specs(n: int) -> list[dict[str, Any]]:
 def chain_tasks(n: int) -> list[Task]:
     model = SimulatedChatModel(model="sim", response_tokens=8)
     return [
-        Task(s["id"], prompt=s["prompt"], model=model, deps=s.get("deps", ())) for s in chain_specs(n)
+        Task(s["id"], prompt=s["prompt"], model=model, deps=s.get("deps", ()))
+        for s in chain_specs(n)
     ]
 
 

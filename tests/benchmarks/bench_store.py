@@ -30,10 +30,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,29 @@ def timed(run: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
+def variant(
+    tasks: list[Task], policy: RunPolicy, sync: str | None, files: Iterator[Path]
+) -> Callable[[], Any]:
+    """One way to run ``tasks``: in memory (``sync`` None) or with a fresh store file."""
+
+    def run() -> Any:
+        if sync is None:
+            result = Orchestrator(tasks, policy=policy).invoke({})
+        else:
+            store = SQLiteRunStore(next(files), synchronous=sync)  # type: ignore[arg-type]
+            try:
+                result = Orchestrator(tasks, policy=policy, store=store).invoke({})
+                stored = store.load_run(result.run_id)
+                assert stored is not None and len(stored.tasks) == len(tasks)
+            finally:
+                store.close()
+        assert result.state.value == "completed", result.error
+        assert len(result.outputs) == len(tasks)
+        return result
+
+    return run
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=1000)
@@ -78,31 +102,14 @@ def main() -> None:
     print(f"{args.tasks} tasks, simulated model, median of {args.repeat}; ratio vs memory")
     worst = 0.0
     with tempfile.TemporaryDirectory() as tmp:
+        files = (Path(tmp) / f"run-{i}.db" for i in itertools.count())
         for shape, build in (("chain", chain), ("layers", layers)):
             tasks = build(args.tasks, model)
-            counter = iter(range(10**9))
-
-            def variant(sync: str | None) -> Callable[[], Any]:
-                def run() -> Any:
-                    if sync is None:
-                        result = Orchestrator(tasks, policy=policy).invoke({})
-                    else:
-                        path = Path(tmp) / f"{shape}-{next(counter)}.db"
-                        store = SQLiteRunStore(path, synchronous=sync)  # type: ignore[arg-type]
-                        try:
-                            result = Orchestrator(tasks, policy=policy, store=store).invoke({})
-                            stored = store.load_run(result.run_id)
-                            assert stored is not None and len(stored.tasks) == len(tasks)
-                        finally:
-                            store.close()
-                    assert result.state.value == "completed", result.error
-                    assert len(result.outputs) == len(tasks)
-                    return result
-
-                return run
-
-            variants = {"memory": variant(None), "store (full)": variant("full"),
-                        "store (normal)": variant("normal")}  # fmt: skip
+            variants = {
+                "memory": variant(tasks, policy, None, files),
+                "store (full)": variant(tasks, policy, "full", files),
+                "store (normal)": variant(tasks, policy, "normal", files),
+            }
             for run in variants.values():
                 run()  # warm-up, checked
             times: dict[str, list[float]] = {name: [] for name in variants}

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from pydantic_core import to_jsonable_python
 
 from langchain_runtime.api.errors import (
@@ -219,7 +220,7 @@ class RunManager:
                 raise RunExistsError(f"a run with id {run_id!r} already exists")
             self.store.create(record)
             try:
-                config: dict[str, Any] = {
+                config: RunnableConfig = {
                     "run_name": request.workflow or "run",
                     "metadata": {"api_run_id": run_id},
                 }
