@@ -188,7 +188,7 @@ def build_app(
     )
     def get_run(run_id: str) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        return JSONResponse(manager.status(run_id))
+        return Response(manager.status_body(run_id), media_type="application/json")
 
     @app.post(
         f"{API}/runs/{{run_id}}/abort",

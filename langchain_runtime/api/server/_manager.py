@@ -18,12 +18,13 @@ keeps no durable runs (``MemoryRunStore``) the watcher saves the run's status ev
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -47,6 +48,7 @@ from langchain_runtime.api.schemas import (
     RunSummary,
     TaskAccepted,
     TaskSpec,
+    TaskStatus,
 )
 from langchain_runtime.api.server._build import build_orchestrator, build_task
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
@@ -112,6 +114,12 @@ class _Live:
     started: float
     aborting: bool = False
     saved_seq: int = -1
+    #: task id -> (the result it was encoded from, or a placeholder's state; its JSON)
+    task_json: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _finished_error(run_id: str, state: str) -> LangChainRuntimeError:
@@ -429,13 +437,44 @@ class RunManager:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return record
 
+    def _live_body(self, live: _Live) -> str:
+        """A live run's status as JSON text, re-encoding only the tasks that changed.
+
+        A task's result object stays the same until the task changes, so a poll of a
+        long run costs what changed since the last one, not a re-encoding of every
+        task (which made a 5,000-task run spend most of its time answering polls).
+        """
+        snap = live.handle.snapshot()
+        state = self._state(live, snap.state.value)
+        head = self._live_status(live, snap.model_copy(update={"tasks": {}}), state)
+        parts = []
+        cache = live.task_json
+        for tid, tr in snap.tasks.items():
+            # a task not started yet is a fresh placeholder in every snapshot: by state
+            key: Any = tr.state if tr.model_fields_set <= {"task_id", "state"} else tr
+            hit = cache.get(tid)
+            if hit is None or hit[0] is not key:
+                hit = (key, _dumps(TaskStatus.from_result(tr).model_dump(mode="json")))
+                cache[tid] = hit
+            parts.append(f"{_dumps(tid)}:{hit[1]}")
+        body = head.model_dump(mode="json")
+        body.pop("tasks", None)
+        text = _dumps(body)
+        return f'{text[:-1]},"tasks":{{{",".join(parts)}}}}}'
+
+    def status_body(self, run_id: str) -> str:
+        """The run's status as JSON text (what ``GET /api/v1/runs/{id}`` answers)."""
+        live = self._get_live(run_id)
+        if live is not None:
+            return self._live_body(live)
+        return _dumps(self.status(run_id))
+
     def status(self, run_id: str) -> dict[str, Any]:
         """The run's status as JSON: live from its handle, else from the store."""
         live = self._get_live(run_id)
         if live is not None:
-            snap = live.handle.snapshot()
-            state = self._state(live, snap.state.value)
-            return self._live_status(live, snap, state).model_dump(mode="json")
+            result: dict[str, Any] = json.loads(self._live_body(live))
+            return result
         record = self._load(run_id)
         if record.status is not None:
             return dict(record.status)
@@ -454,11 +493,20 @@ class RunManager:
             live = self._get_live(record.run_id)
             if live is not None:  # its record is as of its start: read the run itself
                 snap = live.handle.snapshot()
-                state_now = self._state(live, snap.state.value)
-                status = self._live_status(live, snap, state_now).model_dump(mode="json")
-                record = replace(record, state=state_now)
-            else:
-                status = dict(record.status or {})
+                items.append(
+                    RunSummary(
+                        run_id=record.run_id,
+                        state=self._state(live, snap.state.value),
+                        workflow=record.workflow,
+                        created_at=record.created_at,
+                        updated_at=_now(),
+                        tasks=len(snap.tasks),
+                        total_tokens=snap.usage.total_tokens,
+                        cost=snap.cost,
+                    )
+                )
+                continue
+            status = dict(record.status or {})
             cost = status.get("cost") or {}
             items.append(
                 RunSummary(
