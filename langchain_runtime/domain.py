@@ -1,7 +1,10 @@
 """The domain model: states, usage, money, budgets, policies and results.
 
 Money is always :class:`decimal.Decimal`. All models are pydantic v2 models, so
-they validate input, serialise to JSON and round-trip through the HTTP API.
+they validate input, serialise to JSON and round-trip through the HTTP API. Every
+model refuses unknown fields: ``Budget(max_cst=1)`` raises a
+:class:`~langchain_runtime.errors.ConfigurationError` that names the field and the
+closest known one, instead of building a budget with no limit.
 """
 
 from __future__ import annotations
@@ -12,7 +15,16 @@ from decimal import Decimal
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from langchain_runtime._fields import unknown_fields_error
 
 __all__ = [
     "Budget",
@@ -73,7 +85,27 @@ class RunState(str, Enum):
         return self.value
 
 
-class Usage(BaseModel):
+class _Model(BaseModel):
+    """A domain model: unknown fields are refused, with a did-you-mean."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    def __init__(self, /, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            error = unknown_fields_error(type(self), exc)
+            if error is None:
+                raise
+            raise error from None
+
+    # Validation of nested values and ``model_validate`` keep pydantic's own path (fast,
+    # and its ``extra_forbidden`` errors are what the config loader reports with lines);
+    # only a direct constructor call turns them into a ConfigurationError.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
+
+class Usage(_Model):
     """Token usage of one or more model calls.
 
     ``input_tokens`` already includes cache reads and writes, and ``output_tokens``
@@ -90,7 +122,7 @@ class Usage(BaseModel):
         Usage(input_tokens=100, ..., cache_creation_tokens=60, cache_creation_1h_tokens=40, ...)
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
@@ -179,10 +211,10 @@ def _count(value: Any) -> int:
     return max(int(value), 0)
 
 
-class Cost(BaseModel):
+class Cost(_Model):
     """An amount of money in one currency."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     amount: Decimal = Decimal("0")
     currency: str = "USD"
@@ -199,17 +231,17 @@ class Cost(BaseModel):
         return f"{self.amount:f} {self.currency}"
 
 
-class ModelUsage(BaseModel):
+class ModelUsage(_Model):
     """Usage and cost of the calls to one model."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     usage: Usage = Field(default_factory=Usage)
     cost: Cost = Field(default_factory=Cost)
     calls: int = 0
 
 
-class Budget(BaseModel):
+class Budget(_Model):
     """Hard limits on what a run (or a wrapped runnable) may spend.
 
     Attributes:
@@ -220,7 +252,7 @@ class Budget(BaseModel):
             ``max_tokens`` of its own.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_cost: Decimal | None = Field(default=None, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
@@ -228,7 +260,7 @@ class Budget(BaseModel):
     expected_output_tokens: int = Field(default=1024, ge=0)
 
 
-class ContextPolicy(BaseModel):
+class ContextPolicy(_Model):
     """How a task's routed context is kept inside a token budget.
 
     Attributes:
@@ -239,7 +271,7 @@ class ContextPolicy(BaseModel):
         keep: Which end of a truncated text is kept.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_tokens: int | None = Field(default=None, gt=0)
     strategy: Literal["none", "truncate", "keep_last_n", "summarize"] = "none"
@@ -248,7 +280,7 @@ class ContextPolicy(BaseModel):
     keep: Literal["head", "tail"] = "head"
 
 
-class RunPolicy(BaseModel):
+class RunPolicy(_Model):
     """How a run is scheduled and bounded.
 
     Attributes:
@@ -260,9 +292,14 @@ class RunPolicy(BaseModel):
         scheduling: ``batched`` (deterministic; default) or ``eager``.
         retry_backoff: Seconds before the first retry; doubles per attempt.
         retry_backoff_max: Upper bound on one retry delay.
+        admission: ``per_call`` (default): each model call is checked against the
+            budget before it is sent. ``worst_case``: also, before any call, the
+            run's cost estimate is computed and a run whose upper bound (every retry
+            included) exceeds the budget, or has none, is refused with
+            ``BudgetExceededError`` carrying the estimate.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     max_parallelism: int = Field(default=4, ge=1)
     timeout: float | None = Field(default=None, gt=0)
@@ -272,12 +309,13 @@ class RunPolicy(BaseModel):
     scheduling: Literal["batched", "eager"] = "batched"
     retry_backoff: float = Field(default=0.5, ge=0)
     retry_backoff_max: float = Field(default=10.0, ge=0)
+    admission: Literal["per_call", "worst_case"] = "per_call"
 
 
-class TaskError(BaseModel):
+class TaskError(_Model):
     """Why a task did not complete."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     code: str
     message: str
@@ -286,10 +324,10 @@ class TaskError(BaseModel):
     task_id: str | None = None
 
 
-class TaskResult(BaseModel):
+class TaskResult(_Model):
     """The outcome of one task."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     task_id: str
     state: TaskState
@@ -314,7 +352,7 @@ class TaskResult(BaseModel):
         return (self.ended_at - self.started_at).total_seconds()
 
 
-class RunEvent(BaseModel):
+class RunEvent(_Model):
     """One entry of a run's event log.
 
     In batched mode the log is committed in task-id order per batch, so two runs
@@ -322,7 +360,7 @@ class RunEvent(BaseModel):
     ``(seq, type, task_id)`` whatever the timing.
     """
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     seq: int
     type: str
@@ -332,13 +370,13 @@ class RunEvent(BaseModel):
     ts: datetime
 
 
-class RunResult(BaseModel):
+class RunResult(_Model):
     """The outcome of a run: every task's result, totals and the event log.
 
     ``result["task_id"]`` gives that task's output.
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     run_id: str
     state: RunState

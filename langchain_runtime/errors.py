@@ -11,6 +11,7 @@ orchestrator's retry logic reads::
     ├── TaskExecutionError                     .task_id; the original error as __cause__
     │   └── TaskTimeoutError(TimeoutError)     a task ran past its timeout
     ├── BudgetExceededError                    .limit .spent .task_id; never retried
+    │   └── LedgerUnavailableError             the budget ledger cannot answer: refused
     ├── ContextTooLargeError                   raised before the model call
     ├── RunAbortedError                        the run was aborted
     ├── RunTimeoutError(TimeoutError)          the run ran past its timeout
@@ -36,6 +37,7 @@ __all__ = [
     "GraphValidationError",
     "InvalidInputError",
     "LangChainRuntimeError",
+    "LedgerUnavailableError",
     "OutputNotStorableError",
     "ResumeError",
     "RunAbortedError",
@@ -126,6 +128,18 @@ class BudgetExceededError(LangChainRuntimeError):
         self.limit = limit
         self.spent = spent
         self.task_id = task_id
+
+
+class LedgerUnavailableError(BudgetExceededError):
+    """The shared budget ledger could not be reached or did not answer in time.
+
+    Raised instead of sending a call unmetered (the ledger fails closed): a database
+    that is down, a lock held past the timeout, a ledger file locked by another process.
+    It is a :class:`BudgetExceededError`, so everything that stops on a budget refusal
+    stops on it too; it is never retried by the orchestrator.
+    """
+
+    code = "ledger_unavailable"
 
 
 class ContextTooLargeError(LangChainRuntimeError):

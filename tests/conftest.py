@@ -17,9 +17,14 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.postgres_server import PostgresServer
 
 #: sha1("https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken")
 _CL100K_CACHE_NAME = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
@@ -47,3 +52,44 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _seeded_cache is not None:
         shutil.rmtree(_seeded_cache, ignore_errors=True)
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+# Tests marked ``postgres`` run against a real PostgreSQL server that the session starts
+# (tests/postgres_server.py). They never skip silently: without PostgreSQL they fail,
+# unless LANGCHAIN_RUNTIME_SKIP_POSTGRES=1 says to skip them.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL server (started on first use, stopped at the end)."""
+    from tests.postgres_server import SKIP_ENV, PostgresServer, PostgresUnavailable
+
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        if os.environ.get(SKIP_ENV) == "1":
+            pytest.skip(f"{SKIP_ENV}=1: {exc}")
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        server.start()
+    except PostgresUnavailable as exc:
+        server.destroy()
+        pytest.fail(str(exc), pytrace=False)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_server: PostgresServer) -> str:
+    """The URL of the session server's ``postgres`` database."""
+    return postgres_server.dsn()
+
+
+@pytest.fixture
+def postgres_db(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh, empty database on the session server (its URL); the server is up again
+    after the test even if the test stopped it."""
+    yield postgres_server.create_database()
+    if not postgres_server.is_running():
+        postgres_server.start()

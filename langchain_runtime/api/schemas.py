@@ -106,6 +106,8 @@ class PolicyIn(_In):
         context_policy: Default context policy for every task.
         fail_fast: After a failure, start nothing new.
         scheduling: ``batched`` (deterministic) or ``eager``.
+        admission: ``per_call`` or ``worst_case`` (refuse the run before any call
+            when its cost estimate's upper bound exceeds the budget).
 
     Example:
         >>> p = PolicyIn(timeout_ms=1500, budget_limit={"amount": "0.10"})
@@ -121,6 +123,7 @@ class PolicyIn(_In):
     context_policy: ContextSpec | None = None
     fail_fast: bool | None = None
     scheduling: Literal["batched", "eager"] | None = None
+    admission: Literal["per_call", "worst_case"] | None = None
 
     def apply(self, base: RunPolicy) -> RunPolicy:
         """``base`` with the fields given here replaced."""
@@ -135,6 +138,8 @@ class PolicyIn(_In):
             changes["fail_fast"] = self.fail_fast
         if self.scheduling is not None:
             changes["scheduling"] = self.scheduling
+        if self.admission is not None:
+            changes["admission"] = self.admission
         if self.budget_limit is not None or self.token_limit is not None:
             budget = base.budget or Budget()
             fields: dict[str, Any] = {}

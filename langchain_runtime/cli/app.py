@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from langchain_runtime._version import __version__
 from langchain_runtime.cli import errors
+from langchain_runtime.cli.budgets import budgets_app
 
 __all__ = ["app"]
 
@@ -110,6 +111,7 @@ runs_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(runs_app, name="runs")
+app.add_typer(budgets_app, name="budgets")
 
 
 @app.callback()

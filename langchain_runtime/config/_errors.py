@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Annotated, Any, Union, get_args, get_origin
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from langchain_runtime._fields import model_at, unknown_field_message
 from langchain_runtime.config.schema import UNION_TAGS
 from langchain_runtime.errors import ConfigurationError
 
@@ -99,57 +98,13 @@ def _shown(value: Any) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
 
 
-def _unwrap(tp: Any) -> Any:
-    """The model or container type inside Optional/Annotated/Union wrappers."""
-    while True:
-        origin = get_origin(tp)
-        if origin is Annotated:
-            tp = get_args(tp)[0]
-        elif origin is Union or origin is types.UnionType:
-            arms = [a for a in get_args(tp) if a is not type(None)]
-            models = [a for a in map(_unwrap, arms) if _is_model(a)]
-            tp = models[0] if models else _unwrap(arms[0])
-            return tp
-        else:
-            return tp
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def _model_at(root: type[BaseModel], loc: Loc) -> type[BaseModel] | None:
-    """The schema model that holds the fields at ``loc``, if the path leads to one."""
-    tp: Any = root
-    for part in loc:
-        tp = _unwrap(tp)
-        if _is_model(tp):
-            field = tp.model_fields.get(part) if isinstance(part, str) else None
-            if field is None:
-                return None
-            tp = field.annotation
-            continue
-        origin = get_origin(tp)
-        if origin in (list, tuple, dict):
-            tp = get_args(tp)[-1] if origin is dict else get_args(tp)[0]
-            continue
-        return None
-    tp = _unwrap(tp)
-    return tp if _is_model(tp) else None
-
-
 def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
     kind = err["type"]
     if kind == "missing":
         return "is required but missing"
     if kind == "extra_forbidden":
-        model = _model_at(root, loc[:-1])
-        if model is None:
-            return "unknown field"
-        known = sorted(model.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown field{hint} (expected one of: {', '.join(known)})"
+        model = model_at(root, loc[:-1])
+        return unknown_field_message(str(loc[-1]), model.model_fields if model else ())
     msg = str(err["msg"])
     msg = msg.removeprefix("Value error, ")
     if msg.startswith("Input should be "):

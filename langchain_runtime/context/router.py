@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.messages import BaseMessage
+from langchain_core.prompts import ChatPromptTemplate, MessagesPlaceholder
 from pydantic import BaseModel
 
 from langchain_runtime.errors import GraphValidationError, InvalidInputError
@@ -14,18 +15,49 @@ if TYPE_CHECKING:
     from langchain_runtime.orchestration.graph import TaskGraph
     from langchain_runtime.orchestration.task import Task
 
-__all__ = ["ContextRouter", "as_text"]
+__all__ = ["ContextRouter", "as_text", "message_variables", "routed"]
 
 INPUT = "$input"
 MEMORY = "$memory"
 
 
 def as_text(value: Any) -> Any:
-    """A chat message routes as its text; a list of messages as their texts joined."""
+    """A chat message as its text, a list of messages as their texts joined (for display)."""
     if isinstance(value, BaseMessage):
         return value.text
-    if isinstance(value, list) and value and all(isinstance(v, BaseMessage) for v in value):
+    if _is_messages(value):
         return "\n".join(v.text for v in value)
+    return value
+
+
+def _is_messages(value: Any) -> bool:
+    return (
+        isinstance(value, list) and bool(value) and all(isinstance(v, BaseMessage) for v in value)
+    )
+
+
+def message_variables(task: Task) -> frozenset[str]:
+    """The variables of ``task``'s prompt that are ``MessagesPlaceholder`` variables."""
+    prompt = task.prompt
+    if not isinstance(prompt, ChatPromptTemplate):
+        return frozenset()
+    return frozenset(m.variable_name for m in prompt.messages if isinstance(m, MessagesPlaceholder))
+
+
+def routed(task: Task, var: str, value: Any) -> Any:
+    """``value`` as variable ``var`` of ``task`` receives it.
+
+    A list of chat messages stays a list (a ``MessagesPlaceholder`` takes it as
+    such, a runnable or callable receives the messages), except where the task's
+    prompt expects text: a ``{var}`` in a template gets the texts joined by
+    newlines. A single message routes as its text, except into a
+    ``MessagesPlaceholder``, which gets it as a one-message list. Anything else
+    routes unchanged.
+    """
+    if isinstance(value, BaseMessage):
+        return [value] if var in message_variables(task) else value.text
+    if _is_messages(value) and var in task.prompt_variables:
+        return value if var in message_variables(task) else "\n".join(v.text for v in value)
     return value
 
 
@@ -36,6 +68,10 @@ class ContextRouter:
     ``Task.inputs`` selects explicitly: ``{"notes": "research"}`` renames,
     ``"research.summary"`` reads a field of a dict output (or an attribute),
     ``"$input.topic"`` reads the run input and ``"$memory.facts"`` run memory.
+    Whatever the source, a list of chat messages stays a list (so a
+    ``MessagesPlaceholder`` receives it, and ``keep_last_n`` can compact it) and a
+    single message routes as its text where the prompt expects text (see
+    :func:`routed`).
 
     Example:
         >>> from langchain_runtime import Task
@@ -55,7 +91,7 @@ class ContextRouter:
         variables: dict[str, Any] = {}
         for dep in task.deps:
             if dep in outputs:
-                variables[dep] = as_text(outputs[dep])
+                variables[dep] = routed(task, dep, outputs[dep])
         for var, source in task.inputs.items():
             variables[var] = self.resolve(task, var, source, outputs, run_input, memory or {})
         return variables
@@ -70,20 +106,20 @@ class ContextRouter:
         memory: Mapping[str, Any],
     ) -> Any:
         """The value of one ``inputs`` source, or an error naming task and variable."""
-        # every source routes a chat message as its text
+        # every source routes chat messages the same way
         if _is_source(source, INPUT):
             path = source[len(INPUT) + 1 :]
-            return as_text(_select(run_input, path, task, var, source, "the run input"))
+            return routed(task, var, _select(run_input, path, task, var, source, "the run input"))
         if _is_source(source, MEMORY):
             path = source[len(MEMORY) + 1 :]
-            return as_text(_select(memory, path, task, var, source, "run memory"))
+            return routed(task, var, _select(memory, path, task, var, source, "run memory"))
         dep, path = _split_task_source(source, task.deps)
         if dep not in outputs:
             raise InvalidInputError(
                 f"task {task.id!r}: variable {var!r} reads {source!r}, but task {dep!r} "
                 "has not completed"
             )
-        return as_text(_select_path(outputs[dep], path, task, var, source))
+        return routed(task, var, _select_path(outputs[dep], path, task, var, source))
 
     def validate(self, graph: TaskGraph, input_keys: Iterable[str] | None = None) -> set[str]:
         """Check every task's prompt variables and sources against the graph.

@@ -7,10 +7,13 @@
 - :class:`BudgetEnforcer` reserves before a call and settles after it.
 - :class:`BudgetCallbackHandler` does that for every call it is attached to.
 - :func:`with_budget` puts one budget over any Runnable (an agent, a graph, a chain).
+- :func:`estimate_run` bounds a run's tokens and cost before it runs; it is what
+  ``RunPolicy(admission="worst_case")`` admits runs by (:class:`AdmissionError`).
 """
 
 from langchain_runtime.cost.budget import BudgetEnforcer, Reservation
 from langchain_runtime.cost.catalog import LongContextPricing, ModelCatalog, ModelInfo
+from langchain_runtime.cost.estimate import AdmissionError, RunEstimate, estimate_run
 from langchain_runtime.cost.handler import BudgetCallbackHandler
 from langchain_runtime.cost.pricing import CostCalculator
 from langchain_runtime.cost.tokens import TokenEstimator, encoding_name_for_model
@@ -18,6 +21,7 @@ from langchain_runtime.cost.tracking import CallRecord, UsageTotals, UsageTracke
 from langchain_runtime.cost.wrap import BudgetedRunnable, with_budget
 
 __all__ = [
+    "AdmissionError",
     "BudgetCallbackHandler",
     "BudgetEnforcer",
     "BudgetedRunnable",
@@ -27,9 +31,11 @@ __all__ = [
     "ModelCatalog",
     "ModelInfo",
     "Reservation",
+    "RunEstimate",
     "TokenEstimator",
     "UsageTotals",
     "UsageTracker",
     "encoding_name_for_model",
+    "estimate_run",
     "with_budget",
 ]

@@ -10,6 +10,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.graph import Graph
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
+from langchain_runtime._fields import unknown_field_message
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import Budget, RunPolicy, RunResult, TaskResult
 from langchain_runtime.errors import (
@@ -86,6 +87,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         store: DurableRunStore | None = None,
         **kwargs: Any,
     ) -> None:
+        _refuse_unknown(kwargs)
         graph = tasks if isinstance(tasks, TaskGraph) else TaskGraph(tasks)
         if output is not None and output not in graph:
             raise ConfigurationError(
@@ -152,6 +154,10 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             }
             detail = "; ".join(f"{k!r} (used by {', '.join(v)})" for k, v in users.items())
             raise InvalidInputError(f"the run input is missing {detail}")
+        if self.policy.admission == "worst_case":
+            from langchain_runtime.cost.estimate import admit_run
+
+            admit_run(self.graph, run_input, self.policy, self.catalog)
         cfg = ensure_config(config)
         if run_id is None and cfg.get("run_id") is not None:
             run_id = str(cfg.get("run_id"))
@@ -381,6 +387,14 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         """
         run = self._make_run(input, config, live=True, run_id=run_id)
         return RunHandle.launch(run)
+
+
+def _refuse_unknown(kwargs: Mapping[str, Any]) -> None:
+    """A misspelt keyword (``polcy=``) must not run the graph without its policy."""
+    known = {"tasks", *Orchestrator.model_fields} - {"graph"}
+    for key in sorted(kwargs):
+        if key not in known:
+            raise ConfigurationError(f"Orchestrator: {key}: {unknown_field_message(key, known)}")
 
 
 def _coerce_input(input: Any) -> dict[str, Any]:

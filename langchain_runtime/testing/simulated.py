@@ -9,13 +9,13 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackManagerForLLMRun
-from langchain_core.language_models import BaseChatModel
 from langchain_core.language_models.base import LangSmithParams
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
+from langchain_runtime.testing._base import OfflineChatModel
 from langchain_runtime.testing._tokens import usage_metadata
 
 __all__ = ["SimulatedChatModel"]
@@ -114,13 +114,15 @@ _WORDS: tuple[str, ...] = tuple(
 )
 
 
-class SimulatedChatModel(BaseChatModel):
+class SimulatedChatModel(OfflineChatModel):
     """An offline, deterministic chat model for demos and tests.
 
     The answer derives from the prompt (same prompt, same answer), its usage is
     reported in ``usage_metadata`` like a real provider's (input counted on the
     prompt, output on the answer), ``max_tokens`` caps the answer, and
-    ``latency`` simulates a slow provider (cancellable on async paths).
+    ``latency`` simulates a slow provider (cancellable on async paths). A call's
+    own ``model=`` (``model.invoke(msgs, model="gpt-4o")``) is the model it reports
+    and is priced as.
 
     Args:
         model_name: The model id reported and priced (``"simulated"`` is in the
@@ -129,6 +131,10 @@ class SimulatedChatModel(BaseChatModel):
         latency: Seconds each call takes.
         max_tokens: Most output tokens per call (also accepted per call).
 
+    It also takes LangChain's standard parameters (``stop``, ``streaming``,
+    ``temperature``, ``timeout``, ``max_retries``) and refuses unknown ones with a
+    ``ConfigurationError`` naming the closest.
+
     Example:
         >>> model = SimulatedChatModel(response_tokens=5)
         >>> msg = model.invoke("Hello there")
@@ -136,9 +142,6 @@ class SimulatedChatModel(BaseChatModel):
         5
     """
 
-    model_config = ConfigDict(populate_by_name=True)
-
-    model_name: str = Field(default="simulated", alias="model")
     response_tokens: int = Field(default=48, ge=0)
     latency: float = Field(default=0.0, ge=0)
     max_tokens: int | None = Field(default=None, ge=0)
@@ -154,14 +157,16 @@ class SimulatedChatModel(BaseChatModel):
     def _get_ls_params(self, stop: list[str] | None = None, **kwargs: Any) -> LangSmithParams:
         params = super()._get_ls_params(stop=stop, **kwargs)
         params["ls_provider"] = "simulated"
-        params["ls_model_name"] = self.model_name
+        params["ls_model_name"] = self._model(kwargs)
         limit = kwargs.get("max_tokens", self.max_tokens)
         if limit is not None:
             params["ls_max_tokens"] = limit
         return params
 
     # ------------------------------------------------------------------ answer
-    def _answer(self, messages: Sequence[BaseMessage], max_tokens: int | None) -> tuple[str, int]:
+    def _answer(
+        self, messages: Sequence[BaseMessage], max_tokens: int | None, stop: list[str] | None
+    ) -> str:
         prompt = "\n".join(f"{m.type}:{m.text}" for m in messages)
         n = self.response_tokens if max_tokens is None else min(self.response_tokens, max_tokens)
         seed = hashlib.sha256(prompt.encode()).digest()
@@ -169,20 +174,23 @@ class SimulatedChatModel(BaseChatModel):
         for i in range(n):
             b = seed[i % len(seed)] ^ (i * 131 % 256)
             words.append(_WORDS[(b + i) % len(_WORDS)])
-        return " ".join(words), n
+        return self._cut_at_stop(" ".join(words), stop)
 
     def _usage(self, messages: Sequence[BaseMessage], text: str) -> UsageMetadata:
         return usage_metadata(messages, text)
 
-    def _result(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> ChatResult:
-        text, _ = self._answer(messages, kwargs.get("max_tokens", self.max_tokens))
+    def _result(
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
+    ) -> ChatResult:
+        text = self._answer(messages, kwargs.get("max_tokens", self.max_tokens), stop)
         msg = AIMessage(
             content=text,
             usage_metadata=self._usage(messages, text),
-            response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+            response_metadata={"model_name": self._model(kwargs), "finish_reason": "stop"},
         )
         return ChatResult(
-            generations=[ChatGeneration(message=msg)], llm_output={"model_name": self.model_name}
+            generations=[ChatGeneration(message=msg)],
+            llm_output={"model_name": self._model(kwargs)},
         )
 
     def _generate(
@@ -194,7 +202,7 @@ class SimulatedChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             time.sleep(self.latency)
-        return self._result(messages, kwargs)
+        return self._result(messages, stop, kwargs)
 
     async def _agenerate(
         self,
@@ -205,12 +213,12 @@ class SimulatedChatModel(BaseChatModel):
     ) -> ChatResult:
         if self.latency:
             await asyncio.sleep(self.latency)
-        return self._result(messages, kwargs)
+        return self._result(messages, stop, kwargs)
 
     def _chunks(
-        self, messages: list[BaseMessage], kwargs: dict[str, Any]
+        self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]
     ) -> list[ChatGenerationChunk]:
-        text, _ = self._answer(messages, kwargs.get("max_tokens", self.max_tokens))
+        text = self._answer(messages, kwargs.get("max_tokens", self.max_tokens), stop)
         words = text.split(" ") if text else []
         chunks = [
             ChatGenerationChunk(message=AIMessageChunk(content=w if i == 0 else " " + w))
@@ -221,7 +229,10 @@ class SimulatedChatModel(BaseChatModel):
                 message=AIMessageChunk(
                     content="",
                     usage_metadata=self._usage(messages, text),
-                    response_metadata={"model_name": self.model_name, "finish_reason": "stop"},
+                    response_metadata={
+                        "model_name": self._model(kwargs),
+                        "finish_reason": "stop",
+                    },
                     chunk_position="last",
                 )
             )
@@ -237,7 +248,7 @@ class SimulatedChatModel(BaseChatModel):
     ) -> Iterator[ChatGenerationChunk]:
         if self.latency:
             time.sleep(self.latency)
-        for chunk in self._chunks(messages, kwargs):
+        for chunk in self._chunks(messages, stop, kwargs):
             if run_manager is not None and chunk.message.content:
                 run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk
@@ -251,7 +262,7 @@ class SimulatedChatModel(BaseChatModel):
     ) -> AsyncIterator[ChatGenerationChunk]:
         if self.latency:
             await asyncio.sleep(self.latency)
-        for chunk in self._chunks(messages, kwargs):
+        for chunk in self._chunks(messages, stop, kwargs):
             if run_manager is not None and chunk.message.content:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
             yield chunk

@@ -56,6 +56,7 @@ def _budget(text: str, html: str) -> None:
 def _context(text: str, html: str) -> None:
     assert "summarize: " in text and "tokens truncated" in text
     assert "failed - context_too_large - cost: 0 USD" in text
+    assert "history trimmed: " in text and "answer: A family eats thousands a year." in text
 
 
 def _sidecar(text: str, html: str) -> None:
@@ -65,11 +66,22 @@ def _sidecar(text: str, html: str) -> None:
     assert "task_completed summary" in text and "run_finished" in text
 
 
+def _durable(text: str, html: str) -> None:
+    assert "'outline': 'completed', 'research': 'completed', 'review': 'cancelled'" in text
+    assert "aborted 2/4 tasks completed" in text
+    assert "outline   completed  restored=True" in text
+    assert "research  completed  restored=True" in text
+    assert "review    completed  restored=False" in text
+    assert "draft     completed  restored=False" in text
+    assert "<td>draft</td><td>completed</td>" in html
+
+
 EXPECT = {
     "01_quickstart.ipynb": _quickstart,
     "02_budget_an_agent.ipynb": _budget,
     "03_context.ipynb": _context,
     "04_sidecar.ipynb": _sidecar,
+    "05_durable.ipynb": _durable,
 }
 
 

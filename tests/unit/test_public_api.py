@@ -52,6 +52,12 @@ EXPECTED = {
     "TokenEstimator",
     "UsageTracker",
     "with_budget",
+    # shared budgets
+    "BudgetLedger",
+    "InMemoryLedger",
+    "LedgerUnavailableError",
+    "PostgresLedger",
+    "SQLiteLedger",
     # context
     "ContextBuilder",
     "ContextCompactor",
@@ -77,12 +83,15 @@ def test_every_error_is_exported_and_has_a_retry_flag() -> None:
     assert not errors.ContextTooLargeError.is_retryable
     assert issubclass(errors.TaskTimeoutError, TimeoutError)
     assert issubclass(errors.ConfigurationError, ValueError)
+    assert issubclass(errors.LedgerUnavailableError, errors.BudgetExceededError)
+    assert not errors.LedgerUnavailableError.is_retryable
 
 
 def test_import_is_light() -> None:
     code = (
         "import sys, langchain_runtime; "
-        "heavy = [m for m in ('fastapi', 'uvicorn', 'langgraph', 'openai', 'langchain_openai') "
+        "heavy = [m for m in ('fastapi', 'uvicorn', 'langgraph', 'openai', 'langchain_openai', "
+        "'psycopg', 'psycopg_pool') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run(

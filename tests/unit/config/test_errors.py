@@ -106,7 +106,7 @@ def test_unknown_field_suggests_the_right_one(write: Write) -> None:
     issue = _one(_fails(path))
     assert (issue.path, issue.line) == ("policies.default.max_paralelism", 3)
     assert "unknown field; did you mean 'max_parallelism'?" in issue.message
-    assert "expected one of: budget, context, fail_fast, max_parallelism" in issue.message
+    assert "expected one of: admission, budget, context, fail_fast" in issue.message
     assert str(_fails(path)).startswith(f"{path}:3: policies.default.max_paralelism: unknown")
 
 

@@ -1,0 +1,180 @@
+"""What a budget enforcer calls around each model call to hold budget in a ledger.
+
+:class:`LedgerGate` binds a :class:`BudgetLedger` to the scopes of one run, wrapper
+or agent. It reserves under the call's own id, renews the leases of calls still in
+flight in a background thread, and never lets a ledger problem escape from
+``settle`` or ``release`` (the call has happened, or will not: there is nothing for
+the caller to do but carry on).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+from datetime import timedelta
+from decimal import Decimal
+from types import TracebackType
+
+from langchain_runtime.cost.ledger._base import BudgetLedger, SettleOutcome
+from langchain_runtime.cost.ledger._model import Lease, normalize_scopes
+from langchain_runtime.errors import BudgetExceededError, LedgerUnavailableError
+
+__all__ = ["LedgerGate"]
+
+logger = logging.getLogger(__name__)
+
+
+class LedgerGate:
+    """A ledger's reserve/settle/release for the calls of one budget, by call id.
+
+    Args:
+        ledger: The shared ledger.
+        scopes: The scopes every call made through this gate reserves in.
+        lease_ttl: The lease lifetime (the ledger's default otherwise).
+        renew_every: How often live leases are renewed (a third of the lifetime by
+            default); None turns renewal off.
+
+    Example:
+        >>> from langchain_runtime.cost.ledger import InMemoryLedger
+        >>> ledger = InMemoryLedger()
+        >>> _ = ledger.set_limit("team:research", max_cost="0.10")
+        >>> with LedgerGate(ledger, ["team:research"]) as gate:
+        ...     _ = gate.reserve("call-1", cost="0.08", tokens=900)
+        ...     gate.settle("call-1", cost="0.05", tokens=700)
+        'settled'
+        >>> ledger.status("team:research").spent
+        Decimal('0.05')
+    """
+
+    def __init__(
+        self,
+        ledger: BudgetLedger,
+        scopes: Iterable[str],
+        *,
+        lease_ttl: timedelta | None = None,
+        renew_every: timedelta | str | None = "auto",
+    ) -> None:
+        self.ledger = ledger
+        self.scopes = normalize_scopes(scopes)
+        self.lease_ttl = lease_ttl if lease_ttl is not None else ledger.lease_ttl
+        if renew_every == "auto":
+            self.renew_every: timedelta | None = self.lease_ttl / 3
+        elif renew_every is None or isinstance(renew_every, timedelta):
+            self.renew_every = renew_every
+        else:
+            raise ValueError(f"renew_every must be a timedelta or None, got {renew_every!r}")
+        self._lock = threading.Lock()
+        self._live: dict[str, Lease] = {}
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"LedgerGate({self.ledger!r}, scopes={list(self.scopes)})"
+
+    def reserve(self, call_id: str, cost: Decimal | int | float | str, tokens: int = 0) -> Lease:
+        """Hold the call's worst case in every scope, before it is sent.
+
+        Raises:
+            BudgetExceededError: It does not fit in one of the scopes.
+            LedgerUnavailableError: The ledger cannot answer, or failed: do not send.
+        """
+        try:
+            lease = self.ledger.reserve(
+                self.scopes,
+                cost=cost,
+                tokens=tokens,
+                lease_ttl=self.lease_ttl,
+                reservation_id=str(call_id),
+            )
+        except BudgetExceededError:
+            raise
+        except Exception as exc:
+            raise LedgerUnavailableError(
+                f"budget ledger failed to reserve call {call_id}: {exc!r}; the call was "
+                "refused, not sent unmetered"
+            ) from exc
+        with self._lock:
+            self._live[lease.id] = lease
+        self._start_renewer()
+        return lease
+
+    def settle(
+        self, call_id: str, cost: Decimal | int | float | str, tokens: int = 0
+    ) -> SettleOutcome | None:
+        """Record the call's real cost (journaled if the ledger is down); never raises.
+
+        Returns the ledger's outcome, or None if the settlement could not be recorded
+        at all (logged as an error).
+        """
+        key = str(call_id)
+        with self._lock:
+            self._live.pop(key, None)
+        try:
+            return self.ledger.settle(key, cost=cost, tokens=tokens)
+        except Exception:
+            logger.exception("could not settle call %s in %r", key, self.ledger)
+            return None
+
+    def release(self, call_id: str) -> bool:
+        """Drop the hold of a call that was not sent; never raises."""
+        key = str(call_id)
+        with self._lock:
+            self._live.pop(key, None)
+        try:
+            return self.ledger.release(key)
+        except Exception as exc:
+            # the lease expires on its own: the hold is only kept a little longer
+            logger.warning("could not release call %s (its lease will expire): %s", key, exc)
+            return False
+
+    def renew_all(self) -> int:
+        """Renew every lease of a call still in flight now; returns how many were renewed."""
+        with self._lock:
+            ids = list(self._live)
+        renewed = 0
+        for lease_id in ids:
+            try:
+                if self.ledger.renew(lease_id, lease_ttl=self.lease_ttl) is not None:
+                    renewed += 1
+                else:
+                    logger.warning("lease %s had already expired and was not renewed", lease_id)
+                    with self._lock:
+                        self._live.pop(lease_id, None)
+            except LedgerUnavailableError as exc:
+                logger.warning("could not renew lease %s: %s", lease_id, exc)
+        return renewed
+
+    def _start_renewer(self) -> None:
+        if self.renew_every is None or self._renewer is not None:
+            return
+        with self._lock:
+            if self._renewer is not None:
+                return
+            self._renewer = threading.Thread(
+                target=self._renew_loop, name="ledger-lease-renewer", daemon=True
+            )
+            self._renewer.start()
+
+    def _renew_loop(self) -> None:
+        assert self.renew_every is not None
+        interval = self.renew_every.total_seconds()
+        while not self._stop.wait(interval):
+            self.renew_all()
+
+    def close(self) -> None:
+        """Stop renewing (leases still live then expire on their own)."""
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5.0)
+
+    def __enter__(self) -> LedgerGate:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
