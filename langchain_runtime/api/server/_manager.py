@@ -114,7 +114,8 @@ class _Live:
     started: float
     aborting: bool = False
     saved_seq: int = -1
-    #: task id -> (the result it was encoded from, or a placeholder's state; its JSON)
+    #: task id -> (the result it was encoded from, or a placeholder's state; its JSON
+    #: object member, id included)
     task_json: dict[str, tuple[Any, str]] = field(default_factory=dict)
 
 
@@ -454,9 +455,10 @@ class RunManager:
             key: Any = tr.state if tr.model_fields_set <= {"task_id", "state"} else tr
             hit = cache.get(tid)
             if hit is None or hit[0] is not key:
-                hit = (key, _dumps(TaskStatus.from_result(tr).model_dump(mode="json")))
+                encoded = _dumps(TaskStatus.from_result(tr).model_dump(mode="json"))
+                hit = (key, f"{_dumps(tid)}:{encoded}")
                 cache[tid] = hit
-            parts.append(f"{_dumps(tid)}:{hit[1]}")
+            parts.append(hit[1])
         body = head.model_dump(mode="json")
         body.pop("tasks", None)
         text = _dumps(body)
