@@ -10,10 +10,12 @@ prompt uses the previous task's output) on the simulated model (8-token answers,
 latency), for N in ``--sizes``:
 
 * **in process**: ``Orchestrator(tasks).invoke(input)``, nothing persisted;
-* **in process + store**: the same with ``store=SQLiteRunStore(file)``;
+* **in process + store**: the same with ``store=SQLiteRunStore(file)``
+  (``synchronous`` as ``--sync``: ``full``, the default, fsyncs every commit);
 * **sidecar**: ``langchain-runtime serve`` in a child process on 127.0.0.1 with an
   SQLite store file (the default, durable store), the chain submitted as ad-hoc
   tasks with ``RuntimeClient.start_run`` and waited for with ``RuntimeClient.wait``
+  (the store with the same ``--sync``)
   (which polls ``GET /api/v1/runs/{id}`` every ``--poll`` seconds, as a client
   would); the time is from submission until ``wait`` returns the completed run.
 
@@ -49,8 +51,10 @@ import json, logging, sys
 from langchain_runtime.api.server import serve
 from langchain_runtime.config import load_config
 logging.basicConfig(level=logging.WARNING)
+from langchain_runtime.store import SQLiteRunStore
 config = load_config(json.loads(sys.argv[2]))
-serve("127.0.0.1", int(sys.argv[1]), log_level="warning", config=config, store=sys.argv[3],
+store = SQLiteRunStore(sys.argv[3], exclusive=True, synchronous=sys.argv[4])
+serve("127.0.0.1", int(sys.argv[1]), log_level="warning", config=config, store=store,
       max_body_bytes=50_000_000)
 """
 
@@ -64,7 +68,7 @@ def chain_specs(n: int) -> list[dict[str, Any]]:
 
 
 def chain_tasks(n: int) -> list[Task]:
-    model = SimulatedChatModel(model="sim", response_tokens=8)
+    model = SimulatedChatModel(response_tokens=8)
     return [
         Task(s["id"], prompt=s["prompt"], model=model, deps=s.get("deps", ()))
         for s in chain_specs(n)
@@ -77,10 +81,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_server(db: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(db: Path, sync: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-c", SERVER, str(port), json.dumps(CONFIG), str(db)],
+        [sys.executable, "-c", SERVER, str(port), json.dumps(CONFIG), str(db), sync],
         env={**os.environ, "LANGCHAIN_RUNTIME_TOKEN": ""},
     )
     url = f"http://127.0.0.1:{port}"
@@ -104,9 +108,12 @@ def stop_server(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(5)
 
 
-def in_process(n: int, store_dir: Path | None) -> float:
+def in_process(n: int, store_dir: Path | None, sync: str = "full") -> float:
     tasks = chain_tasks(n)
-    store = SQLiteRunStore(store_dir / f"chain-{n}-{time.monotonic_ns()}.db") if store_dir else None
+    store = None
+    if store_dir is not None:
+        path = store_dir / f"chain-{n}-{time.monotonic_ns()}.db"
+        store = SQLiteRunStore(path, synchronous=sync)  # type: ignore[arg-type]
     orch = Orchestrator(tasks, policy=RunPolicy(max_parallelism=4), store=store)
     start = time.perf_counter()
     result = orch.invoke({})
@@ -133,20 +140,27 @@ def main() -> None:
     parser.add_argument("--sizes", default="500,2000,5000")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--poll", type=float, default=0.2)
+    parser.add_argument(
+        "--sync", choices=["full", "normal"], default="full",
+        help="the store's synchronous mode (full: survives a power loss; normal: a crash)",
+    )  # fmt: skip
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url = start_server(Path(tmp) / "server.db")
+        proc, url = start_server(Path(tmp) / "server.db", args.sync)
         try:
             in_process(50, None)
             sidecar(url, 50, args.poll)  # warm-up
-            print(f"chain on the simulated model; median of {args.repeat}; sidecar at {url}")
+            print(
+                f"chain on the simulated model; median of {args.repeat}; store "
+                f"synchronous={args.sync}; sidecar at {url}"
+            )
             worst, per_task = 0.0, []
             for n in sizes:
                 t = {"in process": [], "in process + store": [], "sidecar": []}  # type: dict[str, list[float]]
                 for _ in range(args.repeat):
                     t["in process"].append(in_process(n, None))
-                    t["in process + store"].append(in_process(n, Path(tmp)))
+                    t["in process + store"].append(in_process(n, Path(tmp), args.sync))
                     t["sidecar"].append(sidecar(url, n, args.poll))
                 med = {k: statistics.median(v) / n * 1e3 for k, v in t.items()}
                 ratio = med["sidecar"] / med["in process"]

@@ -236,13 +236,13 @@ def test_a_run_owned_by_another_host_is_live_while_its_heartbeat_is_recent(
     try:
         with sqlite3.connect(path) as db:
             db.execute(
-                "UPDATE durable_runs SET heartbeat_at = ? WHERE run_id = 'remote'",
+                "UPDATE run_beats SET heartbeat_at = ? WHERE run_id = 'remote'",
                 ((T0.now(T0.tzinfo) - timedelta(seconds=30)).isoformat(),),
             )
         assert other.is_live("remote")
         with sqlite3.connect(path) as db:
             db.execute(
-                "UPDATE durable_runs SET heartbeat_at = ? WHERE run_id = 'remote'",
+                "UPDATE run_beats SET heartbeat_at = ? WHERE run_id = 'remote'",
                 ((T0.now(T0.tzinfo) - timedelta(minutes=10)).isoformat(),),
             )
         assert not other.is_live("remote")
