@@ -357,7 +357,12 @@ class RunManager:
         )
 
     def _save(self, live: _Live, status: RunStatus, result: RunResult) -> None:
-        events = [encode_event(e, live.run_id) for e in result.events if e.seq > live.saved_seq]
+        # a durable run stored its events with its commits (the last one included)
+        events = (
+            []
+            if self._durable is not None and result.events
+            else [encode_event(e, live.run_id) for e in result.events if e.seq > live.saved_seq]
+        )
         record = replace(
             live.record,
             state=status.state,
