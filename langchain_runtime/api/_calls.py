@@ -36,6 +36,8 @@ from langchain_runtime.api.errors import (
     error_from_body,
 )
 from langchain_runtime.api.schemas import (
+    ResumeBudget,
+    ResumeRequest,
     RunAccepted,
     RunPage,
     RunRequest,
@@ -43,7 +45,7 @@ from langchain_runtime.api.schemas import (
     TaskAccepted,
     TaskSpec,
 )
-from langchain_runtime.domain import RunEvent
+from langchain_runtime.domain import Budget, RunEvent
 
 __all__ = ["TOKEN_ENV", "Core", "EventCursor", "Plan", "Send", "Sleep"]
 
@@ -224,6 +226,15 @@ class Core:
         response = yield from self.call(request, idempotent=False)
         return _decode(response, RunAccepted)
 
+    def resume_run(self, run_id: str, body: ResumeRequest) -> Plan[RunAccepted]:
+        request = self.request(
+            "POST",
+            f"{_API}/runs/{_quote(run_id)}/resume",
+            json_body=body.model_dump(mode="json", exclude_none=True),
+        )
+        response = yield from self.call(request, idempotent=False)
+        return _decode(response, RunAccepted)
+
     def enqueue_task(self, run_id: str, task: TaskSpec) -> Plan[TaskAccepted]:
         body = task.model_dump(mode="json", exclude_unset=True)
         request = self.request("POST", f"{_API}/runs/{_quote(run_id)}/tasks", json_body=body)
@@ -341,3 +352,15 @@ def run_request(
 
 def task_spec(task: TaskSpec | Mapping[str, Any]) -> TaskSpec:
     return task if isinstance(task, TaskSpec) else TaskSpec.model_validate(dict(task))
+
+
+def resume_request(budget: Any) -> ResumeRequest:
+    """The body of a resume: no budget, or one from a mapping or a ``Budget``."""
+    if budget is None:
+        return ResumeRequest()
+    if isinstance(budget, ResumeBudget):
+        return ResumeRequest(budget=budget)
+    if isinstance(budget, Budget):
+        fields = budget.model_dump(include={"max_cost", "max_tokens", "currency"})
+        return ResumeRequest(budget=ResumeBudget.model_validate(fields))
+    return ResumeRequest(budget=ResumeBudget.model_validate(dict(budget)))

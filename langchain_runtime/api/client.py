@@ -17,9 +17,19 @@ from typing import Any, TypeVar
 
 import httpx
 
-from langchain_runtime.api._calls import Core, Plan, Send, Sleep, error_for, run_request, task_spec
+from langchain_runtime.api._calls import (
+    Core,
+    Plan,
+    Send,
+    Sleep,
+    error_for,
+    resume_request,
+    run_request,
+    task_spec,
+)
 from langchain_runtime.api.schemas import (
     PolicyIn,
+    ResumeBudget,
     RunAccepted,
     RunPage,
     RunRequest,
@@ -27,7 +37,7 @@ from langchain_runtime.api.schemas import (
     TaskAccepted,
     TaskSpec,
 )
-from langchain_runtime.domain import RunEvent
+from langchain_runtime.domain import Budget, RunEvent
 
 __all__ = ["AsyncRuntimeClient", "RuntimeClient"]
 
@@ -35,6 +45,7 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 TaskLike = TaskSpec | Mapping[str, Any]
+BudgetLike = ResumeBudget | Budget | Mapping[str, Any]
 
 
 class RuntimeClient:
@@ -132,6 +143,23 @@ class RuntimeClient:
     def abort_run(self, run_id: str) -> RunAccepted:
         """Ask the run to stop (it answers at once with state ``aborting``)."""
         return self._drive(self._core.abort_run(run_id))
+
+    def resume_run(self, run_id: str, budget: BudgetLike | None = None) -> RunAccepted:
+        """Resume a stored run on the server: completed tasks are kept, the rest run.
+
+        Args:
+            run_id: A run that ended (failed, aborted, over budget, timed out) or was
+                interrupted by a server restart.
+            budget: A new budget (a top-up): ``{"max_cost": ..., "max_tokens": ...}``
+                or a :class:`~langchain_runtime.Budget`; the fields given replace the
+                stored budget's.
+
+        Raises:
+            RunNotFoundError: No such run (404).
+            ResumeError: The run is still live (409 ``run_live``) or its registered
+                workflow changed (422 ``resume_refused``, naming the difference).
+        """
+        return self._drive(self._core.resume_run(run_id, resume_request(budget)))
 
     def enqueue_task(self, run_id: str, task: TaskLike) -> TaskAccepted:
         """Add a task to a live run, validated like any task of a request."""
@@ -270,6 +298,10 @@ class AsyncRuntimeClient:
     async def abort_run(self, run_id: str) -> RunAccepted:
         """See :meth:`RuntimeClient.abort_run`."""
         return await self._drive(self._core.abort_run(run_id))
+
+    async def resume_run(self, run_id: str, budget: BudgetLike | None = None) -> RunAccepted:
+        """See :meth:`RuntimeClient.resume_run`."""
+        return await self._drive(self._core.resume_run(run_id, resume_request(budget)))
 
     async def enqueue_task(self, run_id: str, task: TaskLike) -> TaskAccepted:
         """See :meth:`RuntimeClient.enqueue_task`."""

@@ -19,7 +19,8 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
         │   └── ApiTimeoutError(TimeoutError)    no answer (or no end of run) in time
         └── (private) ApiError + a package error, for invalid_input, invalid_config,
             dag_invalid, dag_cycle, dep_not_found, context_too_large,
-            budget_exceeded, run_completed, run_aborted
+            budget_exceeded, run_completed, run_aborted, run_live and
+            resume_refused (a ResumeError)
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from langchain_runtime.errors import (
     GraphValidationError,
     InvalidInputError,
     LangChainRuntimeError,
+    ResumeError,
     RunAbortedError,
     RunFinishedError,
 )
@@ -161,6 +163,10 @@ class _RemoteRunAborted(RunAbortedError, ApiError):
     pass
 
 
+class _RemoteResume(ResumeError, ApiError):
+    pass
+
+
 class ErrorKind(NamedTuple):
     """One row of :data:`ERROR_TABLE`: the HTTP status and the client's error class."""
 
@@ -188,6 +194,11 @@ ERROR_TABLE: Mapping[str, ErrorKind] = {
     "run_exists": ErrorKind(409, RunExistsError),
     "run_completed": ErrorKind(409, _RemoteRunFinished),
     "run_aborted": ErrorKind(409, _RemoteRunAborted),
+    # a resume of a run that is still executing (here or in another process)
+    "run_live": ErrorKind(409, _RemoteResume),
+    # a resume whose registered workflow differs from the stored run (the message
+    # names the first difference)
+    "resume_refused": ErrorKind(422, _RemoteResume),
     "payload_too_large": ErrorKind(413, PayloadTooLargeError),
     "too_many_runs": ErrorKind(429, TooManyRunsError),
     "internal_error": ErrorKind(500, ServerError),

@@ -47,6 +47,8 @@ __all__ = [
     "ErrorBody",
     "Health",
     "PolicyIn",
+    "ResumeBudget",
+    "ResumeRequest",
     "RunAccepted",
     "RunPage",
     "RunRequest",
@@ -185,6 +187,35 @@ class RunRequest(_In):
         return self
 
 
+class ResumeBudget(_In):
+    """Budget fields of a resume; each one given replaces the stored budget's.
+
+    Example:
+        >>> b = ResumeBudget(max_cost="0.50").apply(Budget(max_cost="0.10", max_tokens=900))
+        >>> b.max_cost, b.max_tokens
+        (Decimal('0.50'), 900)
+    """
+
+    max_cost: Decimal | None = Field(default=None, ge=0, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=0)
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+
+    def apply(self, base: Budget | None) -> Budget:
+        """``base`` (or no limit) with the fields given here replaced."""
+        return (base or Budget()).model_copy(update=self.model_dump(exclude_none=True))
+
+
+class ResumeRequest(_In):
+    """The body of ``POST /api/v1/runs/{id}/resume`` (optional).
+
+    Attributes:
+        budget: A new budget for the resumed run (a top-up after ``budget_exceeded``):
+            the fields given replace the stored budget's, the others stay.
+    """
+
+    budget: ResumeBudget | None = None
+
+
 class RunAccepted(_Out):
     """The answer to a submission or an abort: the run's id and state."""
 
@@ -232,6 +263,8 @@ class TaskStatus(_Out):
     batch: int | None = None
     #: What context compaction did before the call (as in ``TaskResult``).
     compaction: dict[str, Any] | None = None
+    #: Completed in an earlier run of a resumed run, restored from the store (not re-run).
+    restored: bool = False
 
     @classmethod
     def from_result(cls, tr: TaskResult) -> TaskStatus:
@@ -250,6 +283,7 @@ class TaskStatus(_Out):
             attempts=tr.attempts,
             batch=tr.batch,
             compaction=tr.compaction,
+            restored=tr.restored,
         )
 
     def output_value(self) -> Any:
@@ -332,6 +366,7 @@ class RunStatus(_Out):
                 attempts=ts.attempts,
                 batch=ts.batch,
                 compaction=ts.compaction,
+                restored=ts.restored,
             )
             for tid, ts in self.tasks.items()
         }

@@ -91,6 +91,12 @@ Token = Annotated[
     str | None,
     typer.Option("--token", envvar=_TOKEN_ENV, help="The sidecar's bearer token."),
 ]
+StorePath = Annotated[
+    str | None,
+    typer.Option(
+        "--store", metavar="PATH", help="A run store file (SQLite): keep runs there, to resume."
+    ),
+]
 
 app = typer.Typer(
     name="langchain-runtime",
@@ -102,7 +108,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 runs_app = typer.Typer(
-    help="Runs on a sidecar server: list, status, wait, abort, events.", no_args_is_help=True
+    help="Runs on a sidecar server (list, status, wait, abort, events), or in a store file.",
+    no_args_is_help=True,
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(budgets_app, name="budgets")
@@ -131,10 +138,14 @@ def run(
     max_parallelism: Annotated[
         int | None, typer.Option("--max-parallelism", min=1, help="Most tasks at once.")
     ] = None,
+    store: StorePath = None,
     json: Json = False,
     debug: Debug = False,
 ) -> None:
     """Run a workflow: live progress, then each task's state, tokens and cost, and outputs.
+
+    With --store, each task is saved as it completes, and a run that does not complete
+    (Ctrl-C included) can be resumed with `langchain-runtime resume RUN_ID --store PATH`.
 
     Exit status: 0 completed; 1 failed, over budget, timed out; 2 bad file or input;
     130 interrupted (Ctrl-C stops the run cleanly and shows what finished).
@@ -148,6 +159,63 @@ def run(
         workflow=workflow,
         budget=budget,
         max_parallelism=max_parallelism,
+        as_json=json,
+        out=_out(),
+        err=_err(),
+        store=store,
+    )
+
+
+@app.command()
+def resume(
+    run_id: Annotated[str, typer.Argument(help="The run's id (or a unique prefix).")],
+    store: StorePath = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", envvar=_URL_ENV, help="Resume it on this sidecar instead."),
+    ] = None,
+    token: Token = None,
+    max_cost: Annotated[
+        str | None,
+        typer.Option("--max-cost", metavar="AMOUNT", help="A new cost limit, e.g. 0.50 (USD)."),
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", min=0, help="A new token limit.")
+    ] = None,
+    file: Annotated[
+        Path | None,
+        typer.Option("--file", metavar="FILE", help="The workflow file, if it has moved."),
+    ] = None,
+    json: Json = False,
+    debug: Debug = False,
+) -> None:
+    """Resume a stored run: completed tasks are kept (and not paid again), the rest run.
+
+    Exit status: 0 completed; 1 failed, over budget, or cannot be resumed; 2 no such
+    run or bad usage; 130 interrupted (the run stays resumable).
+    """
+    from langchain_runtime.cli import durable
+
+    if (store is None) == (url is None):
+        raise errors.CliError("give exactly one of --store PATH or --url URL")
+    if url is not None:
+        durable.resume_remote(
+            run_id,
+            url=url,
+            token=token,
+            max_cost=max_cost,
+            max_tokens=max_tokens,
+            as_json=json,
+            out=_out(),
+        )
+        return
+    assert store is not None
+    durable.resume_local(
+        run_id,
+        store_path=store,
+        max_cost=max_cost,
+        max_tokens=max_tokens,
+        file=file,
         as_json=json,
         out=_out(),
         err=_err(),
@@ -282,10 +350,16 @@ def runs_list(
     token: Token = None,
     state: Annotated[str | None, typer.Option("--state", help="Only runs in this state.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Most runs shown.")] = None,
+    store: StorePath = None,
     json: Json = False,
     debug: Debug = False,
 ) -> None:
-    """The sidecar's runs, newest first."""
+    """The sidecar's runs (or, with --store, a store file's), newest first."""
+    if store is not None:
+        from langchain_runtime.cli.durable import list_stored
+
+        list_stored(store, state=state, limit=limit, as_json=json, out=_out())
+        return
     _remote(url, token, json).list(state=state, limit=limit)
 
 

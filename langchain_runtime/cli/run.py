@@ -62,14 +62,19 @@ async def _drive(
     raise RuntimeError("the run's stream ended without a result")  # pragma: no cover
 
 
-def execute(orchestrator: Orchestrator, run_input: dict[str, Any], sink: TaskSink) -> RunOutcome:
+def execute(
+    orchestrator: Orchestrator,
+    run_input: dict[str, Any],
+    sink: TaskSink,
+    run_id: uuid.UUID | None = None,
+) -> RunOutcome:
     """Run to the end, passing each finished task to ``sink``; Ctrl-C stops it cleanly.
 
     On Ctrl-C, ``asyncio.run`` cancels the stream, the stream cancels the run (the
     calls in flight are cancelled, nothing new starts), and the result is built
     from the tasks that had finished.
     """
-    run_id = uuid.uuid4()
+    run_id = run_id or uuid.uuid4()
     finished: dict[str, TaskResult] = {}
 
     def record(result: TaskResult) -> None:
@@ -111,10 +116,10 @@ def _interrupted(
     )
 
 
-def _whole_result(orchestrator: Orchestrator) -> Orchestrator:
+def _whole_result(orchestrator: Orchestrator, store: Any = None) -> Orchestrator:
     """The same workflow returning the whole ``RunResult`` (a workflow may name one
-    ``output`` task, whose output alone a chain would receive)."""
-    if orchestrator.output is None:
+    ``output`` task, whose output alone a chain would receive), kept in ``store``."""
+    if orchestrator.output is None and store is None:
         return orchestrator
     return Orchestrator(
         orchestrator.graph,
@@ -122,6 +127,7 @@ def _whole_result(orchestrator: Orchestrator) -> Orchestrator:
         catalog=orchestrator.catalog,
         input_keys=orchestrator.input_keys,
         name=orchestrator.name,
+        store=store,
     )
 
 
@@ -136,8 +142,13 @@ def run_workflow(
     as_json: bool,
     out: Console,
     err: Console,
+    store: str | None = None,
 ) -> None:
     """Run one workflow of ``path`` and show (or print as JSON) its result.
+
+    With ``store`` (a file), the run is kept there as it goes: each task is written
+    when it completes, and a run that does not complete (Ctrl-C included) can be
+    resumed with ``langchain-runtime resume RUN_ID --store FILE``.
 
     Raises:
         CliError: The run did not complete (exit 1), or was interrupted (exit 130).
@@ -147,21 +158,60 @@ def run_workflow(
     run_input = parse_run_input(inputs, input_file)
     loaded = load(path, workflow)
     policy = with_overrides(loaded.policy, budget=amount, max_parallelism=max_parallelism)
-    orchestrator = _whole_result(loaded.config.build_workflow(loaded.name, policy_override=policy))
-    require_inputs(orchestrator.required_inputs, run_input)
-    order = orchestrator.graph.order
-    if as_json:
-        outcome = execute(orchestrator, run_input, lambda _: None)
-        print_json(run_json(outcome.result))
-    else:
-        deps = {task.id: task.deps for task in orchestrator.graph}
-        currency = loaded.config.catalog().currency
-        with RunProgress(err, order, deps, currency) as progress:
-            outcome = execute(orchestrator, run_input, progress)
-        print_run(out, outcome.result, order)
+    built = loaded.config.build_workflow(loaded.name, policy_override=policy)
+    run_id = uuid.uuid4()
+    kept = None
+    if store is not None:
+        from langchain_runtime.cli.durable import open_store, save_source
+
+        kept = open_store(store, create=True)
+    try:
+        orchestrator = _whole_result(built, kept)
+        require_inputs(orchestrator.required_inputs, run_input)
+        if kept is not None:
+            save_source(
+                kept,
+                str(run_id),
+                file=path,
+                workflow=loaded.name,
+                budget=budget,
+                max_parallelism=max_parallelism,
+            )
+        outcome = _show(orchestrator, run_input, run_id, loaded, as_json, out, err)
+    finally:
+        if kept is not None:
+            kept.close()
     result = outcome.result
+    hint = ""
+    if store is not None and (outcome.interrupted or not result.ok):
+        from langchain_runtime.cli.durable import resume_hint
+
+        hint = f"; the run is kept, resume it with: {resume_hint(str(run_id), store)}"
     if outcome.interrupted:
-        raise CliError(result.error.message if result.error else "interrupted", EXIT_INTERRUPTED)
+        message = result.error.message if result.error else "interrupted"
+        raise CliError(message + hint, EXIT_INTERRUPTED)
     if not result.ok:
         reason = f": {result.error.message}" if result.error is not None else ""
-        raise CliError(f"run {result.run_id} ended {result.state.value}{reason}", EXIT_FAILED)
+        raise CliError(f"run {result.run_id} ended {result.state.value}{reason}{hint}", EXIT_FAILED)
+
+
+def _show(
+    orchestrator: Orchestrator,
+    run_input: dict[str, Any],
+    run_id: uuid.UUID,
+    loaded: Any,
+    as_json: bool,
+    out: Console,
+    err: Console,
+) -> RunOutcome:
+    order = orchestrator.graph.order
+    if as_json:
+        outcome = execute(orchestrator, run_input, lambda _: None, run_id)
+        print_json(run_json(outcome.result))
+        return outcome
+    deps = {task.id: task.deps for task in orchestrator.graph}
+    currency = loaded.config.catalog().currency
+    with RunProgress(err, order, deps, currency) as progress:
+        outcome = execute(orchestrator, run_input, progress, run_id)
+    print_run(out, outcome.result, order)
+    return outcome

@@ -8,8 +8,10 @@ equal value. What can be stored:
   lists (as :func:`json.dumps` does); non-finite floats and :class:`~decimal.Decimal`
   are tagged so they come back as they were;
 * LangChain messages and documents (anywhere inside such data) through LangChain's
-  own serializer (:func:`langchain_core.load.dumpd`), with their ids, tool calls and
-  ``usage_metadata``;
+  own serializers: a message as :func:`langchain_core.messages.message_to_dict`
+  writes it (its fields checked to be JSON data), a document (or any other
+  allowlisted class) through :func:`langchain_core.load.dumpd`; ids, tool calls and
+  ``usage_metadata`` included;
 * pydantic models (a structured output) as ``model_dump(mode="json")`` and their
   class path.
 
@@ -51,12 +53,26 @@ __all__ = ["decode", "encode"]
 #: Tags of the values that are not plain JSON. A plain dict that has a key
 #: starting with ``$`` is wrapped in ``{"$dict": ...}`` so it is never read as one.
 _LC = "$lc"
+_MSG = "$msg"
 _MODEL = "$model"
 _FLOAT = "$float"
 _DECIMAL = "$decimal"
 _DICT = "$dict"
 _MAX_DEPTH = 200
 _LC_ESCAPED = "__lc_escaped__"
+
+
+@cache
+def _messages() -> dict[type[Any], str]:
+    """The message classes written with ``message_to_dict``, and their ``type``."""
+    import langchain_core.messages as m
+
+    classes = (
+        m.AIMessage, m.AIMessageChunk, m.HumanMessage, m.HumanMessageChunk, m.SystemMessage,
+        m.SystemMessageChunk, m.ToolMessage, m.ToolMessageChunk, m.ChatMessage,
+        m.ChatMessageChunk, m.FunctionMessage, m.FunctionMessageChunk, m.RemoveMessage,
+    )  # fmt: skip
+    return {cls: str(cls.model_fields["type"].default) for cls in classes}
 
 
 @cache
@@ -140,8 +156,13 @@ def _encode(value: Any, what: str, where: str, depth: int) -> Any:
         return {_DICT: out} if tag else out
     if type(value) in (list, tuple):
         return [_encode(item, what, f"{where}[{i}]", depth + 1) for i, item in enumerate(value)]
+    kind = _messages().get(type(value))
+    if kind is not None:  # a subclass is not one of these: it goes through the allowlist
+        inside = f"{where}.{type(value).__name__}" if where else type(value).__name__
+        data = _encode(value.model_dump(), what, inside, depth + 1)
+        return {_MSG: kind, "data": data}
     classes, _ = _allowed()
-    if isinstance(value, classes):
+    if type(value) in classes:
         return {_LC: _dump_lc(value, what, where)}
     from langchain_core.load import Serializable
     from langchain_core.runnables import Runnable
@@ -224,7 +245,7 @@ def _decode(blob: Any, depth: int) -> Any:
         return [_decode(item, depth + 1) for item in blob]
     if not isinstance(blob, dict):
         return blob
-    if len(blob) == 1 or (len(blob) == 2 and _MODEL in blob):
+    if len(blob) == 1 or (len(blob) == 2 and "data" in blob):
         key = next(iter(blob))
         if key == _DICT:
             return {k: _decode(v, depth + 1) for k, v in blob[_DICT].items()}
@@ -236,6 +257,8 @@ def _decode(blob: Any, depth: int) -> Any:
             return Decimal(blob[_DECIMAL])
         if _MODEL in blob:
             return _model(blob[_MODEL], blob.get("data"))
+        if _MSG in blob:
+            return _message(blob[_MSG], _decode(blob["data"], depth + 1))
     if any(k.startswith("$") for k in blob):
         raise StoreError(f"stored value has an unknown tag: {sorted(blob)[:3]}")
     return {k: _decode(v, depth + 1) for k, v in blob.items()}
@@ -261,6 +284,17 @@ def _revive(data: Any) -> Any:
         raise
     except (ValueError, TypeError, NotImplementedError) as exc:
         raise StoreError(f"stored LangChain value cannot be read: {exc}") from exc
+
+
+def _message(kind: Any, data: Any) -> Any:
+    from langchain_core.messages import messages_from_dict
+
+    if kind not in _messages().values() or not isinstance(data, dict):
+        raise StoreError(f"stored value is a message of an unknown type {kind!r}")
+    try:
+        return messages_from_dict([{"type": kind, "data": data}])[0]
+    except (ValueError, TypeError) as exc:
+        raise StoreError(f"stored {kind} message cannot be read: {exc}") from exc
 
 
 def _model(path: Any, data: Any) -> Any:

@@ -7,7 +7,11 @@ share one event log. Schema versions:
 * **1** — the sidecar's store before durable runs (tables ``runs`` and ``events``);
   such a file is migrated in place when it is opened, its runs stay readable;
 * **2** — adds ``schema_version``, ``durable_runs``, ``tasks``, ``enqueued`` and
-  ``memory``.
+  ``memory``;
+* **3** — adds ``run_sources`` (what the CLI resumes a run from) and ``run_beats``
+  (the small row a commit updates).
+
+An older file is migrated in place when it is opened (tables are only added).
 
 Statements are small and portable (``INSERT``/``UPDATE`` by primary key, JSON in
 ``TEXT`` columns) so the PostgreSQL store can mirror them.
@@ -34,10 +38,17 @@ from langchain_runtime.store._records import RecordsMixin
 __all__ = ["SCHEMA_VERSION", "SQLiteRunStore"]
 
 #: The schema this version writes (and migrates older files to).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _V1_TABLES = frozenset({"runs", "events"})
 _V2_TABLES = frozenset({"schema_version", "durable_runs", "tasks", "enqueued", "memory"})
+_V3_TABLES = frozenset({"run_sources", "run_beats"})
+#: Every table of a store at each version.
+_TABLES = {
+    1: _V1_TABLES,
+    2: _V1_TABLES | _V2_TABLES,
+    3: _V1_TABLES | _V2_TABLES | _V3_TABLES,
+}
 
 _V1 = (
     """CREATE TABLE IF NOT EXISTS runs (
@@ -104,10 +115,33 @@ _V2 = (
 ) WITHOUT ROWID""",
 )
 
+_V3 = (
+    # what an entry point rebuilds a run's graph from on resume (the CLI's file)
+    """CREATE TABLE IF NOT EXISTS run_sources (
+    run_id TEXT PRIMARY KEY,
+    source TEXT NOT NULL
+)""",
+    # written by every commit: a small row, so a commit never rewrites the run's
+    # header (whose fingerprint grows with the graph)
+    """CREATE TABLE IF NOT EXISTS run_beats (
+    run_id       TEXT PRIMARY KEY,
+    updated_at   TEXT NOT NULL,
+    heartbeat_at TEXT NOT NULL
+) WITHOUT ROWID""",
+)
+
 _RUN_COLUMNS = (
     "run_id, name, state, created_at, updated_at, input, policy, fingerprint, task_count, "
     "error, resumes, owner, owner_started, heartbeat_at"
 )
+#: ``durable_runs`` joined with its beat: the latest ``updated_at``/``heartbeat_at``.
+_RUNS = "durable_runs d LEFT JOIN run_beats b ON b.run_id = d.run_id"
+_READ_COLUMNS = (
+    "d.run_id, d.name, d.state, d.created_at, COALESCE(b.updated_at, d.updated_at), "
+    "d.input, d.policy, d.fingerprint, d.task_count, d.error, d.resumes, d.owner, "
+    "d.owner_started, COALESCE(b.heartbeat_at, d.heartbeat_at)"
+)
+_LIVENESS = "d.state, d.owner, d.owner_started, COALESCE(b.heartbeat_at, d.heartbeat_at)"
 
 
 def _now() -> datetime:
@@ -257,8 +291,8 @@ class SQLiteRunStore(RecordsMixin):
                         f"run store {file} has schema version {version}, newer than this "
                         f"langchain-runtime reads ({SCHEMA_VERSION}); upgrade langchain-runtime"
                     )
-                missing = (_V1_TABLES | _V2_TABLES) - tables
-                if version == SCHEMA_VERSION and missing:
+                missing = _TABLES.get(version, _TABLES[SCHEMA_VERSION]) - tables
+                if missing:
                     raise _files.damaged(file, f"table(s) {', '.join(sorted(missing))} missing")
             elif not tables:
                 version = 0  # a new (or empty) database
@@ -271,7 +305,7 @@ class SQLiteRunStore(RecordsMixin):
                 )
             if version == SCHEMA_VERSION:
                 return
-            for statement in (*_V1, *_V2):
+            for statement in (*_V1, *_V2, *_V3):
                 self._db.execute(statement)
             self._db.execute("DELETE FROM schema_version")
             self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
@@ -361,9 +395,7 @@ class SQLiteRunStore(RecordsMixin):
         ]
         with self._write():
             row = self._db.execute(
-                "SELECT state, owner, owner_started, heartbeat_at FROM durable_runs "
-                "WHERE run_id = ?",
-                (header.run_id,),
+                f"SELECT {_LIVENESS} FROM {_RUNS} WHERE d.run_id = ?", (header.run_id,)
             ).fetchone()
             if not resume:
                 if row is not None:
@@ -415,6 +447,9 @@ class SQLiteRunStore(RecordsMixin):
                 )
                 self._db.execute("DELETE FROM enqueued WHERE run_id = ?", (header.run_id,))
             self._db.executemany("INSERT INTO enqueued VALUES (?, ?, ?, ?, ?)", enqueued)
+            self._db.execute(
+                "INSERT OR REPLACE INTO run_beats VALUES (?, ?, ?)", (header.run_id, now, now)
+            )
             _owner.register(self._identity, header.run_id)
             self._begun.add(header.run_id)
 
@@ -465,7 +500,10 @@ class SQLiteRunStore(RecordsMixin):
         entry_json = _dumps(dict(entry), f"enqueued task {task_id!r} fingerprint")
         now = _iso(_now())
         with self._write():
-            if not self._touch(run_id, now, added=1):
+            counted = self._db.execute(
+                "UPDATE durable_runs SET task_count = task_count + 1 WHERE run_id = ?", (run_id,)
+            )
+            if counted.rowcount != 1 or not self._touch(run_id, now):
                 raise StoreError(f"enqueue to run {run_id!r}, which run store {self.path} lacks")
             pos = self._db.execute(
                 "SELECT COALESCE(MAX(pos) + 1, 0) FROM enqueued WHERE run_id = ?", (run_id,)
@@ -474,6 +512,37 @@ class SQLiteRunStore(RecordsMixin):
                 "INSERT INTO enqueued VALUES (?, ?, ?, ?, ?)",
                 (run_id, pos, task_id, spec, entry_json),
             )
+
+    def save_source(self, run_id: str, source: Mapping[str, Any]) -> None:
+        """Keep what an entry point rebuilds run ``run_id``'s graph from (JSON data).
+
+        The CLI stores its workflow file and options here, so ``resume`` needs only
+        the run id. Written before the run starts; replaced if written again.
+        """
+        text = _dumps(dict(source), f"run {run_id!r} source")
+        with self._write():
+            self._db.execute("INSERT OR REPLACE INTO run_sources VALUES (?, ?)", (run_id, text))
+
+    def load_source(self, run_id: str) -> dict[str, Any] | None:
+        """What :meth:`save_source` kept for ``run_id``, or None."""
+        with self._lock:
+            self._ensure_open()
+            row = self._db.execute(
+                "SELECT source FROM run_sources WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
+
+    def match_run_ids(self, prefix: str, limit: int = 10) -> builtins.list[str]:
+        """Durable run ids that start with ``prefix`` (to accept a unique prefix)."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        with self._lock:
+            self._ensure_open()
+            rows = self._db.execute(
+                "SELECT run_id FROM durable_runs WHERE run_id LIKE ? ESCAPE '\\' "
+                "ORDER BY run_id LIMIT ?",
+                (escaped + "%", limit),
+            ).fetchall()
+        return [r[0] for r in rows if r[0].startswith(prefix)]  # LIKE ignores case
 
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (a commit does it too): for long calls."""
@@ -497,18 +566,30 @@ class SQLiteRunStore(RecordsMixin):
                 )
                 if cursor.rowcount != 1:
                     raise StoreError(f"finish of run {run_id!r}, which run store {self.path} lacks")
+                self._db.execute(
+                    "UPDATE run_beats SET updated_at = ? WHERE run_id = ?", (_iso(_now()), run_id)
+                )
                 self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", event_rows)
         finally:
             _owner.unregister(self._identity, run_id)
             self._begun.discard(run_id)
 
-    def _touch(self, run_id: str, now: str, added: int = 0) -> bool:
+    def _touch(self, run_id: str, now: str) -> bool:
+        """Beat for ``run_id`` (in the write transaction); False if there is no such run."""
         cursor = self._db.execute(
-            "UPDATE durable_runs SET updated_at = ?, heartbeat_at = ?, "
-            "task_count = task_count + ? WHERE run_id = ?",
-            (now, now, added, run_id),
+            "UPDATE run_beats SET updated_at = ?, heartbeat_at = ? WHERE run_id = ?",
+            (now, now, run_id),
         )
-        return cursor.rowcount == 1
+        if cursor.rowcount == 1:
+            return True
+        # a run stored before schema 3 has no beat yet
+        exists = self._db.execute(
+            "SELECT 1 FROM durable_runs WHERE run_id = ?", (run_id,)
+        ).fetchone()
+        if exists is None:
+            return False
+        self._db.execute("INSERT INTO run_beats VALUES (?, ?, ?)", (run_id, now, now))
+        return True
 
     @staticmethod
     def _event_rows(run_id: str, events: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
@@ -524,7 +605,7 @@ class SQLiteRunStore(RecordsMixin):
         with self._lock:
             self._ensure_open()
             row = self._db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM durable_runs WHERE run_id = ?", (run_id,)
+                f"SELECT {_READ_COLUMNS} FROM {_RUNS} WHERE d.run_id = ?", (run_id,)
             ).fetchone()
             if row is None:
                 return None
@@ -573,9 +654,7 @@ class SQLiteRunStore(RecordsMixin):
         with self._lock:
             self._ensure_open()
             row = self._db.execute(
-                "SELECT state, owner, owner_started, heartbeat_at FROM durable_runs "
-                "WHERE run_id = ?",
-                (run_id,),
+                f"SELECT {_LIVENESS} FROM {_RUNS} WHERE d.run_id = ?", (run_id,)
             ).fetchone()
         return row is not None and row[0] == "running" and self._alive(run_id, *row[1:])
 
@@ -583,21 +662,21 @@ class SQLiteRunStore(RecordsMixin):
         self, *, limit: int = 50, offset: int = 0, state: str | None = None
     ) -> tuple[builtins.list[RunSummary], int]:
         columns = (
-            "run_id, name, state, created_at, updated_at, task_count, "
-            "owner, owner_started, heartbeat_at"
+            "d.run_id, d.name, d.state, d.created_at, COALESCE(b.updated_at, d.updated_at), "
+            "d.task_count, d.owner, d.owner_started, COALESCE(b.heartbeat_at, d.heartbeat_at)"
         )
-        order = "ORDER BY created_at DESC, run_id DESC"
+        order = "ORDER BY d.created_at DESC, d.run_id DESC"
         with self._lock:
             self._ensure_open()
             if state in ("running", "interrupted"):
                 # whether a running run is live is decided here, not in SQL
                 rows = self._db.execute(
-                    f"SELECT {columns} FROM durable_runs WHERE state IN ('running', ?) {order}",
+                    f"SELECT {columns} FROM {_RUNS} WHERE d.state IN ('running', ?) {order}",
                     (state,),
                 ).fetchall()
             elif state is not None:
                 rows = self._db.execute(
-                    f"SELECT {columns} FROM durable_runs WHERE state = ? {order} LIMIT ? OFFSET ?",
+                    f"SELECT {columns} FROM {_RUNS} WHERE d.state = ? {order} LIMIT ? OFFSET ?",
                     (state, limit, offset),
                 ).fetchall()
                 total = self._db.execute(
@@ -605,7 +684,7 @@ class SQLiteRunStore(RecordsMixin):
                 ).fetchone()[0]
             else:
                 rows = self._db.execute(
-                    f"SELECT {columns} FROM durable_runs {order} LIMIT ? OFFSET ?", (limit, offset)
+                    f"SELECT {columns} FROM {_RUNS} {order} LIMIT ? OFFSET ?", (limit, offset)
                 ).fetchall()
                 total = self._db.execute("SELECT COUNT(*) FROM durable_runs").fetchone()[0]
         effective = [

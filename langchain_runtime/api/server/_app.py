@@ -23,6 +23,7 @@ from langchain_runtime.api.schemas import (
     ApiRunState,
     ErrorBody,
     Health,
+    ResumeRequest,
     RunAccepted,
     RunPage,
     RunRequest,
@@ -33,7 +34,7 @@ from langchain_runtime.api.schemas import (
 from langchain_runtime.api.server._guard import Guard
 from langchain_runtime.api.server._manager import RunManager
 from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
-from langchain_runtime.observability._install import with_trace_id
+from langchain_runtime.observability._install import installed_handler, with_trace_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -188,7 +189,10 @@ def build_app(
     )
     def get_run(run_id: str) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        return JSONResponse(with_trace_id(manager.status(run_id)))  # serve --otel
+        body = manager.status_body(run_id)
+        if installed_handler() is not None:  # serve --otel: the run's trace id in its status
+            return JSONResponse(with_trace_id(json.loads(body)))
+        return Response(body, media_type="application/json")
 
     @app.post(
         f"{API}/runs/{{run_id}}/abort",
@@ -199,6 +203,19 @@ def build_app(
     def abort_run(run_id: str) -> RunAccepted:
         """Ask the run to stop; answers at once (state `aborting`)."""
         return manager.abort(run_id)
+
+    @app.post(
+        f"{API}/runs/{{run_id}}/resume",
+        status_code=202,
+        response_model=RunAccepted,
+        responses=_ERRORS,
+    )
+    def resume_run(run_id: str, body: ResumeRequest | None = None) -> RunAccepted:
+        """Resume a stored run (failed, aborted, over budget, timed out, or interrupted
+        by a restart): its completed tasks are kept and not paid again, the others run.
+        `budget` replaces the given fields of the stored budget. 409 `run_live` while
+        the run executes; 422 `resume_refused` when its registered workflow changed."""
+        return manager.resume(run_id, body)
 
     @app.post(
         f"{API}/runs/{{run_id}}/tasks",

@@ -1,26 +1,34 @@
 """``RunManager``: the server's runs, live and stored (no web framework in here).
 
 Each accepted run executes in the background through ``Orchestrator.start`` and is
-watched by a thread of its own, which checkpoints its status to the store every
-``checkpoint_interval`` seconds and, when it ends, writes the final status and the
-rest of its events in one transaction. Only after that write does the API report
-the run finished: until then a run that has ended reads as ``running`` (or
+watched by a thread of its own, which, when it ends, writes the final status and
+the rest of its events in one transaction. Only after that write does the API
+report the run finished: until then a run that has ended reads as ``running`` (or
 ``aborting``), so a finished state is never shown for a result that could still
-be lost. Listing reads the store, so a live run's state there is as of its last
-checkpoint.
+be lost.
+
+On a durable store (:class:`~langchain_runtime.store.DurableRunStore`, the SQLite
+file) the run itself writes each task's commit, before any dependent starts, so
+the watcher writes nothing while the run goes (a live run costs the server what
+its tasks change, not a rewrite of the whole run), a crash loses only the calls in
+flight, and a run can be resumed (:meth:`RunManager.resume`). On a store that
+keeps no durable runs (``MemoryRunStore``) the watcher saves the run's status every
+``checkpoint_interval`` seconds instead.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from langchain_core.runnables import RunnableConfig
 from pydantic_core import to_jsonable_python
 
 from langchain_runtime.api.errors import (
@@ -32,6 +40,7 @@ from langchain_runtime.api.errors import (
 from langchain_runtime.api.schemas import (
     TERMINAL_STATES,
     ApiRunState,
+    ResumeRequest,
     RunAccepted,
     RunPage,
     RunRequest,
@@ -39,8 +48,10 @@ from langchain_runtime.api.schemas import (
     RunSummary,
     TaskAccepted,
     TaskSpec,
+    TaskStatus,
 )
 from langchain_runtime.api.server._build import build_orchestrator, build_task
+from langchain_runtime.api.server._durable import interrupted_record, resume_budget
 from langchain_runtime.api.server._metrics import Metrics
 from langchain_runtime.api.store import RunRecord, RunStore, interrupt_status
 from langchain_runtime.config import RuntimeConfig
@@ -48,22 +59,34 @@ from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
 from langchain_runtime.errors import (
     InvalidInputError,
     LangChainRuntimeError,
+    ResumeError,
     RunAbortedError,
     RunFinishedError,
 )
 from langchain_runtime.orchestration import Orchestrator, RunHandle
+from langchain_runtime.store import DurableRunStore
 
 __all__ = ["RunManager"]
 
 logger = logging.getLogger(__name__)
 
 INTERRUPTED = "the server stopped while this run was in flight; it was not resumed"
+RESUMABLE = (
+    "the server stopped while this run was in flight; its completed tasks are kept: "
+    "resume it with POST /api/v1/runs/{run_id}/resume"
+)
 SHUT_DOWN = "the server shut down before this run ended"
 
 
 class ShuttingDownError(ApiError):
     code = "shutting_down"
     status_code = 503
+
+
+def _refused(message: str, code: str) -> ResumeError:
+    exc = ResumeError(message)
+    exc.code = code  # run_live (409) or resume_refused (422): see api.errors.ERROR_TABLE
+    return exc
 
 
 def _now() -> datetime:
@@ -91,6 +114,13 @@ class _Live:
     started: float
     aborting: bool = False
     saved_seq: int = -1
+    #: task id -> (the result it was encoded from, or a placeholder's state; its JSON
+    #: object member, id included)
+    task_json: dict[str, tuple[Any, str]] = field(default_factory=dict)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _finished_error(run_id: str, state: str) -> LangChainRuntimeError:
@@ -105,10 +135,13 @@ class RunManager:
     Args:
         config: Where models, policies and workflows come from.
         store: Where runs are kept. Unfinished runs found there are marked
-            ``failed`` at once (they were in flight when a server stopped).
+            ``failed`` at once (they were in flight when a server stopped), with
+            the error code ``interrupted``; on a durable store they keep their
+            committed tasks and can be resumed.
         workflows: Prebuilt orchestrators, by name, that requests may run.
         max_concurrent_runs: Most runs executing at once; more are refused (429).
-        checkpoint_interval: Seconds between saves of a live run's progress.
+        checkpoint_interval: Seconds between saves of a live run's progress on a
+            store that keeps no durable runs (a durable run saves its own commits).
         own_store: Close the store with the manager.
     """
 
@@ -135,13 +168,34 @@ class RunManager:
         self._live: dict[str, _Live] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
+        self._durable: DurableRunStore | None = (
+            store if isinstance(store, DurableRunStore) else None
+        )
         interrupted = store.mark_interrupted(INTERRUPTED)
+        resumable = self._keep_committed(interrupted)
         if interrupted:
             logger.warning(
-                "%d run(s) were in flight when the server stopped; marked failed: %s",
+                "%d run(s) were in flight when the server stopped; marked failed "
+                "(%d resumable): %s",
                 len(interrupted),
+                len(resumable),
                 ", ".join(interrupted[:20]),
             )
+
+    def _keep_committed(self, run_ids: list[str]) -> list[str]:
+        """Give interrupted runs their committed tasks back from the durable store."""
+        if self._durable is None:
+            return []
+        kept = []
+        for run_id in run_ids:
+            stored = self._durable.load_run(run_id)
+            record = self.store.load(run_id)
+            if stored is None or record is None:
+                continue  # it never started executing: nothing was committed
+            reason = RESUMABLE.format(run_id=run_id)
+            self.store.save(interrupted_record(record, stored, reason))
+            kept.append(run_id)
+        return kept
 
     # -- submission -----------------------------------------------------------------
     def submit(self, request: RunRequest) -> RunAccepted:
@@ -175,24 +229,111 @@ class RunManager:
                 raise RunExistsError(f"a run with id {run_id!r} already exists")
             self.store.create(record)
             try:
-                handle = orch.start(
-                    request.input,
-                    {"run_name": request.workflow or "run", "metadata": {"api_run_id": run_id}},
-                )
+                config: RunnableConfig = {
+                    "run_name": request.workflow or "run",
+                    "metadata": {"api_run_id": run_id},
+                }
+                if self._durable is not None:  # kept under the API's run id
+                    orch = orch.model_copy(update={"store": self._durable})
+                    handle = orch.start(request.input, config, run_id=run_id)
+                else:
+                    handle = orch.start(request.input, config)
             except Exception as exc:
                 failed = replace(record, state="failed", updated_at=_now())
                 self.store.save(failed)
                 raise exc
-            live = _Live(run_id, handle, record, default_model, time.monotonic())
-            self._live[run_id] = live
-            thread = threading.Thread(
-                target=self._watch, args=(live,), name=f"lcr-watch-{run_id[:8]}", daemon=True
-            )
-            self._threads = [t for t in self._threads if t.is_alive()]
-            self._threads.append(thread)
+            live, thread = self._watch_in_background(run_id, handle, record, default_model)
         self.metrics.run_submitted()
         thread.start()
         logger.info("run %s accepted (%s)", run_id, request.workflow or "ad-hoc tasks")
+        return RunAccepted(run_id=run_id, state=self._state(live, handle.status().value))
+
+    def _watch_in_background(
+        self, run_id: str, handle: RunHandle, record: RunRecord, default_model: str | None
+    ) -> tuple[_Live, threading.Thread]:
+        """Register a live run and its (not yet started) watcher; the caller holds the lock."""
+        live = _Live(run_id, handle, record, default_model, time.monotonic())
+        self._live[run_id] = live
+        thread = threading.Thread(
+            target=self._watch, args=(live,), name=f"lcr-watch-{run_id[:8]}", daemon=True
+        )
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+        return live, thread
+
+    def resume(self, run_id: str, request: ResumeRequest | None = None) -> RunAccepted:
+        """Resume a stored run; the answer of ``POST /api/v1/runs/{id}/resume``.
+
+        Its completed tasks are restored (and not paid again), every other task runs;
+        tasks that were added to the live run are rebuilt from their stored specs.
+
+        Raises:
+            RunNotFoundError: No such run (404).
+            ResumeError: The run is live (``run_live``, 409); the store keeps no
+                durable runs, the run has no durable record, or its registered
+                workflow changed (``resume_refused``, 422, naming the difference).
+            TooManyRunsError: The server runs as many runs as it allows (429).
+        """
+        record = self._load(run_id)
+        if self._durable is None:
+            raise _refused(
+                "this server's store keeps no durable runs; start the server with a store "
+                "file to resume runs",
+                "resume_refused",
+            )
+        if self._get_live(run_id) is not None:
+            raise _refused(f"run {run_id} is live on this server", "run_live")
+        stored = self._durable.load_run(run_id)
+        if stored is None:
+            raise _refused(f"run {run_id} has no durable record to resume", "resume_refused")
+        if stored.live:
+            raise _refused(f"run {run_id} is live (executed by {stored.header.owner})", "run_live")
+        body = RunRequest.model_validate(record.request)
+        orch = build_orchestrator(self.config, self.workflows, body)
+        orch = orch.model_copy(update={"store": self._durable})
+        default_model = body.model
+        if (
+            default_model is None
+            and body.workflow is not None
+            and body.workflow not in self.workflows
+        ):
+            spec = self.config.workflows.get(body.workflow)
+            default_model = spec.model if spec is not None else None
+        tasks = [
+            build_task(self.config, TaskSpec.model_validate(item["spec"]), default_model, "task")
+            for item in stored.header.enqueued
+            if item.get("spec") is not None
+        ]
+        budget = resume_budget(stored.header.policy, request.budget if request else None)
+        with self._lock:
+            if self._closed:
+                raise ShuttingDownError("the server is shutting down")
+            if run_id in self._live:
+                raise _refused(f"run {run_id} is live on this server", "run_live")
+            if len(self._live) >= self.max_concurrent_runs:
+                raise TooManyRunsError(
+                    f"{len(self._live)} runs are executing, the most this server allows; "
+                    "retry when one has finished"
+                )
+            try:
+                handle = orch.start_resume(
+                    run_id,
+                    budget=budget,
+                    tasks=tasks,
+                    config={
+                        "run_name": body.workflow or "run",
+                        "metadata": {"api_run_id": run_id, "resumed": True},
+                    },
+                )
+            except ResumeError as exc:
+                exc.code = "resume_refused"  # the graph differs (live was checked above)
+                raise
+            running = replace(record, state="running", updated_at=_now())
+            self.store.save(running)
+            live, thread = self._watch_in_background(run_id, handle, running, default_model)
+        self.metrics.run_submitted()
+        thread.start()
+        logger.info("run %s resumed (%d task(s) kept)", run_id, len(stored.tasks))
         return RunAccepted(run_id=run_id, state=self._state(live, handle.status().value))
 
     # -- the background side ----------------------------------------------------------
@@ -216,7 +357,12 @@ class RunManager:
         )
 
     def _save(self, live: _Live, status: RunStatus, result: RunResult) -> None:
-        events = [encode_event(e, live.run_id) for e in result.events if e.seq > live.saved_seq]
+        # a durable run stored its events with its commits (the last one included)
+        events = (
+            []
+            if self._durable is not None and result.events
+            else [encode_event(e, live.run_id) for e in result.events if e.seq > live.saved_seq]
+        )
         record = replace(
             live.record,
             state=status.state,
@@ -244,6 +390,8 @@ class RunManager:
             except BaseException:  # "not yet"; or it just ended: the top of the loop tells
                 if handle.done():
                     continue
+            if self._durable is not None:
+                continue  # the run writes its own commits
             try:
                 snap = handle.snapshot()
                 self._save(live, self._live_status(live, snap, self._state(live, "running")), snap)
@@ -295,13 +443,45 @@ class RunManager:
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return record
 
+    def _live_body(self, live: _Live) -> str:
+        """A live run's status as JSON text, re-encoding only the tasks that changed.
+
+        A task's result object stays the same until the task changes, so a poll of a
+        long run costs what changed since the last one, not a re-encoding of every
+        task (which made a 5,000-task run spend most of its time answering polls).
+        """
+        snap = live.handle.snapshot()
+        state = self._state(live, snap.state.value)
+        head = self._live_status(live, snap.model_copy(update={"tasks": {}}), state)
+        parts = []
+        cache = live.task_json
+        for tid, tr in snap.tasks.items():
+            # a task not started yet is a fresh placeholder in every snapshot: by state
+            key: Any = tr.state if tr.model_fields_set <= {"task_id", "state"} else tr
+            hit = cache.get(tid)
+            if hit is None or hit[0] is not key:
+                encoded = _dumps(TaskStatus.from_result(tr).model_dump(mode="json"))
+                hit = (key, f"{_dumps(tid)}:{encoded}")
+                cache[tid] = hit
+            parts.append(hit[1])
+        body = head.model_dump(mode="json")
+        body.pop("tasks", None)
+        text = _dumps(body)
+        return f'{text[:-1]},"tasks":{{{",".join(parts)}}}}}'
+
+    def status_body(self, run_id: str) -> str:
+        """The run's status as JSON text (what ``GET /api/v1/runs/{id}`` answers)."""
+        live = self._get_live(run_id)
+        if live is not None:
+            return self._live_body(live)
+        return _dumps(self.status(run_id))
+
     def status(self, run_id: str) -> dict[str, Any]:
         """The run's status as JSON: live from its handle, else from the store."""
         live = self._get_live(run_id)
         if live is not None:
-            snap = live.handle.snapshot()
-            state = self._state(live, snap.state.value)
-            return self._live_status(live, snap, state).model_dump(mode="json")
+            result: dict[str, Any] = json.loads(self._live_body(live))
+            return result
         record = self._load(run_id)
         if record.status is not None:
             return dict(record.status)
@@ -317,6 +497,22 @@ class RunManager:
         records, total = self.store.list(limit=limit, offset=offset, state=state)
         items = []
         for record in records:
+            live = self._get_live(record.run_id)
+            if live is not None:  # its record is as of its start: read the run itself
+                snap = live.handle.snapshot()
+                items.append(
+                    RunSummary(
+                        run_id=record.run_id,
+                        state=self._state(live, snap.state.value),
+                        workflow=record.workflow,
+                        created_at=record.created_at,
+                        updated_at=_now(),
+                        tasks=len(snap.tasks),
+                        total_tokens=snap.usage.total_tokens,
+                        cost=snap.cost,
+                    )
+                )
+                continue
             status = dict(record.status or {})
             cost = status.get("cost") or {}
             items.append(
@@ -369,7 +565,7 @@ class RunManager:
         if live.aborting:
             raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
         task = build_task(self.config, spec, live.default_model, "task")
-        live.handle.enqueue(task)
+        live.handle.enqueue(task, spec.model_dump(mode="json", exclude_unset=True))
         return TaskAccepted(run_id=run_id, task_id=task.id)
 
     # -- shutting down -------------------------------------------------------------------

@@ -11,6 +11,7 @@ from langchain_runtime import (
     GraphValidationError,
     InvalidInputError,
     LangChainRuntimeError,
+    ResumeError,
     RunAbortedError,
     RunFinishedError,
 )
@@ -44,6 +45,8 @@ EXPECTED: dict[str, tuple[int, type[LangChainRuntimeError]]] = {
     "run_exists": (409, RunExistsError),
     "run_completed": (409, RunFinishedError),
     "run_aborted": (409, RunAbortedError),
+    "run_live": (409, ResumeError),
+    "resume_refused": (422, ResumeError),
     "payload_too_large": (413, PayloadTooLargeError),
     "too_many_runs": (429, TooManyRunsError),
     "internal_error": (500, ServerError),

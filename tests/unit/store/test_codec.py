@@ -141,7 +141,7 @@ def test_pydantic_models_come_back_as_their_class() -> None:
         ({1: "int key"}, "dict"),
         ({"s": {1, 2}}, "set"),
         (ChatPromptTemplate.from_messages([("human", "{q}")]), "ChatPromptTemplate"),
-        (AIMessage("x", additional_kwargs={"obj": object()}), "AIMessage"),
+        (AIMessage("x", additional_kwargs={"obj": object()}), "AIMessage['additional_kwargs']"),
     ],
 )
 def test_values_that_cannot_be_stored_are_refused_by_name(value: Any, type_name: str) -> None:
@@ -191,6 +191,14 @@ def test_reading_never_imports_a_module_or_revives_a_class_outside_the_allowlist
         with pytest.raises(StoreError):
             decode(blob)
     assert "antigravity" not in sys.modules
+
+
+def test_a_message_subclass_is_not_stored_as_its_base_class() -> None:
+    class Tagged(AIMessage):
+        tag: str = "x"
+
+    with pytest.raises(OutputNotStorableError, match="Tagged"):
+        encode(Tagged("hi"), what="task 'a' output")
 
 
 def test_an_escaped_user_dict_is_data_not_an_object() -> None:

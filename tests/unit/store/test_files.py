@@ -83,6 +83,30 @@ def test_a_version_1_sidecar_file_is_migrated_in_place(tmp_path: Path) -> None:
     SQLiteRunStore(path).close()  # and opening it again changes nothing
 
 
+def test_a_version_2_store_is_migrated_and_its_runs_go_on(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteRunStore(path)
+    store.begin_run(header("r1"))
+    store.commit("r1", [record("a")])
+    store.finish_run("r1", "failed")
+    store.close()
+    with sqlite3.connect(path) as db:  # what the first durable stores wrote
+        db.execute("DROP TABLE run_beats")
+        db.execute("DROP TABLE run_sources")
+        db.execute("UPDATE schema_version SET version = 2")
+    store = SQLiteRunStore(path)
+    run = store.load_run("r1")
+    assert run is not None and run.state == "failed" and set(run.tasks) == {"a"}
+    store.commit("r1", [record("b")])  # a commit to a run from before the migration
+    store.begin_run(header("r1"), resume=True)
+    store.commit("r1", [record("a", cost="0.5")])
+    store.finish_run("r1", "completed")
+    assert store.load_run("r1").tasks["a"].result["cost"]["amount"] == "0.5"  # type: ignore[union-attr]
+    store.close()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+
+
 def _one_line_error(path: Path, match: str) -> str:
     with pytest.raises(StoreError) as info:
         SQLiteRunStore(path)

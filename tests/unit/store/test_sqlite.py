@@ -236,13 +236,13 @@ def test_a_run_owned_by_another_host_is_live_while_its_heartbeat_is_recent(
     try:
         with sqlite3.connect(path) as db:
             db.execute(
-                "UPDATE durable_runs SET heartbeat_at = ? WHERE run_id = 'remote'",
+                "UPDATE run_beats SET heartbeat_at = ? WHERE run_id = 'remote'",
                 ((T0.now(T0.tzinfo) - timedelta(seconds=30)).isoformat(),),
             )
         assert other.is_live("remote")
         with sqlite3.connect(path) as db:
             db.execute(
-                "UPDATE durable_runs SET heartbeat_at = ? WHERE run_id = 'remote'",
+                "UPDATE run_beats SET heartbeat_at = ? WHERE run_id = 'remote'",
                 ((T0.now(T0.tzinfo) - timedelta(minutes=10)).isoformat(),),
             )
         assert not other.is_live("remote")
@@ -307,3 +307,14 @@ def test_memory_store_works_without_a_file() -> None:
     assert store.load_run("r1").state == "completed"  # type: ignore[union-attr]
     assert store.check() is None
     store.close()
+
+
+def test_sources_and_run_id_prefixes(store: SQLiteRunStore) -> None:
+    assert store.load_source("r1") is None
+    store.save_source("r1", {"file": "/w/flow.yaml", "workflow": "main"})
+    assert store.load_source("r1") == {"file": "/w/flow.yaml", "workflow": "main"}
+    for run_id in ("abc-1", "abc-2", "ab_x", "ABC-3"):
+        store.begin_run(header(run_id))
+    assert store.match_run_ids("abc") == ["abc-1", "abc-2"]
+    assert store.match_run_ids("ab_") == ["ab_x"]  # _ and % are literal
+    assert store.match_run_ids("abc-2") == ["abc-2"] and store.match_run_ids("zz") == []
