@@ -162,11 +162,12 @@ def uvicorn_config(app: FastAPI, limits: ServerLimits | None, **kwargs: Any) -> 
     """A ``uvicorn.Config`` with the header-time and connection bounds of ``limits``."""
     import uvicorn
 
-    from langchain_runtime.api.server._protocol import guarded_protocol
+    from langchain_runtime.api.server._protocol import connection_budget, guarded_protocol
 
     limits = limits or getattr(app.state, "limits", None) or ServerLimits()
     protocol = guarded_protocol(limits.header_timeout, limits.max_connections)
-    return uvicorn.Config(app, http=protocol, ws="none", **kwargs)
+    _, backlog = connection_budget(limits.max_connections)
+    return uvicorn.Config(app, http=protocol, ws="none", backlog=backlog, **kwargs)
 
 
 def serve(

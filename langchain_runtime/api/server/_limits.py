@@ -52,8 +52,8 @@ class ServerLimits:
             (then it is closed).
         body_timeout: Seconds a request may take to send its body (408).
         max_connections: Most open connections; past it the oldest one still
-            sending its headers is closed. ``0``: three quarters of the process's
-            file-descriptor limit, at most 1000.
+            sending its headers is closed. ``0``: two thirds of the process's
+            file-descriptor limit (less a reserve and the listen backlog), at most 1000.
 
     Example:
         >>> ServerLimits(max_tasks=50).max_tasks
@@ -73,10 +73,14 @@ class ServerLimits:
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
-            least = 0 if f.name == "max_connections" else 1
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < least:
+            if f.type == "float":
+                ok, want = isinstance(value, int | float) and value > 0, "> 0"
+            else:
+                least = 0 if f.name == "max_connections" else 1
+                ok, want = isinstance(value, int) and value >= least, f">= {least}"
+            if isinstance(value, bool) or not ok:
                 raise ConfigurationError(
-                    f"server limit {f.name}: expected a number >= {least}, got {value!r}"
+                    f"server limit {f.name}: expected a number {want}, got {value!r}"
                 )
 
 

@@ -10,7 +10,8 @@ is served. :func:`guarded_protocol` makes a protocol class that
   see ``_guard``);
 - keeps at most ``max_connections`` connections open: past it, the oldest one
   still waiting for its request head is closed (else the newest), so new clients
-  are served while an attack goes on;
+  are served while an attack goes on; with the listen backlog of
+  :func:`connection_budget` this stays within the process's descriptor limit;
 - reports running out of file descriptors once per episode, not once per accept.
 
 uvicorn is imported when :func:`guarded_protocol` is called, never at import time.
@@ -25,7 +26,7 @@ import resource
 import weakref
 from typing import Any
 
-__all__ = ["connection_cap", "guarded_protocol", "quiet_fd_exhaustion"]
+__all__ = ["connection_budget", "guarded_protocol", "quiet_fd_exhaustion"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,14 +37,22 @@ _EXHAUSTED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, list[bool]] = (
 )
 
 
-def connection_cap(max_connections: int) -> int:
-    """``max_connections``, or (0) three quarters of the descriptor limit, at most 1000."""
-    if max_connections > 0:
-        return max_connections
+#: Descriptors kept for the process itself (modules, the store, the event loop).
+_RESERVE = 64
+
+
+def connection_budget(max_connections: int) -> tuple[int, int]:
+    """The connection cap and the listen backlog, within the descriptor limit.
+
+    asyncio accepts up to ``backlog`` connections in one go before a closed one
+    frees its descriptor, so the cap plus the backlog must fit the limit (less a
+    reserve). ``max_connections`` 0: two thirds of that room, at most 1000.
+    """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 1000
-    return max(16, min(1000, soft * 3 // 4))
+    room = 1_000_000 if soft == resource.RLIM_INFINITY else max(48, soft - _RESERVE)
+    cap = max_connections if max_connections > 0 else max(16, min(1000, room * 2 // 3))
+    backlog = max(16, min(2048, room - cap))
+    return cap, backlog
 
 
 def quiet_fd_exhaustion(loop: asyncio.AbstractEventLoop) -> None:
@@ -86,7 +95,7 @@ def guarded_protocol(header_timeout: float, max_connections: int) -> type[asynci
     """A subclass of uvicorn's ``H11Protocol`` with these bounds (pass it as ``http=``)."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    cap = connection_cap(max_connections)
+    cap, _ = connection_budget(max_connections)
 
     class GuardedH11Protocol(H11Protocol):
         _head_timer: asyncio.TimerHandle | None = None
