@@ -7,12 +7,12 @@ own (one daemon thread per client), so both keep the same deadlines exactly.
 
 Deadlines, not per-read timeouts: every call ends within its ``timeout`` (retries
 included), however slowly a server trickles its answer; ``wait`` within its own
-timeout plus one request's; the event stream ends when no event came for
-``idle_timeout`` seconds (keep-alive comments do not count) or at its optional
-total ``timeout``. A response larger than ``max_response_bytes`` is refused while
-it is read. Only transport errors are retried, never an HTTP answer; a submission
-is retried after it may have reached the server only when it carries a
-client-chosen run id.
+timeout (plus at most a quarter of it, up to 1 s, for its last poll); the event
+stream ends when no event came for ``idle_timeout`` seconds (keep-alive comments
+do not count) or at its optional total ``timeout``. A response larger than
+``max_response_bytes`` is refused while it is read. Only transport errors are
+retried, never an HTTP answer; a submission is retried after it may have reached
+the server only when it carries a client-chosen run id.
 """
 
 from __future__ import annotations
@@ -233,10 +233,7 @@ class AsyncRuntimeClient:
             value, error = None, None
             left = deadline - time.monotonic()
             if isinstance(action, Sleep):
-                if action.seconds >= left:
-                    plan.close()
-                    raise _late("the call", budget)
-                await asyncio.sleep(action.seconds)
+                await asyncio.sleep(max(0.0, min(action.seconds, left)))
                 continue
             assert isinstance(action, Send)
             where = f"{action.request.method} {action.request.url}"
@@ -305,7 +302,8 @@ class AsyncRuntimeClient:
             ApiTimeoutError: Still not ended after ``timeout`` seconds (the run goes on).
         """
         plan = self._core.wait(run_id, timeout, poll_interval)
-        return await self._drive(plan, timeout + self._core.timeout)
+        # the last poll, at the deadline, may take a little longer
+        return await self._drive(plan, timeout + min(self._core.timeout, timeout / 4, 1.0))
 
     async def events(
         self,

@@ -131,9 +131,9 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
         """Each request of a client made here: at most 10 s, never past the call's timeout."""
         return min(10.0, self.timeout)
 
-    def _left(self, deadline: float, client: RuntimeClient | AsyncRuntimeClient) -> float:
-        """What ``wait`` may take: the time left, less one request's (its own margin)."""
-        left = deadline - time.monotonic() - client._core.timeout
+    def _left(self, deadline: float) -> float:
+        """What ``wait`` may take: 4/5 of the time left (its last poll may add 1/4 of it)."""
+        left = (deadline - time.monotonic()) * 0.8
         if left <= 0:
             raise ApiTimeoutError(f"the run did not end within {self.timeout:g}s")
         return left
@@ -157,7 +157,7 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
         try:
             run_id = client.start_run(self._request(input, str(uuid.uuid4()))).run_id
             try:
-                status = client.wait(run_id, self._left(deadline, client), self.poll_interval)
+                status = client.wait(run_id, self._left(deadline), self.poll_interval)
             except BaseException:
                 _quietly(client.abort_run, run_id)
                 raise
@@ -183,9 +183,7 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
         try:
             run_id = (await client.start_run(self._request(input, str(uuid.uuid4())))).run_id
             try:
-                status = await client.wait(
-                    run_id, self._left(deadline, client), self.poll_interval
-                )
+                status = await client.wait(run_id, self._left(deadline), self.poll_interval)
             except BaseException:
                 await asyncio.shield(_aquietly(client, run_id))
                 raise
