@@ -189,6 +189,13 @@ def build_app(
                 routes=app.routes,
             )  # fmt: skip
             schema["components"]["schemas"]["RunRequest"]["oneOf"] = _ONE_SOURCE
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    for status, answer in operation.get("responses", {}).items():
+                        content = answer.get("content", {})
+                        if status >= "400" and content and "application/json" not in content:
+                            # errors are JSON, whatever the route's success media type
+                            answer["content"] = {"application/json": next(iter(content.values()))}
             app.openapi_schema = schema
         return app.openapi_schema
 
