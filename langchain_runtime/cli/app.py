@@ -26,7 +26,27 @@ _TOKEN_ENV = "LANGCHAIN_RUNTIME_TOKEN"
 _DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class _Boundary(TyperGroup):
+def _quiet_flags(command: Any, ctx: Any) -> Any:
+    """Show on/off flags as ``--debug``, not ``--debug <bool>`` (typer labels their type)."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return command
+
+
+class _Group(TyperGroup):
+    """A command group whose commands' help shows flags without a type."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        return _quiet_flags(command, ctx) if command is not None else None
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _quiet_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class _Boundary(_Group):
     """The root group: every command runs inside its ``invoke``, so errors meet here."""
 
     def invoke(self, ctx: Any) -> Any:
@@ -100,7 +120,9 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 runs_app = typer.Typer(
-    help="Runs on a sidecar server: list, status, wait, abort, events.", no_args_is_help=True
+    cls=_Group,
+    help="Runs on a sidecar server: list, status, wait, abort, events.",
+    no_args_is_help=True,
 )
 app.add_typer(runs_app, name="runs")
 
@@ -196,12 +218,27 @@ def serve(
         typer.Option("--store", metavar="PATH", help="SQLite file for runs, or :memory:."),
     ] = None,
     token: Token = None,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-hosts", metavar="HOST", help="Host names served besides "
+                     "loopback (repeatable or comma-separated; '*' for any)."),
+    ] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option("--limit", metavar="NAME=VALUE", help="A request limit, e.g. "
+                     "max_tasks=500 or body_timeout=10 (repeatable)."),
+    ] = None,
     debug: Debug = False,
-) -> None:
-    """Start the sidecar HTTP server (needs the `server` extra)."""
+) -> None:  # fmt: skip
+    """Start the sidecar HTTP server (needs the `server` extra).
+
+    Runs are kept in ./langchain-runtime-runs.sqlite3 unless --store (or
+    $LANGCHAIN_RUNTIME_DB) names another file.
+    """
     from langchain_runtime.cli.remote import serve as start
 
-    start(host=host, port=port, config=config, store=store, token=token)
+    start(host=host, port=port, config=config, store=store, token=token,
+          allowed_hosts=allowed_hosts, limits=limit)  # fmt: skip
 
 
 @app.command()

@@ -33,19 +33,41 @@ __all__ = ["RemoteRuns", "serve"]
 _DONE = "completed"
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 def serve(
-    *, host: str, port: int, config: Path | None, store: str | None, token: str | None
+    *,
+    host: str,
+    port: int,
+    config: Path | None,
+    store: str | None,
+    token: str | None,
+    allowed_hosts: Iterable[str] | None = None,
+    limits: Iterable[str] | None = None,
 ) -> None:
     """Start the sidecar HTTP server in the foreground (until Ctrl-C).
 
     Raises:
-        CliError: The server is not installed (exit 1).
-        ConfigurationError: ``config`` is unreadable or invalid (checked first).
+        CliError: The server is not installed (exit 1), or ``--token ''``.
+        ConfigurationError: ``config`` is unreadable or invalid (checked first), or
+            a ``--limit`` is.
     """
+    if token is not None and not token.strip():
+        raise CliError(
+            "--token: an empty token would turn authentication off; give a token, or leave "
+            "the option out to serve without one"
+        )
     serve_api = _load("langchain_runtime.api.server", "serve", "server")
     # A bad file is reported here, with its line, before a port is bound.
     loaded = load_config(config) if config is not None else None
-    serve_api(host=host, port=port, config=loaded, store=store, token=token)
+    options: dict[str, Any] = {}
+    hosts = [h.strip() for value in allowed_hosts or () for h in value.split(",") if h.strip()]
+    if hosts:
+        options["allowed_hosts"] = [*_LOOPBACK, *hosts]
+    if limits:
+        options["limits"] = _load("langchain_runtime.api.server", "parse_limits", "server")(limits)
+    serve_api(host=host, port=port, config=loaded, store=store, token=token, **options)
 
 
 def _load(module: str, name: str, what: str) -> Any:
