@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
@@ -131,11 +131,53 @@ def _duration(data: Mapping[str, Any]) -> str:
     return format_duration((end - start).total_seconds())
 
 
+def _when(value: Any) -> str:
+    """``2026-12-01 21:05:09`` (UTC, to the second) from an ISO timestamp."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return str(value or "")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _error(data: Mapping[str, Any]) -> str:
     error = data.get("error")
     if isinstance(error, Mapping):
         return str(error.get("message") or error.get("code") or "")
     return ""
+
+
+#: Most runs searched for a run-id prefix (newest first), so a lookup stays quick.
+PREFIX_SCAN = 2000
+
+
+def _by_prefix(client: _Client, prefix: str, not_found: Exception) -> str:
+    """The one run whose id starts with ``prefix`` (among the newest PREFIX_SCAN).
+
+    Raises:
+        CliError: Several runs match.
+        Exception: ``not_found`` again when none does.
+    """
+    matches: list[str] = []
+    offset = 0
+    while offset < PREFIX_SCAN:
+        page = _plain(client.list_runs(limit=500, offset=offset))
+        items = page.get("items", []) if isinstance(page, Mapping) else []
+        matches += [str(r["run_id"]) for r in items if str(r.get("run_id", "")).startswith(prefix)]
+        offset += 500
+        total = page.get("total") if isinstance(page, Mapping) else None
+        if not items or not isinstance(total, int) or offset >= total:
+            break
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise not_found
+    shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise CliError(
+        f"run id prefix {prefix!r} matches {len(matches)} runs ({shown}); give more of the id"
+    )
 
 
 class RemoteRuns:
@@ -180,7 +222,8 @@ class RemoteRuns:
         items = data.get("items", []) if isinstance(data, Mapping) else data
         table = Table(title=f"Runs at {escape(self.url)}", title_justify="left")
         for name in ("run", "workflow", "state", "tasks", "tokens", "cost", "created"):
-            table.add_column(name)
+            # a run id is what a user copies: never cut (the other columns give way)
+            table.add_column(name, no_wrap=name == "run", overflow="fold")
         for run in items:
             tasks = run.get("tasks")
             table.add_row(
@@ -190,7 +233,7 @@ class RemoteRuns:
                 str(len(tasks) if isinstance(tasks, Mapping) else tasks or 0),
                 _tokens(run),
                 _cost(run),
-                escape(str(run.get("created_at") or "")),
+                escape(_when(run.get("created_at"))),
             )
         self.out.print(table)
         total = data.get("total") if isinstance(data, Mapping) else None
@@ -198,8 +241,15 @@ class RemoteRuns:
             self.out.print(f"{len(items)} of {total} runs shown (--limit to see more)")
 
     def status(self, run_id: str) -> None:
+        """A run's status; ``run_id`` may be a unique prefix of the run's id."""
         with self.client() as client:
-            self._show(_plain(client.get_run(run_id)))
+            try:
+                data = client.get_run(run_id)
+            except Exception as exc:
+                if getattr(exc, "code", None) != "run_not_found":
+                    raise
+                data = client.get_run(_by_prefix(client, run_id, exc))
+            self._show(_plain(data))
 
     def wait(self, run_id: str, timeout: float) -> None:
         """Wait for the run to end; exit 1 unless it completed."""
