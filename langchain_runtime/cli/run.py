@@ -28,6 +28,7 @@ from langchain_runtime.cli.options import (
 )
 from langchain_runtime.cli.progress import RunProgress
 from langchain_runtime.cli.render import print_json, print_run, run_json
+from langchain_runtime.cli.validate import check_prices, check_providers
 from langchain_runtime.domain import (
     Cost,
     RunResult,
@@ -125,6 +126,21 @@ def _whole_result(orchestrator: Orchestrator) -> Orchestrator:
     )
 
 
+def _warn_unused(err: Console, orchestrator: Orchestrator, run_input: dict[str, Any]) -> None:
+    """A warning for input keys the workflow neither declares nor uses (a typo?)."""
+    declared = set(orchestrator.input_keys or ()) | set(orchestrator.required_inputs)
+    unused = sorted(set(run_input) - declared)
+    if unused:
+        known = ", ".join(sorted(declared)) or "none"
+        err.print(
+            f"warning: input {', '.join(map(repr, unused))} is not used by the workflow "
+            f"(its inputs: {known})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 def run_workflow(
     path: Path,
     *,
@@ -147,8 +163,12 @@ def run_workflow(
     run_input = parse_run_input(inputs, input_file)
     loaded = load(path, workflow)
     policy = with_overrides(loaded.policy, budget=amount, max_parallelism=max_parallelism)
+    # the file's own terms (a provider, a `prices:` entry), before any model is built
+    check_providers(loaded.config)
+    check_prices(loaded.config, loaded.name, policy)
     orchestrator = _whole_result(loaded.config.build_workflow(loaded.name, policy_override=policy))
     require_inputs(orchestrator.required_inputs, run_input)
+    _warn_unused(err, orchestrator, run_input)
     order = orchestrator.graph.order
     if as_json:
         outcome = execute(orchestrator, run_input, lambda _: None)

@@ -15,7 +15,14 @@ from pydantic import BaseModel, ValidationError
 from langchain_runtime.config.schema import UNION_TAGS
 from langchain_runtime.errors import ConfigurationError
 
-__all__ = ["ConfigFileError", "ConfigIssue", "Loc", "format_loc", "issues_from_validation"]
+__all__ = [
+    "ConfigFileError",
+    "ConfigIssue",
+    "Loc",
+    "did_you_mean",
+    "format_loc",
+    "issues_from_validation",
+]
 
 #: A location inside a configuration document: mapping keys and list indexes.
 Loc = tuple[str | int, ...]
@@ -24,6 +31,45 @@ LineFinder = Callable[[Loc], "int | None"]
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _MAX_SHOWN = 60
+#: Names people write for a field, from other tools, that spelling distance misses.
+_SYNONYMS = {
+    "dependencies": "deps",
+    "depends_on": "deps",
+    "depends": "deps",
+    "needs": "deps",
+    "after": "deps",
+    "retries": "max_retries",
+    "parallelism": "max_parallelism",
+    "concurrency": "max_parallelism",
+    "template": "prompt",
+    "name": "id",
+}
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` most likely meant, or None: a known synonym, a close
+    spelling, or the one choice that ``word`` starts with (or that starts ``word``).
+
+    Example:
+        >>> did_you_mean("simulatd", ["openai", "simulated"])
+        'simulated'
+        >>> did_you_mean("dependencies", ["deps", "id", "prompt"])
+        'deps'
+        >>> did_you_mean("zzz", ["deps"]) is None
+        True
+    """
+    known = list(dict.fromkeys(choices))
+    lowered = word.lower()
+    synonym = _SYNONYMS.get(lowered)
+    if synonym in known:
+        return synonym
+    close = difflib.get_close_matches(lowered, known, n=1)
+    if close:
+        return close[0]
+    prefixed = [
+        c for c in known if len(c) >= 3 and (lowered.startswith(c) or c.startswith(lowered))
+    ]
+    return prefixed[0] if len(prefixed) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -147,8 +193,8 @@ def _message(err: Any, root: type[BaseModel], loc: Loc) -> str:
         if model is None:
             return "unknown field"
         known = sorted(model.model_fields)
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        close = did_you_mean(str(loc[-1]), known)
+        hint = f"; did you mean {close!r}?" if close else ""
         return f"unknown field{hint} (expected one of: {', '.join(known)})"
     msg = str(err["msg"])
     msg = msg.removeprefix("Value error, ")
