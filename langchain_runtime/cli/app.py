@@ -151,6 +151,9 @@ def run(
         int | None, typer.Option("--max-parallelism", min=1, help="Most tasks at once.")
     ] = None,
     json: Json = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Show each output whole (default: its first line).")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Run a workflow: live progress, then each task's state, tokens and cost, and outputs.
@@ -170,6 +173,7 @@ def run(
         as_json=json,
         out=_out(),
         err=_err(),
+        full=full,
     )
 
 

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from langchain_runtime.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError
 from langchain_runtime.cli.options import (
+    LoadedWorkflow,
     load,
     parse_budget,
     parse_run_input,
@@ -126,6 +127,34 @@ def _whole_result(orchestrator: Orchestrator) -> Orchestrator:
     )
 
 
+def _file_order(loaded: LoadedWorkflow, orchestrator: Orchestrator) -> list[str]:
+    """Tasks in the order the file lists them (a reader's order), when it is a valid
+    run order; else the graph's."""
+    listed = [t.id for t in loaded.config.workflow(loaded.name).tasks]
+    graph = list(orchestrator.graph.order)
+    deps = {task.id: set(task.deps) for task in orchestrator.graph}
+    if sorted(listed) != sorted(graph):
+        return graph
+    seen: set[str] = set()
+    for tid in listed:
+        if not deps[tid] <= seen:
+            return graph
+        seen.add(tid)
+    return listed
+
+
+def _simulated(loaded: LoadedWorkflow) -> set[str]:
+    """The tasks answered by the simulated model (placeholder text, not an answer)."""
+    spec = loaded.config.workflow(loaded.name)
+    out = set()
+    for task in spec.tasks:
+        model_id = task.model or spec.model or "simulated"
+        entry = loaded.config.models.get(model_id)
+        if entry is None or entry.provider == "simulated":
+            out.add(task.id)
+    return out
+
+
 def _warn_unused(err: Console, orchestrator: Orchestrator, run_input: dict[str, Any]) -> None:
     """A warning for input keys the workflow neither declares nor uses (a typo?)."""
     declared = set(orchestrator.input_keys or ()) | set(orchestrator.required_inputs)
@@ -152,6 +181,7 @@ def run_workflow(
     as_json: bool,
     out: Console,
     err: Console,
+    full: bool = False,
 ) -> None:
     """Run one workflow of ``path`` and show (or print as JSON) its result.
 
@@ -169,7 +199,7 @@ def run_workflow(
     orchestrator = _whole_result(loaded.config.build_workflow(loaded.name, policy_override=policy))
     require_inputs(orchestrator.required_inputs, run_input)
     _warn_unused(err, orchestrator, run_input)
-    order = orchestrator.graph.order
+    order = _file_order(loaded, orchestrator)
     if as_json:
         outcome = execute(orchestrator, run_input, lambda _: None)
         print_json(run_json(outcome.result))
@@ -178,7 +208,7 @@ def run_workflow(
         currency = loaded.config.catalog().currency
         with RunProgress(err, order, deps, currency) as progress:
             outcome = execute(orchestrator, run_input, progress)
-        print_run(out, outcome.result, order)
+        print_run(out, outcome.result, order, full=full, placeholder=_simulated(loaded))
     result = outcome.result
     if outcome.interrupted:
         raise CliError(result.error.message if result.error else "interrupted", EXIT_INTERRUPTED)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.unit.cli._support import CHAIN, EXAMPLE, Cli, Write
@@ -50,3 +52,29 @@ def test_an_input_the_workflow_does_not_use_is_warned_about(cli: Cli) -> None:
     assert "warning: input 'topc' is not used by the workflow (its inputs: topic)" in out.stderr
     quiet = cli("run", EXAMPLE, "-i", "topic=owls", "--json")
     assert "warning" not in quiet.stderr
+
+
+# -- make demo (issue 10, 12) ------------------------------------------------------------------
+def _durations(text: str) -> dict[str, float]:
+    found = re.findall(r"^│ (\w+)\s+│ completed │\s+([0-9.]+)s │", text, re.M)
+    return {task: float(seconds) for task, seconds in found}
+
+
+def test_the_demo_shows_parallel_drafts_in_file_order_and_labels_placeholders(cli: Cli) -> None:
+    out = cli("run", EXAMPLE, "--input", "topic=barn owls", env={"COLUMNS": "80"})
+    assert out.exit_code == 0, out.stderr
+    text = out.stdout
+    durations = _durations(text)
+    assert list(durations) == [
+        "research", "outline", "draft_intro", "draft_body", "draft_conclusion", "review",
+    ]  # fmt: skip
+    assert all(seconds > 0 for seconds in durations.values())  # the example's latency
+    wall = float(re.search(r"· completed · ([0-9.]+)s ·", text).group(1))  # type: ignore[union-attr]
+    assert wall < sum(durations.values())  # the drafts ran side by side
+    assert "note" not in text.split("\n", 3)[2]  # no empty note column
+    assert text.count("(simulated: placeholder text)") == 6
+    outputs = text.split("└")[-1].splitlines()
+    assert all(len(line) <= 80 for line in outputs)
+    assert "--full shows them whole" in text
+    full = cli("run", EXAMPLE, "--input", "topic=barn owls", "--full", env={"COLUMNS": "80"})
+    assert len(full.stdout.splitlines()) > len(text.splitlines()) + 6
