@@ -32,10 +32,10 @@ HELLO = {"workflow": "hello", "input": {"name": "Ada"}}
 def make_client() -> Iterator[Any]:
     apps: list[Any] = []
 
-    def make(**kwargs: Any) -> TestClient:
+    def make(base_url: str = LOCAL, **kwargs: Any) -> TestClient:
         app = create_app(load_config(CONFIG), store=MemoryRunStore(), **kwargs)
         apps.append(app)
-        return TestClient(app, base_url=kwargs.pop("base_url", LOCAL))
+        return TestClient(app, base_url=base_url)
 
     yield make
     for app in apps:
@@ -67,6 +67,11 @@ def test_allowed_hosts_widen_the_default(make_client: Any) -> None:
     assert client.get(RUNS, headers={"host": "evil.example"}).status_code == 403
     anyone = make_client(allowed_hosts=["*"])
     assert anyone.get(RUNS, headers={"host": "whatever.example"}).status_code == 200
+
+
+def test_the_in_process_test_client_is_served_by_default(make_client: Any) -> None:
+    client = make_client(base_url="http://testserver")
+    assert client.post(RUNS, json=HELLO).status_code == 202
 
 
 def test_healthz_answers_any_host(make_client: Any) -> None:

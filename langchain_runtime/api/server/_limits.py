@@ -34,8 +34,12 @@ __all__ = [
     "parse_limits",
 ]
 
-#: Host names allowed when ``allowed_hosts`` is not given.
+#: Host names allowed when ``allowed_hosts`` is not given (any ``*.localhost`` and
+#: loopback address too).
 LOOPBACK_HOSTS: tuple[str, ...] = ("localhost", "127.0.0.1", "::1")
+#: The host name of Starlette's in-process ``TestClient``: no browser reaches it
+#: through DNS, so serving it by default opens nothing.
+TEST_CLIENT_HOST = "testserver"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -134,11 +138,12 @@ def _is_loopback(host: str) -> bool:
 def host_allowed(host: str, allowed: Sequence[str] | None) -> bool:
     """Whether a request's host (see :func:`host_of`) may be served.
 
-    ``allowed`` None means loopback names only; ``"*"`` allows any host;
+    ``allowed`` None means loopback names only (and ``testserver``, the in-process
+    test client's); ``"*"`` allows any host;
     ``"*.example.com"`` any subdomain of ``example.com``.
     """
     if allowed is None:
-        return _is_loopback(host)
+        return _is_loopback(host) or host == TEST_CLIENT_HOST
     for pattern in allowed:
         pattern = pattern.strip().lower()
         if pattern == "*" or pattern == host:
