@@ -32,8 +32,8 @@ HELLO = {"workflow": "hello", "input": {"name": "Ada"}}
 def make_client() -> Iterator[Any]:
     apps: list[Any] = []
 
-    def make(base_url: str = LOCAL, **kwargs: Any) -> TestClient:
-        app = create_app(load_config(CONFIG), store=MemoryRunStore(), **kwargs)
+    def make(base_url: str = LOCAL, config: Any = None, **kwargs: Any) -> TestClient:
+        app = create_app(config or load_config(CONFIG), store=MemoryRunStore(), **kwargs)
         apps.append(app)
         return TestClient(app, base_url=base_url)
 
@@ -155,6 +155,22 @@ def test_a_long_prompt_is_a_413_naming_the_limit(make_client: Any) -> None:
     run_id = client.post(RUNS, json={"workflow": "slow", "input": {"name": "a"}}).json()["run_id"]
     r = client.post(f"{RUNS}/{run_id}/tasks", json={"id": "z", "prompt": "y" * 500})
     assert r.status_code == 413 and "tasks[0].prompt: 500 characters" in r.json()["message"]
+
+
+def test_tasks_added_to_a_live_run_count_toward_the_limit(make_client: Any) -> None:
+    # a first task that takes long enough (aborted at the end) for the run to stay live
+    held = {"provider": "simulated", "latency": 10}
+    config = load_config({**CONFIG, "models": {**CONFIG["models"], "held": held}})
+    client = make_client(limits=ServerLimits(max_tasks=3), config=config)
+    body = {"tasks": [{"id": "a", "prompt": "hi", "model": "held"}], "input": {}}
+    run_id = client.post(RUNS, json=body).json()["run_id"]
+    for tid in ("b", "c"):
+        r = client.post(f"{RUNS}/{run_id}/tasks", json={"id": tid, "prompt": "x", "model": "held"})
+        assert r.status_code == 202, r.text
+    r = client.post(f"{RUNS}/{run_id}/tasks", json={"id": "d", "prompt": "x", "model": "held"})
+    assert r.status_code == 413
+    assert f"run {run_id} has 3 tasks, this server's limit per run" in r.json()["message"]
+    assert client.post(f"{RUNS}/{run_id}/abort").status_code == 202
 
 
 def test_parallelism_above_the_limit_is_a_422(make_client: Any) -> None:

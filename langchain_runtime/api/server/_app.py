@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_runtime._version import __version__
 from langchain_runtime.api._sse import END_EVENT, format_comment, format_event
-from langchain_runtime.api.errors import code_for_status, status_for
+from langchain_runtime.api.errors import PayloadTooLargeError, code_for_status, status_for
 from langchain_runtime.api.schemas import (
     TERMINAL_STATES,
     ApiRunState,
@@ -285,8 +285,17 @@ def build_app(
         responses=_ADD,
     )
     def enqueue_task(run_id: str, body: TaskSpec) -> TaskAccepted:
-        """Add a task to a live run; it joins the next batch."""
+        """Add a task to a live run; it joins the next batch.
+
+        The run's tasks, this one included, stay within the server's `max_tasks` (413).
+        """
         check_work(limits, tasks=(body,))
+        count = manager.task_count(run_id)
+        if count is not None and count >= limits.max_tasks:
+            raise PayloadTooLargeError(
+                f"run {run_id} has {count} tasks, this server's limit per run "
+                f"(serve --limit max_tasks=N); cannot add task {body.id!r}"
+            )
         return manager.enqueue(run_id, body)
 
     @app.get(
