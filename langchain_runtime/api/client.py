@@ -65,6 +65,15 @@ _DROP = frozenset({b"content-encoding", b"content-length", b"transfer-encoding"}
 TaskLike = TaskSpec | Mapping[str, Any]
 
 
+async def _within(step: Awaitable[T], seconds: float) -> T:
+    """``step`` or :class:`asyncio.TimeoutError` after ``seconds`` (no extra task on 3.11+)."""
+    timeout = getattr(asyncio, "timeout", None)
+    if timeout is None:  # Python 3.10
+        return await asyncio.wait_for(step, seconds)
+    async with timeout(seconds):
+        return await step
+
+
 def _late(what: str, seconds: float) -> ApiTimeoutError:
     return ApiTimeoutError(f"{what}: no complete answer within {seconds:g}s")
 
@@ -241,7 +250,7 @@ class AsyncRuntimeClient:
                 plan.close()
                 raise _late(where, budget)
             try:
-                value = await asyncio.wait_for(self._fetch(action.request), left)
+                value = await _within(self._fetch(action.request), left)
             except asyncio.TimeoutError:
                 plan.close()
                 raise _late(where, budget) from None
@@ -363,7 +372,7 @@ class AsyncRuntimeClient:
             return max(ends - time.monotonic(), 0.0)
 
         async def within(step: Awaitable[T]) -> T:
-            return await asyncio.wait_for(step, left())
+            return await _within(step, left())
 
         response = await within(self._http.send(request, stream=True))
         try:

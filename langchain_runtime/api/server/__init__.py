@@ -187,6 +187,12 @@ def serve(
     import uvicorn
 
     create_app_kwargs["allowed_hosts"] = _hosts_for(host, create_app_kwargs.get("allowed_hosts"))
+    if host in ("0.0.0.0", "::", "") and create_app_kwargs["allowed_hosts"] is None:
+        logger.warning(
+            "serving on %s, but only loopback Host names are answered (DNS-rebinding guard); "
+            "name the hosts clients use with allowed_hosts (serve --allowed-hosts NAME)",
+            host or "every interface",
+        )
     app = create_app(**create_app_kwargs)
     if not _is_loopback(host) and not (create_app_kwargs.get("token") or os.environ.get(TOKEN_ENV)):
         logger.warning(
