@@ -158,7 +158,7 @@ def _hosts_for(host: str, allowed_hosts: Sequence[str] | None) -> Sequence[str] 
     return (*LOOPBACK_HOSTS, host)
 
 
-def uvicorn_config(app: FastAPI, limits: ServerLimits | None, **kwargs: Any) -> Any:
+def _uvicorn_config(app: FastAPI, limits: ServerLimits | None, **kwargs: Any) -> Any:
     """A ``uvicorn.Config`` with the header-time and connection bounds of ``limits``."""
     import uvicorn
 
@@ -202,7 +202,7 @@ def serve(
             TOKEN_ENV,
         )
     limits = create_app_kwargs.get("limits")
-    uvicorn.Server(uvicorn_config(app, limits, host=host, port=port, log_level=log_level)).run()
+    uvicorn.Server(_uvicorn_config(app, limits, host=host, port=port, log_level=log_level)).run()
 
 
 def serve_in_thread(

@@ -41,10 +41,10 @@ class BackgroundServer:
     ) -> None:
         import uvicorn
 
-        from langchain_runtime.api.server import uvicorn_config
+        from langchain_runtime.api.server import _uvicorn_config
 
         self.app = app
-        config = uvicorn_config(
+        config = _uvicorn_config(
             app, limits, host=host, port=port, log_level="warning", lifespan="on"
         )
         self._server = uvicorn.Server(config)
