@@ -22,6 +22,7 @@ import concurrent.futures
 import logging
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
@@ -416,6 +417,10 @@ class AsyncRuntimeClient:
         await self.aclose()
 
 
+def _shut_down(loop: _LoopThread, client: AsyncRuntimeClient) -> None:
+    loop.close(client.aclose())
+
+
 class RuntimeClient:
     """A client of the runtime's HTTP API (blocking calls).
 
@@ -461,6 +466,8 @@ class RuntimeClient:
         )  # fmt: skip
         self._core = self._async._core
         self._loop = _LoopThread()
+        # a client dropped without close() still stops its loop thread
+        self._finalizer = weakref.finalize(self, _shut_down, self._loop, self._async)
 
     def __repr__(self) -> str:
         return f"RuntimeClient({self._core.base_url!r})"
@@ -541,7 +548,7 @@ class RuntimeClient:
             self._loop.run(stream.aclose())  # type: ignore[attr-defined]
 
     def close(self) -> None:
-        self._loop.close(self._async.aclose())
+        self._finalizer()
 
     def __enter__(self) -> RuntimeClient:
         return self
