@@ -200,8 +200,6 @@ def print_run(
             continue
         first, _, rest = text.strip().partition("\n")
         cut = cut or bool(rest.strip()) or len(first) > console.width
-        console.print(
-            Text(first), no_wrap=True, overflow="ellipsis", highlight=False, markup=False
-        )
+        console.print(Text(first), no_wrap=True, overflow="ellipsis", highlight=False, markup=False)
     if cut:
         console.print("(first line of each output; --full shows them whole)", highlight=False)

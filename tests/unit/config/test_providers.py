@@ -140,9 +140,7 @@ def test_init_chat_model_integration_package_missing() -> None:
 
 def test_unknown_provider() -> None:
     config = _config(provider="zzqq", model="x")
-    with pytest.raises(
-        ConfigurationError, match="model 'm': unknown provider 'zzqq' \\(known: "
-    ):
+    with pytest.raises(ConfigurationError, match="model 'm': unknown provider 'zzqq' \\(known: "):
         config.model("m")
     typo = _config(provider="simulatd", model="x")
     with pytest.raises(
