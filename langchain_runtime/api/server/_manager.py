@@ -546,6 +546,11 @@ class RunManager:
         with self._lock:
             return len(self._live)
 
+    def task_count(self, run_id: str) -> int | None:
+        """How many tasks a live run has (pending ones included), or None if not live."""
+        live = self._get_live(run_id)
+        return None if live is None else len(live.handle.snapshot().tasks)
+
     # -- steering ----------------------------------------------------------------------
     def abort(self, run_id: str) -> RunAccepted:
         """Ask a live run to stop (fire-and-forget): state ``aborting``."""
