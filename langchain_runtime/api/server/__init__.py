@@ -202,7 +202,11 @@ def serve(
             TOKEN_ENV,
         )
     limits = create_app_kwargs.get("limits")
-    uvicorn.Server(_uvicorn_config(app, limits, host=host, port=port, log_level=log_level)).run()
+    server = uvicorn.Server(_uvicorn_config(app, limits, host=host, port=port, log_level=log_level))
+    try:
+        server.run()
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a clean stop
+        pass
 
 
 def serve_in_thread(
