@@ -37,6 +37,7 @@ def stored_result(stored: StoredRun, *, state: RunState, error: TaskError | None
     tasks: dict[str, TaskResult] = {}
     for tid, record in stored.tasks.items():
         data = dict(record.result)
+        data.pop("models", None)  # usage per model, for a resumed run's totals
         try:
             output = decode(data.pop("output", None))
         except Exception:  # an output this process cannot read back: shown as missing
