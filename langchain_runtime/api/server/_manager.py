@@ -187,7 +187,10 @@ class RunManager:
         if self._durable is None:
             return []
         kept = []
+        interrupt = getattr(self._durable, "interrupt_run", None)
         for run_id in run_ids:
+            if callable(interrupt):  # this server's own run: no one else executes it
+                interrupt(run_id)
             stored = self._durable.load_run(run_id)
             record = self.store.load(run_id)
             if stored is None or record is None:
