@@ -4,6 +4,8 @@ Run a graph of LLM tasks in a deterministic order with bounded parallelism, unde
 hard token and cost budgets, as a LangChain ``Runnable``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from langchain_runtime._version import __version__
 from langchain_runtime.context import (
     ContextBuilder,
@@ -63,12 +65,16 @@ from langchain_runtime.errors import (
 from langchain_runtime.orchestration import Orchestrator, RunHandle, Task, TaskGraph
 from langchain_runtime.store import SQLiteRunStore
 
+if TYPE_CHECKING:
+    from langchain_runtime.agents import BudgetMiddleware
+
 __all__ = [
     "Budget",
     "BudgetCallbackHandler",
     "BudgetEnforcer",
     "BudgetExceededError",
     "BudgetLedger",
+    "BudgetMiddleware",
     "ConfigurationError",
     "ContextBuilder",
     "ContextCompactor",
@@ -116,3 +122,12 @@ __all__ = [
     "current_memory",
     "with_budget",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # BudgetMiddleware needs the langchain package: imported only when asked for.
+    if name == "BudgetMiddleware":
+        from langchain_runtime.agents import BudgetMiddleware
+
+        return BudgetMiddleware
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

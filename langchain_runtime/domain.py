@@ -9,7 +9,6 @@ closest known one, instead of building a budget with no limit.
 
 from __future__ import annotations
 
-import html
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
@@ -419,26 +418,9 @@ class RunResult(_Model):
         raise error_from_result(self)
 
     def _repr_html_(self) -> str:
-        rows = []
-        for tr in self.tasks.values():
-            dur = f"{tr.duration:.3f}s" if tr.duration is not None else ""
-            err = html.escape(f"{tr.error.code}: {tr.error.message}") if tr.error else ""
-            rows.append(
-                "<tr>"
-                f"<td>{html.escape(tr.task_id)}</td><td>{tr.state.value}</td><td>{dur}</td>"
-                f"<td>{tr.usage.total_tokens}</td><td>{tr.cost.amount:f}</td><td>{err}</td>"
-                "</tr>"
-            )
-        head = (
-            f"<p><b>Run</b> <code>{html.escape(self.run_id)}</code>: {self.state.value}, "
-            f"{self.usage.total_tokens} tokens, {self.cost.amount:f} {self.cost.currency}</p>"
-        )
-        return (
-            f"{head}<table><thead><tr><th>task</th><th>state</th><th>duration</th>"
-            "<th>tokens</th><th>cost</th><th>error</th></tr></thead><tbody>"
-            + "".join(rows)
-            + "</tbody></table>"
-        )
+        from langchain_runtime.observability._html import run_result_html
+
+        return run_result_html(self)
 
     def __repr__(self) -> str:
         counts: dict[str, int] = {}

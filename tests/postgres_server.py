@@ -35,9 +35,14 @@ class PostgresUnavailable(RuntimeError):
 def find_bindir() -> Path:
     """The folder with ``initdb``, ``pg_ctl`` and ``postgres``."""
     explicit = os.environ.get(_BIN_ENV)
-    candidates = [explicit] if explicit else []
-    candidates += sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True
+    candidates = (
+        [explicit]
+        if explicit
+        else sorted(
+            glob.glob("/usr/lib/postgresql/*/bin"),
+            key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+            reverse=True,
+        )
     )
     for folder in candidates:
         if folder and (Path(folder) / "postgres").is_file() and (Path(folder) / "pg_ctl").is_file():

@@ -8,6 +8,7 @@ a command raises into an exit code and a one-line message (see
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -253,6 +254,13 @@ def estimate(
         print_estimate(_out(), result)
 
 
+class LogFormat(str, Enum):
+    """``serve --log-format``."""
+
+    text = "text"
+    json = "json"
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
@@ -266,11 +274,37 @@ def serve(
         typer.Option("--store", metavar="PATH", help="SQLite file for runs, or :memory:."),
     ] = None,
     token: Token = None,
+    log_format: Annotated[
+        LogFormat,
+        typer.Option(
+            "--log-format",
+            help="Log lines as text, or as one JSON object each (run_id/task_id included).",
+        ),
+    ] = LogFormat.text,
+    otel: Annotated[
+        bool,
+        typer.Option(
+            "--otel",
+            help="Trace every run and export traces and metrics over OTLP to "
+            "$OTEL_EXPORTER_OTLP_ENDPOINT (needs opentelemetry-exporter-otlp).",
+        ),
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Start the sidecar HTTP server (needs the `server` extra)."""
     from langchain_runtime.cli.remote import serve as start
 
+    if log_format is LogFormat.json:
+        from langchain_runtime.observability._logging import configure_logging
+
+        configure_logging("json")
+    if otel:
+        from langchain_runtime.observability._otlp import setup_otlp
+
+        try:
+            setup_otlp()
+        except (ImportError, ValueError) as exc:
+            raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
     start(host=host, port=port, config=config, store=store, token=token)
 
 

@@ -32,6 +32,7 @@ from langchain_runtime.orchestration import Orchestrator, Task
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.catalog import ModelCatalog
+    from langchain_runtime.cost.ledger import BudgetLedger
 
 __all__ = ["MAPPING_SOURCE", "PolicyOverride", "RuntimeConfig"]
 
@@ -98,6 +99,7 @@ class RuntimeConfig:
         self._lock = threading.RLock()
         self._models: dict[str, BaseChatModel] = {}
         self._catalog: ModelCatalog | None = None
+        self._ledger: BudgetLedger | None = None
         problems = check_config(spec)
         if problems:
             raise ConfigFileError(source, [self._issue(loc, msg) for loc, msg in problems])
@@ -226,6 +228,26 @@ class RuntimeConfig:
             return self._catalog
 
     # -- workflows -----------------------------------------------------------------
+
+    def ledger(self, **options: Any) -> BudgetLedger | None:
+        """The file's shared budget ledger (``ledger:``), opened on first use; or None.
+
+        ``options`` go to the ledger's constructor the first time (e.g. ``timeout``).
+        A relative SQLite path is relative to the working directory.
+        """
+        url = self._spec.ledger
+        if url is None:
+            return None
+        with self._lock:
+            if self._ledger is None:
+                from langchain_runtime.cost.ledger import open_ledger
+
+                self._ledger = open_ledger(url, **options)
+            return self._ledger
+
+    def workflow_scopes(self, name: str | None = None) -> tuple[str, ...]:
+        """The shared-budget scopes a workflow's model calls reserve in (``scopes:``)."""
+        return self._resolve(name)[1].scopes
 
     def workflow(self, name: str | None = None) -> WorkflowSpec:
         """The workflow called ``name``; ``None`` means the only one.

@@ -44,6 +44,10 @@ POLICY_INLINE_TAG = "<inline policy>"
 UNION_TAGS = frozenset({POLICY_NAME_TAG, POLICY_INLINE_TAG})
 
 _NonEmpty = Annotated[str, Field(min_length=1)]
+#: A shared-budget scope name, e.g. ``team:research`` (see ``cost.ledger``).
+_Scope = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+#: A budget ledger URL: ``memory://``, ``sqlite:///path.db`` or ``postgresql://...``.
+_LedgerUrl = Annotated[str, Field(pattern=r"^(memory://|sqlite:///.+|postgres(ql)?://.+)$")]
 
 
 class _Strict(BaseModel):
@@ -216,6 +220,8 @@ class WorkflowSpec(_Strict):
         model: Default model registry id for tasks that name none.
         output: Return this task's output instead of the whole ``RunResult``.
         input_keys: The run input's keys, so prompts are checked when building.
+        scopes: Shared budgets (in the file's ``ledger``) every model call of the
+            workflow reserves in, e.g. ``[team:research]``.
         tasks: The tasks (at least one).
     """
 
@@ -224,9 +230,10 @@ class WorkflowSpec(_Strict):
     model: _NonEmpty | None = None
     output: _NonEmpty | None = None
     input_keys: tuple[str, ...] | None = None
+    scopes: tuple[_Scope, ...] = ()
     tasks: tuple[TaskSpec, ...]
 
-    @field_validator("input_keys", mode="before")
+    @field_validator("input_keys", "scopes", mode="before")
     @classmethod
     def _keys_list(cls, value: Any) -> Any:
         return _one_or_many(value)
@@ -244,6 +251,7 @@ class _Registry(_Strict):
     models: dict[str, ModelSpec] = Field(default_factory=dict)
     prices: dict[str, PriceSpec] = Field(default_factory=dict)
     policies: dict[str, PolicySpec] = Field(default_factory=dict)
+    ledger: _LedgerUrl | None = None
 
 
 class ConfigSpec(_Registry):
@@ -255,6 +263,8 @@ class ConfigSpec(_Registry):
         policies: Name -> :class:`PolicySpec`; ``default`` applies to workflows that
             name no policy.
         workflows: Name -> :class:`WorkflowSpec`.
+        ledger: The shared budget ledger's URL (``sqlite:///budgets.db``,
+            ``postgresql://...``), for workflows with ``scopes``.
     """
 
     workflows: dict[str, WorkflowSpec] = Field(default_factory=dict)
@@ -279,6 +289,7 @@ class WorkflowFileSpec(WorkflowSpec, _Registry):
             models=self.models,
             prices=self.prices,
             policies=self.policies,
+            ledger=self.ledger,
             workflows={name: workflow},
         )
         return name, config

@@ -223,6 +223,11 @@ class StagedMemory(BaseStore[str, Any]):
         for key in self.yield_keys(prefix=prefix):
             yield key
 
+    def pending_writes(self) -> dict[str, Any]:
+        """The writes :meth:`commit` would apply (a copy)."""
+        with self._lock:
+            return dict(self._writes)
+
     def commit(self) -> None:
         """Apply the staged writes and deletes to the run's memory."""
         with self._lock:

@@ -6,9 +6,13 @@
 - :class:`UsageTracker` totals usage per run, task and model, once per call.
 - :class:`BudgetEnforcer` reserves before a call and settles after it.
 - :class:`BudgetCallbackHandler` does that for every call it is attached to.
-- :func:`with_budget` puts one budget over any Runnable (an agent, a graph, a chain).
+- :func:`with_budget` puts one budget over any Runnable (an agent, a graph, a chain);
+  over a chat model it clamps each call's output limit to what is left.
 - :func:`estimate_run` bounds a run's tokens and cost before it runs; it is what
   ``RunPolicy(admission="worst_case")`` admits runs by (:class:`AdmissionError`).
+
+``langchain_runtime.BudgetMiddleware`` (in :mod:`langchain_runtime.agents`) does the
+clamping inside ``create_agent`` agents.
 """
 
 from langchain_runtime.cost.budget import BudgetEnforcer, Reservation

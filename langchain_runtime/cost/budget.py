@@ -213,6 +213,52 @@ class BudgetEnforcer:
             self._hold(res, 1)
         return res
 
+    def reserve_up_to(
+        self,
+        call_id: str | UUID,
+        model: str | None,
+        input_tokens: int,
+        max_output_tokens: int,
+        task_id: str | None = None,
+        *,
+        min_output_tokens: int = 1,
+    ) -> Reservation:
+        """Hold budget for a call with as much output as is still affordable.
+
+        The output reserved is ``max_output_tokens`` or, when that does not fit, the
+        most the remaining budget can pay for; the call must then be sent with that
+        limit (``reservation.output_tokens``). Deciding and holding happen under one
+        lock, so concurrent calls never both take the same remaining money.
+
+        Raises:
+            BudgetExceededError: Not even ``min_output_tokens`` fit (nothing is held).
+            ConfigurationError: A cost limit applies and ``model`` has no price.
+        """
+        if input_tokens < 0 or max_output_tokens < 0 or min_output_tokens < 0:
+            raise ValueError("token counts must be >= 0")
+        required = self._needs_price(task_id)
+        self._price(model, input_tokens, 0, required=required)  # an unknown price raises here
+        key = call_key(call_id)
+        with self._lock:
+            old = self._reservations.pop(key, None)
+            if old is not None:
+                self._hold(old, -1)
+            wanted = max_output_tokens
+            affordable = self._affordable_locked(model, input_tokens, task_id)
+            if affordable is not None and affordable < wanted:
+                wanted = max(affordable, min_output_tokens)
+            cost = self._price(model, input_tokens, wanted, required=required)
+            res = Reservation(key, model, task_id, input_tokens, wanted, cost)
+            self._check(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
+            task_budget = self.task_budget(task_id)
+            if task_budget is not None and task_id is not None:
+                held = self._task_held.get(task_id) or _Held()
+                settled = self.tracker.cost_and_tokens(task_id)
+                self._check(task_budget, settled, held, res, task_id)
+            self._reservations[key] = res
+            self._hold(res, 1)
+        return res
+
     def _hold(self, res: Reservation, sign: int) -> None:
         self._held.add(res, sign)
         if res.task_id is not None:
@@ -364,22 +410,28 @@ class BudgetEnforcer:
     ) -> int | None:
         """Most output tokens a call with ``input_tokens`` input could still pay for.
 
-        None when no limit applies. Use it to clamp a chat model's ``max_tokens``.
+        None when no limit applies. Use it to clamp a chat model's ``max_tokens``
+        (:meth:`reserve_up_to` clamps and holds in one step).
 
         Raises:
             ConfigurationError: A cost limit applies and ``model`` has no price.
         """
+        with self._lock:
+            return self._affordable_locked(model, input_tokens, task_id)
+
+    def _affordable_locked(
+        self, model: str | None, input_tokens: int, task_id: str | None
+    ) -> int | None:
         budgets: list[tuple[Budget, str | None]] = [(self.budget, None)]
         task_budget = self.task_budget(task_id)
         if task_budget is not None:
             budgets.append((task_budget, task_id))
         limits: list[int] = []
         for budget, tid in budgets:
-            with self._lock:
-                spent_cost, spent_tokens = self.tracker.cost_and_tokens(tid)
-                held = (self._task_held.get(tid) or _Held()) if tid else self._held
-                cost_left = (budget.max_cost or Decimal(0)) - spent_cost - held.cost
-                tokens_left = (budget.max_tokens or 0) - spent_tokens - held.tokens
+            spent_cost, spent_tokens = self.tracker.cost_and_tokens(tid)
+            held = (self._task_held.get(tid) or _Held()) if tid else self._held
+            cost_left = (budget.max_cost or Decimal(0)) - spent_cost - held.cost
+            tokens_left = (budget.max_tokens or 0) - spent_tokens - held.tokens
             if budget.max_tokens is not None:
                 limits.append(max(tokens_left - input_tokens, 0))
             if budget.max_cost is not None:

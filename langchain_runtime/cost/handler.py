@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import threading
@@ -12,18 +11,35 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from langchain_runtime.cost._limits import (
+    declared_limit,
+    explained_refusal,
+    limit_in,
+    output_reservation,
+    output_tokens,
+    stream_stopped,
+    token_text,
+)
+from langchain_runtime.cost._quiet import install_quiet_refusals
 from langchain_runtime.cost.budget import BudgetEnforcer
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals, UsageTracker
 from langchain_runtime.cost.usage import usage_from_result
 from langchain_runtime.domain import Budget, Cost, Usage
+from langchain_runtime.errors import BudgetExceededError
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
-    from langchain_core.outputs import LLMResult
+    from langchain_core.outputs import ChatGenerationChunk, GenerationChunk, LLMResult
 
-__all__ = ["MODEL_METADATA_KEY", "SCOPE_METADATA_KEY", "TASK_METADATA_KEY", "BudgetCallbackHandler"]
+__all__ = [
+    "MODEL_METADATA_KEY",
+    "SCOPE_METADATA_KEY",
+    "TASK_METADATA_KEY",
+    "BudgetCallbackHandler",
+    "install_quiet_refusals",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -35,51 +51,53 @@ MODEL_METADATA_KEY = "lcr_model"
 SCOPE_METADATA_KEY = "lcr_budget_scope"
 
 _MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
-_MAX_OUTPUT_PARAMS = (
-    "max_tokens",
-    "max_completion_tokens",
-    "max_output_tokens",
-    "max_tokens_to_sample",
-    "num_predict",
-)
 
 
 class _Call:
-    __slots__ = ("input_tokens", "model", "scope", "task_id")
+    __slots__ = (
+        "input_tokens", "model", "output_limit", "pieces", "produced", "scope", "soft", "task_id"
+    )  # fmt: skip
 
     def __init__(
-        self, model: str | None, task_id: str | None, input_tokens: int, scope: str | None
+        self,
+        model: str | None,
+        task_id: str | None,
+        input_tokens: int,
+        scope: str | None,
+        output_limit: int,
+        soft: bool,
     ) -> None:
         self.model = model
         self.task_id = task_id
         self.input_tokens = input_tokens
         self.scope = scope
+        self.output_limit = output_limit  # output reserved: a stream passing it is stopped
+        # True when the model was told no limit and may answer longer than reserved
+        self.soft = soft
+        self.produced = 0  # output tokens streamed so far, as counted here
+        self.pieces = 0  # non-empty streamed pieces so far: each holds one token or more
 
 
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _max_output(params: Mapping[str, Any]) -> int | None:
-    for key in _MAX_OUTPUT_PARAMS:
-        value = params.get(key)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
-
-
 class BudgetCallbackHandler(BaseCallbackHandler):
     """Enforces a budget on every LLM and chat-model call it is attached to.
 
     Before a call (``on_chat_model_start``/``on_llm_start``) it counts the real input
-    tokens, takes the call's ``max_tokens`` (``max_completion_tokens``,
-    ``max_output_tokens``) from its invocation parameters, else the budget's
-    ``expected_output_tokens``, and reserves their cost; a call that does not fit is
-    refused with :class:`~langchain_runtime.errors.BudgetExceededError` before
-    anything is sent. After the call (``on_llm_end``, streamed calls included) the
-    reservation is settled at the reported usage; a call without reported usage is
-    settled at an estimate (``Usage.estimated``). A failed call is charged what was
-    reported, else its input estimate.
+    tokens and reserves their cost plus the call's output limit: its ``max_tokens``
+    (``max_completion_tokens``, ``max_output_tokens``...) when it has one, else the
+    budget's ``expected_output_tokens`` if that was set explicitly, else the model's
+    maximum output (catalog, else model profile), else ``expected_output_tokens``. A
+    call that does not fit is refused with
+    :class:`~langchain_runtime.errors.BudgetExceededError` before anything is sent
+    (and langchain-core's duplicate warning about it is filtered out). A stream that
+    produces more than its reservation is stopped there (see
+    :meth:`on_llm_new_token`). After the call (``on_llm_end``) the reservation is
+    settled at the reported usage, else at an estimate (``Usage.estimated``). A
+    failed call is charged what was reported, else its input estimate (plus what it
+    streamed).
 
     The model is discovered from the invocation parameters (``model``,
     ``model_name``), ``metadata["ls_model_name"]`` or the serialized model, else the
@@ -104,7 +122,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
     Example:
         >>> from langchain_core.language_models import FakeListChatModel
         >>> from langchain_runtime.domain import Budget
-        >>> handler = BudgetCallbackHandler(Budget(max_tokens=5000), default_model="simulated")
+        >>> handler = BudgetCallbackHandler(Budget(max_tokens=20_000), default_model="simulated")
         >>> FakeListChatModel(responses=["hi"]).invoke("hello", config={"callbacks": [handler]})
         AIMessage(content='hi', ...)
         >>> handler.usage.estimated, handler.remaining_tokens > 0
@@ -132,6 +150,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         self._lock = threading.Lock()
         self._calls: dict[UUID, _Call] = {}
         self._scopes: dict[str, set[UUID]] = {}
+        install_quiet_refusals()
 
     def __repr__(self) -> str:
         return f"BudgetCallbackHandler({self.budget!r}, spent={self.spent})"
@@ -229,27 +248,71 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         params: Mapping[str, Any],
         input_tokens: int,
     ) -> None:
-        max_output = _max_output(params)
-        if max_output is None:
-            # a limit set on the model itself reaches callbacks only as ls_max_tokens
-            declared = metadata.get("ls_max_tokens")
-            max_output = declared if isinstance(declared, int) and declared >= 0 else None
-        if max_output is None:
-            max_output = self.enforcer.budget.expected_output_tokens
         task_id = _str(metadata.get(TASK_METADATA_KEY))
-        held = self.estimator.reservation_tokens(input_tokens, model)
-        try:
-            self.enforcer.reserve(run_id, model, held, max_output, task_id)
-        except BaseException:
-            # LangChain sends no end or error event for a call refused here.
-            self.enforcer.release(run_id)
-            raise
+        planned = self.enforcer.reservation(run_id)
+        if planned is not None:
+            # with_budget over a chat model reserved (and clamped) this call already
+            max_output, soft = planned.output_tokens, False
+        else:
+            limit = limit_in(params) or declared_limit(metadata)
+            provider = _str(metadata.get("ls_provider"))
+            max_output, source = output_reservation(limit, model, self.enforcer, provider)
+            soft = source == "expected"
+            held = self.estimator.reservation_tokens(input_tokens, model)
+            try:
+                self.enforcer.reserve(run_id, model, held, max_output, task_id)
+            except BudgetExceededError as exc:
+                # LangChain sends no end or error event for a call refused here.
+                self.enforcer.release(run_id)
+                if source == "call":
+                    raise
+                raise explained_refusal(exc, max_output, source) from None
+            except BaseException:
+                self.enforcer.release(run_id)
+                raise
         scope = _str(metadata.get(SCOPE_METADATA_KEY))
-        call = _Call(model, task_id, input_tokens, scope)
+        call = _Call(model, task_id, input_tokens, scope, max_output, soft)
         with self._lock:
             self._calls[run_id] = call
             if scope is not None:
                 self._scopes.setdefault(scope, set()).add(run_id)
+
+    # -- while it streams ------------------------------------------------------------
+
+    def on_llm_new_token(
+        self,
+        token: str | list[str | dict[str, Any]],
+        *,
+        chunk: GenerationChunk | ChatGenerationChunk | None = None,
+        run_id: UUID,
+        parent_run_id: UUID | None = None,
+        tags: list[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Stop a stream whose output passes what its call reserved.
+
+        A call reserved at ``expected_output_tokens`` (the model was told no limit and
+        may answer longer) stops when its counted tokens reach the reservation. A
+        call whose limit was sent, or reserved at the model's maximum, stops only on
+        proof that it passed it: more streamed pieces than reserved tokens (each
+        piece holds at least one), so a counting difference never cuts a good answer.
+        """
+        call = self._calls.get(run_id)
+        if call is None:
+            return
+        text = token_text(token)
+        produced = self.estimator.count_text(text, call.model) if text else 0
+        message = getattr(chunk, "message", None)
+        for part in getattr(message, "tool_call_chunks", None) or ():
+            args = f"{part.get('name') or ''}{part.get('args') or ''}"
+            produced += self.estimator.count_text(args, call.model) if args else 0
+        if produced:
+            call.produced += produced
+            call.pieces += 1
+        limit = call.output_limit
+        if (call.soft and call.produced >= limit) or call.pieces > limit:
+            produced = max(call.produced, call.pieces)
+            raise stream_stopped(call.model, produced, limit, self.enforcer, call.task_id)
 
     # -- after the call --------------------------------------------------------------
 
@@ -299,21 +362,15 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 return
             # a stream cut short: what was already produced was billed too
             output = self._count_output(response, call.model) if response is not None else 0
+            output = max(output, call.produced, call.pieces)
             usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
         model = call.model if call else None
         self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
 
     def _count_output(self, response: LLMResult, model: str | None) -> int:
-        total = 0
-        for generations in response.generations:
-            if not generations:
-                continue
-            generation = generations[0]  # other candidates of a prompt are alternatives
-            total += self.estimator.count_text(generation.text, model)
-            for call in getattr(getattr(generation, "message", None), "tool_calls", None) or ():
-                args = json.dumps(call.get("args") or {}, ensure_ascii=False)
-                total += self.estimator.count_text(f"{call.get('name', '')}{args}", model)
-        return total
+        # the first candidate of each prompt: the others are alternatives to it
+        firsts = [generations[0] for generations in response.generations if generations]
+        return sum(output_tokens(self.estimator, g.text, g, model) for g in firsts)
 
     def release_pending(self, scope: str | None = None) -> int:
         """Drop reservations of calls that started but never ended; returns how many.

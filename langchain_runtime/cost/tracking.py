@@ -32,6 +32,8 @@ class CallRecord:
     cost: Cost
     model: str | None = None
     task_id: str | None = None
+    #: How many calls this record stands for (a restored task's calls: more than one).
+    calls: int = 1
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,7 @@ class _Acc:
         self.cost += sign * record.cost.amount
         if record.cost.amount:
             self.currency = record.cost.currency
-        self.calls += sign
+        self.calls += sign * record.calls
         self.estimated += sign * int(record.usage.estimated)
 
     def totals(self) -> UsageTotals:
@@ -98,6 +100,7 @@ class UsageTracker:
         self._total = _Acc()
         self._by_task: dict[str, _Acc] = {}
         self._by_model: dict[str, _Acc] = {}
+        self._by_task_model: dict[str, dict[str, _Acc]] = {}
 
     def record(
         self,
@@ -107,9 +110,13 @@ class UsageTracker:
         cost: Cost | None = None,
         model: str | None = None,
         task_id: str | None = None,
+        calls: int = 1,
     ) -> bool:
-        """Record a call's usage; True if the call is new, False if it replaced one."""
-        rec = CallRecord(call_key(call_id), usage, cost or _ZERO, model, task_id)
+        """Record a call's usage; True if the call is new, False if it replaced one.
+
+        ``calls`` > 1 records several calls at once (a restored task's, per model).
+        """
+        rec = CallRecord(call_key(call_id), usage, cost or _ZERO, model, task_id, calls)
         with self._lock:
             old = self._records.get(rec.call_id)
             if old is not None:
@@ -122,7 +129,11 @@ class UsageTracker:
         self._total.apply(rec, sign)
         if rec.task_id is not None:
             self._by_task.setdefault(rec.task_id, _Acc()).apply(rec, sign)
-        self._by_model.setdefault(rec.model or "unknown", _Acc()).apply(rec, sign)
+        model = rec.model or "unknown"
+        self._by_model.setdefault(model, _Acc()).apply(rec, sign)
+        if rec.task_id is not None:
+            per_model = self._by_task_model.setdefault(rec.task_id, {})
+            per_model.setdefault(model, _Acc()).apply(rec, sign)
 
     def get(self, call_id: str | UUID) -> CallRecord | None:
         """The record of one call, if any."""
@@ -173,6 +184,12 @@ class UsageTracker:
         with self._lock:
             return {k: v.totals() for k, v in sorted(self._by_task.items()) if v.calls}
 
+    def task_models(self, task_id: str) -> dict[str, UsageTotals]:
+        """One task's totals per model name."""
+        with self._lock:
+            found = self._by_task_model.get(task_id, {})
+            return {model: acc.totals() for model, acc in sorted(found.items()) if acc.calls}
+
     def by_model(self) -> dict[str, UsageTotals]:
         """Totals per model name (``"unknown"`` for calls whose model is unknown)."""
         with self._lock:
@@ -190,3 +207,4 @@ class UsageTracker:
             self._total = _Acc()
             self._by_task.clear()
             self._by_model.clear()
+            self._by_task_model.clear()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
 from typing import Any, cast
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.runnables import Runnable, RunnableConfig, RunnableSerializable
@@ -16,6 +16,7 @@ from langchain_core.runnables.utils import ConfigurableFieldSpec, Input, Output
 from langchain_core.utils.pydantic import TypeBaseModel
 from pydantic import ConfigDict
 
+from langchain_runtime.cost import _limits
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import SCOPE_METADATA_KEY, BudgetCallbackHandler
 from langchain_runtime.cost.tokens import TokenEstimator
@@ -34,6 +35,11 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
     :class:`~langchain_runtime.errors.BudgetExceededError` out of ``invoke``
     (``ainvoke``, ``stream``, ``astream``, ``batch``...). No extra run appears in
     traces: calls go straight to ``bound`` with the handler added to their callbacks.
+
+    When ``bound`` is a chat model (or a ``bind``/``bind_tools`` binding of one),
+    each call's output limit is also clamped to what the budget can still pay for
+    (never above the call's or the model's own limit, nor the model's maximum
+    output), so a model with a large default limit answers instead of being refused.
 
     The budget is cumulative over every call of this object, in any thread or event
     loop; :meth:`reset` starts it over. Build it with :func:`with_budget`.
@@ -59,42 +65,88 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
             patch["callbacks"] = [self.handler]
         return merge_configs(config, patch)
 
+    def _clamp(
+        self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]
+    ) -> tuple[RunnableConfig, dict[str, Any], UUID | None]:
+        """For a chat model: reserve the call and clamp its output limit to what is left.
+
+        Returns the config (with the call's run id) and kwargs (with the limit) to call
+        ``bound`` with, and the run id reserved under (the handler adopts that
+        reservation when the call starts). Anything else passes through unchanged.
+
+        Raises:
+            BudgetExceededError: Not even one output token fits; nothing is sent.
+        """
+        budget = self.handler.budget
+        if budget.max_cost is None and budget.max_tokens is None:
+            return config, kwargs, None
+        found = _limits.unwrap_chat_model(self.bound)
+        if found is None:
+            return config, kwargs, None
+        model, bound_kwargs = found
+        params = {**bound_kwargs, **kwargs}
+        name = _limits.model_name(model) or self.handler.default_model
+        messages = model._convert_input(input).to_messages()
+        tools = params.get("tools") or params.get("functions")
+        input_tokens = _limits.count_input(
+            self.handler.estimator, messages, name, tools if isinstance(tools, list) else None
+        )
+        enforcer = self.handler.enforcer
+        ceiling = _limits.ceiling(
+            model, name, params, enforcer.calculator.catalog, budget.expected_output_tokens
+        )
+        given = config.get("run_id")
+        run_id = given if isinstance(given, UUID) else uuid4()
+        res = enforcer.reserve_up_to(run_id, name, input_tokens, ceiling.tokens)
+        clamped = {k: v for k, v in kwargs.items() if k not in _limits.OUTPUT_LIMIT_NAMES}
+        clamped[_limits.limit_name(model)] = res.output_tokens
+        return {**config, "run_id": run_id}, clamped, run_id
+
+    def _done(self, scope: str, run_id: UUID | None) -> None:
+        self.handler.release_pending(scope)
+        if run_id is not None:
+            self.handler.enforcer.release(run_id)  # a call stopped before it started
+
     # -- running ---------------------------------------------------------------------
 
     def invoke(self, input: Input, config: RunnableConfig | None = None, **kwargs: Any) -> Output:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            return self.bound.invoke(input, self._config(config, scope), **kwargs)
+            return self.bound.invoke(input, config, **kwargs)
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     async def ainvoke(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any
     ) -> Output:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            return await self.bound.ainvoke(input, self._config(config, scope), **kwargs)
+            return await self.bound.ainvoke(input, config, **kwargs)
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     def stream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> Iterator[Output]:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            yield from self.bound.stream(input, self._config(config, scope), **kwargs)
+            yield from self.bound.stream(input, config, **kwargs)
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     async def astream(
         self, input: Input, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> AsyncIterator[Output]:
         scope = uuid4().hex
+        config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
-            async for chunk in self.bound.astream(input, self._config(config, scope), **kwargs):
+            async for chunk in self.bound.astream(input, config, **kwargs):
                 yield chunk
         finally:
-            self.handler.release_pending(scope)
+            self._done(scope, run_id)
 
     # -- describing ------------------------------------------------------------------
 
@@ -174,9 +226,16 @@ def with_budget(
     The budget accumulates over every call of the returned Runnable (call
     ``.reset()`` to start over). It stops an agent before the model call that would
     overspend: that call raises :class:`~langchain_runtime.errors.BudgetExceededError`
-    out of ``invoke`` and nothing is sent. A call's cost is estimated from its real
-    input tokens and its ``max_tokens`` (else ``expected_output_tokens``), and settled
-    at the usage the provider reports.
+    out of ``invoke`` and nothing is sent. A call's cost is reserved from its real
+    input tokens and its output limit, and settled at the usage the provider reports.
+
+    Over a chat model, each call is sent with ``max_tokens`` (or the provider's name
+    for it) clamped to what is left. Inside anything else (an agent, a graph, a
+    chain) a call cannot be changed: one with ``max_tokens`` reserves that, one
+    without reserves the model's maximum output from the catalog (or
+    ``expected_output_tokens`` when given, or when the maximum is unknown), and a
+    stream that passes its reservation is stopped there. For agents,
+    :class:`~langchain_runtime.BudgetMiddleware` clamps every call instead.
 
     Args:
         runnable: An agent, a LangGraph graph, a chain, a chat model (or a callable).
@@ -184,7 +243,7 @@ def with_budget(
         max_tokens: Most tokens (input + output) all calls together may use.
         catalog: Prices (the bundled table by default).
         expected_output_tokens: Output reserved for a call that sets no ``max_tokens``
-            (default 1024).
+            (by default the model's maximum output, or 1024 when that is unknown).
         default_model: Model name for calls whose model cannot be discovered.
         estimator: Token counter (a default :class:`TokenEstimator`).
         budget: A ready :class:`~langchain_runtime.domain.Budget` instead of the above.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from decimal import Decimal
 from typing import Any
 
@@ -25,9 +27,8 @@ class ProgressBar:
     """
 
     def __init__(self, total: int, *, desc: str = "run", **tqdm_kwargs: Any) -> None:
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=total, desc=desc, unit="task", **tqdm_kwargs)
+        bar_class, defaults = _bar_class()
+        self._bar = bar_class(total=total, desc=desc, unit="task", **{**defaults, **tqdm_kwargs})
         self.tokens = 0
         self.cost = Decimal(0)
         self.failed = 0
@@ -50,3 +51,23 @@ class ProgressBar:
 
     def close(self) -> None:
         self._bar.close()
+
+
+def _in_kernel() -> bool:
+    ipython = sys.modules.get("IPython")
+    get = getattr(ipython, "get_ipython", None)
+    shell = get() if get is not None else None
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def _bar_class() -> tuple[Any, dict[str, Any]]:
+    """tqdm's notebook widget in Jupyter with ipywidgets (the ``notebook`` extra);
+    otherwise its text bar, on stdout inside Jupyter so it is not drawn as an error
+    box, and never tqdm's "IProgress not found" warning."""
+    if importlib.util.find_spec("ipywidgets") is not None:
+        from tqdm.auto import tqdm
+
+        return tqdm, {}
+    from tqdm.std import tqdm as text_bar
+
+    return text_bar, ({"file": sys.stdout} if _in_kernel() else {})

@@ -25,15 +25,21 @@ from langchain_runtime.domain import (
     TaskResult,
     TaskState,
 )
-from langchain_runtime.errors import BudgetExceededError, DeadlockError, OutputNotStorableError
-from langchain_runtime.orchestration._results import now, result_data, trusted
+from langchain_runtime.errors import (
+    BudgetExceededError,
+    DeadlockError,
+    OutputNotStorableError,
+    StoreError,
+)
+from langchain_runtime.orchestration._results import describe, now, result_data, trusted
+from langchain_runtime.store._base import DELETED
 
 if TYPE_CHECKING:
     from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
     from langchain_core.runnables import RunnableConfig
 
     from langchain_runtime.context.builder import ContextBuilder
-    from langchain_runtime.context.memory import MemoryManager, MemoryScope
+    from langchain_runtime.context.memory import MemoryManager, MemoryScope, StagedMemory
     from langchain_runtime.context.router import ContextRouter
     from langchain_runtime.orchestration._accounting import RunAccounting
     from langchain_runtime.orchestration._results import Prepared
@@ -100,7 +106,11 @@ class _Committer:
     _unannounced: list[TaskResult]
     _saved_seq: int
     _durable: set[str]
-    _dirty_memory: set[str]
+    #: Memory changes since the last store write: key -> encoded value, and deletions.
+    _memory_upserts: dict[str, Any]
+    _memory_deletes: set[str]
+    #: Run memory as last stored: what callers may see of a durable run.
+    _saved_memory: dict[str, Any]
 
     def _finish(self, tid: str, tr: TaskResult) -> TaskResult:
         """Record a terminal result now; the log commits later.
@@ -161,12 +171,12 @@ class _Committer:
         if tid in self._committed:
             return
         self._committed.add(tid)
+        staged = self._memory_scope.pop(tid)
         if self.store is not None:
-            tr = self._stage(tr)
+            tr = self._stage(tr, staged)
         for etype, data in self._buffers.pop(tid, ()):
             self._emit(etype, tid, data)
         self._emit(f"task_{tr.state.value}", tid, result_data(tr))
-        staged = self._memory_scope.pop(tid)
         if tr.state is COMPLETED:
             self.outputs[tid] = tr.output
             task = self.graph[tid]
@@ -194,64 +204,88 @@ class _Committer:
             )
         self._doom_descendants(tid)
 
-    def _stage(self, tr: TaskResult) -> TaskResult:
-        """Queue ``tr`` for the next store write; an output it cannot encode fails the task.
+    def _stage(self, tr: TaskResult, staged: StagedMemory | None = None) -> TaskResult:
+        """Queue ``tr`` for the next store write; what it cannot encode fails the task.
 
-        The check runs before the task counts as completed, so no dependent ever
-        starts from an output that a resumed run could not get back.
+        The output and the task's memory writes are encoded here, before the task
+        counts as completed, so no dependent ever starts from something that a
+        resumed run could not get back.
         """
         from langchain_runtime.orchestration._durable import task_record
         from langchain_runtime.store._codec import encode
 
         encoded = None
         if tr.state is COMPLETED:
+            tid = tr.task_id
             try:
-                encoded = encode(tr.output, what=f"task {tr.task_id!r} output")
+                encoded = encode(tr.output, what=f"task {tid!r} output")
+                writes = staged.pending_writes() if staged is not None else {}
+                memory_key = self.graph[tid].memory_key
+                upserts = {
+                    key: encode(value, what=f"run memory {key!r} written by task {tid!r}")
+                    for key, value in writes.items()
+                }
+                if memory_key is not None:
+                    upserts[memory_key] = encoded
             except OutputNotStorableError as exc:
-                self.exceptions[tr.task_id] = exc
-                tr = tr.model_copy(
-                    update={
-                        "state": FAILED,
-                        "output": None,
-                        "error": TaskError(
-                            code=exc.code, message=str(exc), type=type(exc).__name__
-                        ),
-                    }
-                )
-                self.results[tr.task_id] = tr
-                self.states[tr.task_id] = FAILED
-                self._on_failure(tr.task_id)
-                if self._unannounced and self._unannounced[-1].task_id == tr.task_id:
-                    self._unannounced[-1] = tr
-                else:
-                    self._unannounced = [
-                        tr if u.task_id == tr.task_id else u for u in self._unannounced
-                    ]
-        self._unsaved.append(task_record(tr, encoded))
+                tr = self._fail_at_commit(tr, exc)
+                encoded = None  # a failed task's staged writes never reach the run
+            else:
+                for key in upserts:
+                    self._memory_deletes.discard(key)
+                self._memory_upserts.update(upserts)
+        tracker = self.accounting.handler.tracker
+        models = tracker.task_models(tr.task_id) if tracker.has_task(tr.task_id) else None
+        self._unsaved.append(task_record(tr, encoded, models))
         return tr
+
+    def _fail_at_commit(self, tr: TaskResult, exc: OutputNotStorableError) -> TaskResult:
+        tid = tr.task_id
+        self.exceptions[tid] = exc
+        failed = tr.model_copy(
+            update={
+                "state": FAILED,
+                "output": None,
+                "error": TaskError(code=exc.code, message=str(exc), type=type(exc).__name__),
+            }
+        )
+        self.results[tid] = failed
+        self.states[tid] = FAILED
+        self._on_failure(tid)
+        self._unannounced = [failed if u.task_id == tid else u for u in self._unannounced]
+        return failed
 
     def _save(self) -> None:
         """Write what was committed since the last write, in one transaction; then tell.
 
         Called at the end of every commit step (a batch, or eager completions) before
-        the scheduler starts anything that depends on it.
+        the scheduler starts anything that depends on it. If the write fails, nothing
+        is lost from memory and nobody is told: the records stay queued for the run's
+        last write, and the run fails with :class:`StoreError`.
         """
         store = self.store
         if store is None or (not self._unsaved and self._saved_seq == len(self.events)):
             return
-        from langchain_runtime.store._codec import encode
-
-        memory: dict[str, Any] | None = None
-        if self._dirty_memory:
-            memory = {
-                key: encode(self.memory.get(key), what=f"run memory {key!r}")
-                for key in sorted(self._dirty_memory)
-            }
         events = [e.model_dump(mode="json") for e in self.events[self._saved_seq :]]
+        memory = dict(self._memory_upserts)
+        for key in self._memory_deletes:
+            memory[key] = DELETED
+        try:
+            store.commit(self.run_id, list(self._unsaved), events, memory or None)
+        except StoreError:
+            raise
+        except Exception as exc:  # the backend's own error: say which store and run
+            raise StoreError(
+                f"run store {store!r} could not save run {self.run_id}: {describe(exc)}"
+            ) from exc
         records, self._unsaved = self._unsaved, []
-        store.commit(self.run_id, records, events, memory)
-        self._dirty_memory.clear()
         self._saved_seq += len(events)
+        for key in self._memory_deletes:
+            self._saved_memory.pop(key, None)
+        for key in self._memory_upserts:
+            self._saved_memory[key] = self.memory.get(key)
+        self._memory_upserts.clear()
+        self._memory_deletes.clear()
         for record in records:
             self._durable.add(record.task_id)
         told, self._unannounced = self._unannounced, []
@@ -335,9 +369,18 @@ class _Committer:
                 f"waiting on: {waits}"
             )
 
-    def _on_memory_write(self, key: str, value: Any) -> None:
+    def _on_memory_delete(self, key: str) -> None:
         if self.store is not None:
-            self._dirty_memory.add(key)
+            self._memory_upserts.pop(key, None)
+            self._memory_deletes.add(key)
+
+    def _on_memory_write(self, key: str, value: Any) -> None:
+        if self.store is not None and self._committing is None and current_task_id() is None:
+            # written outside any task (a task's writes were encoded when staged)
+            from langchain_runtime.store._codec import encode
+
+            self._memory_upserts[key] = encode(value, what=f"run memory {key!r}")
+            self._memory_deletes.discard(key)
         if self._committing is not None:  # a memory_key write, in commit order
             self._emit("memory_write", self._committing, {"key": key})
             return

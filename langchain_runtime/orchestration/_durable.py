@@ -9,13 +9,16 @@ by a graph; :func:`restored_results` rebuilds the completed tasks.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
-from langchain_runtime.domain import RunEvent, TaskResult, TaskState
+from langchain_runtime.cost.tracking import UsageTotals
+from langchain_runtime.domain import ModelUsage, RunEvent, TaskResult, TaskState
 from langchain_runtime.errors import ResumeError
 from langchain_runtime.orchestration._accounting import model_name
 from langchain_runtime.store import RunHeader, StoredRun, TaskRecord
@@ -36,7 +39,8 @@ __all__ = [
 ]
 
 #: The fields of a task that a resumed run must share with the stored one.
-FINGERPRINT_FIELDS = ("deps", "prompt", "model", "inputs")
+FINGERPRINT_FIELDS = ("deps", "prompt", "model", "inputs", "runnable")
+_ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
 
 
 def owner_id() -> str:
@@ -54,13 +58,29 @@ def _prompt_text(task: Task) -> str | None:
         return repr(task.prompt)
 
 
+def _runnable_text(task: Task) -> str | None:
+    """A task given as a Runnable, as LangChain serializes it: its prompts, models and
+    their settings (code is known by name only; object addresses are left out)."""
+    if task.prompt is not None:
+        return None  # prompt and model say it all
+    from langchain_core.load import dumpd
+
+    try:
+        text = json.dumps(dumpd(task.runnable), sort_keys=True, default=repr)
+    except Exception:  # not serializable at all: its type still tells a change
+        text = type(task.runnable).__qualname__
+    return _ADDRESS.sub("0x?", text)
+
+
 def task_fingerprint(task: Task) -> dict[str, Any]:
-    """What identifies a task's work: its deps, prompt, model id and routing."""
+    """What identifies a task's work: deps, prompt, model id, routing, and for a task
+    given as a Runnable, that Runnable's serialized form."""
     return {
         "deps": sorted(task.deps),
         "prompt": _prompt_text(task),
         "model": model_name(task),
         "inputs": dict(sorted(task.inputs.items())) or None,
+        "runnable": _runnable_text(task),
     }
 
 
@@ -72,6 +92,21 @@ def fingerprint(tasks: Iterable[Task]) -> dict[str, dict[str, Any]]:
 def _short(value: Any, width: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def _excerpts(before: Any, now: Any, width: int = 60) -> tuple[str, str]:
+    """Both values, around where they first differ when they are long texts."""
+    if not (isinstance(before, str) and isinstance(now, str)):
+        return _short(before, width), _short(now, width)
+    pairs = zip(before, now, strict=False)  # texts of any lengths
+    at = next((i for i, (a, b) in enumerate(pairs) if a != b), min(len(before), len(now)))
+    start = max(at - width // 3, 0)
+
+    def cut(text: str) -> str:
+        part = text[start : start + width]
+        return ("..." if start else "") + repr(part) + ("..." if start + width < len(text) else "")
+
+    return cut(before), cut(now)
 
 
 def first_difference(
@@ -86,9 +121,8 @@ def first_difference(
         for name in FINGERPRINT_FIELDS:
             before, now = stored[tid].get(name), current[tid].get(name)
             if before != now:
-                return (
-                    f"task {tid!r}: its {name} changed (stored {_short(before)}, now {_short(now)})"
-                )
+                was, became = _excerpts(before, now)
+                return f"task {tid!r}: its {name} changed (stored {was}, now {became})"
     return None
 
 
@@ -131,22 +165,40 @@ def header(
     )
 
 
-def task_record(tr: TaskResult, encoded_output: Any) -> TaskRecord:
+def task_record(
+    tr: TaskResult, encoded_output: Any, models: Mapping[str, UsageTotals] | None = None
+) -> TaskRecord:
+    """The stored form of a committed task; ``models`` is its usage per model."""
     data = tr.model_dump(mode="json", exclude={"output"})
     data["output"] = encoded_output
+    if models:
+        data["models"] = {
+            name: {
+                "usage": t.usage.model_dump(mode="json"),
+                "cost": t.cost.model_dump(mode="json"),
+                "calls": t.calls,
+            }
+            for name, t in models.items()
+        }
     return TaskRecord(task_id=tr.task_id, state=tr.state.value, result=data)
+
+
+def stored_result(record: TaskRecord, decode: Any) -> tuple[TaskResult, dict[str, ModelUsage]]:
+    """A stored task as a result (its output decoded) and its usage per model."""
+    data = dict(record.result)
+    output = decode(data.pop("output", None))
+    models = {name: ModelUsage.model_validate(m) for name, m in data.pop("models", {}).items()}
+    tr = TaskResult.model_validate(data)
+    return tr.model_copy(update={"output": output}), models
 
 
 def restored_results(stored: StoredRun, decode: Any) -> dict[str, TaskResult]:
     """The completed tasks of ``stored``, as results marked ``restored``."""
     out: dict[str, TaskResult] = {}
     for tid, record in stored.tasks.items():
-        if record.state != TaskState.COMPLETED.value:
-            continue
-        data = dict(record.result)
-        output = decode(data.pop("output", None))
-        tr = TaskResult.model_validate({**data, "restored": True})
-        out[tid] = tr.model_copy(update={"output": output})
+        if record.state == TaskState.COMPLETED.value:
+            tr, _ = stored_result(record, decode)
+            out[tid] = tr.model_copy(update={"restored": True})
     return out
 
 

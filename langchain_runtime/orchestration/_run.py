@@ -24,6 +24,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Awaitable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
@@ -42,7 +43,12 @@ from langchain_runtime.domain import (
     TaskResult,
     TaskState,
 )
-from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError, RunFinishedError
+from langchain_runtime.errors import (
+    InvalidInputError,
+    LangChainRuntimeError,
+    RunFinishedError,
+    StoreError,
+)
 from langchain_runtime.orchestration._accounting import RunAccounting, check_prices
 from langchain_runtime.orchestration._commit import FAILED, TaskListener
 from langchain_runtime.orchestration._results import Prepared, as_exception, describe
@@ -89,7 +95,9 @@ class Run(_Scheduler):
         self.states: dict[str, TaskState] = dict.fromkeys(graph.tasks, TaskState.PENDING)
         self.results: dict[str, TaskResult] = {}
         self.outputs: dict[str, Any] = {}
-        self.memory = MemoryManager(on_write=self._on_memory_write)
+        self.memory = MemoryManager(
+            on_write=self._on_memory_write, on_delete=self._on_memory_delete
+        )
         self._memory_scope = MemoryScope(self.memory)
         self._pending_end: RunResult | None = None
         self.builder = ContextBuilder(router)
@@ -132,33 +140,50 @@ class Run(_Scheduler):
         self._unannounced = []
         self._saved_seq = 0
         self._durable = set()
-        self._dirty_memory = set()
+        self._memory_upserts = {}
+        self._memory_deletes = set()
+        self._saved_memory = {}
+        self._early_enqueued: list[dict[str, Any]] = []
         if restored is not None:
             self._restore(restored)
 
     def _restore(self, stored: StoredRun) -> None:
         """Start from a stored run: its completed tasks, memory, spend and event log."""
-        from langchain_runtime.orchestration._durable import restored_events, restored_results
+        from langchain_runtime.orchestration._durable import restored_events, stored_result
         from langchain_runtime.store._codec import decode
 
         assert self.store is not None
         tracker = self.accounting.handler.tracker
-        fingerprint = stored.header.fingerprint
-        for tid, tr in restored_results(stored, decode).items():
+        for tid, record in stored.tasks.items():
             if tid not in self.states:
                 continue
+            tr, models = stored_result(record, decode)
+            # paid for once, completed or not: it stays in the totals and the budget
+            for model, used in models.items():
+                tracker.record(
+                    f"restored:{tid}:{model}",
+                    used.usage,
+                    cost=used.cost,
+                    model=model,
+                    task_id=tid,
+                    calls=used.calls,
+                )
+            if not models and (tr.usage.total_tokens or tr.cost.amount):  # older records
+                tracker.record(f"restored:{tid}", tr.usage, cost=tr.cost, task_id=tid)
+            if tr.state is not TaskState.COMPLETED:
+                continue  # runs again
+            tr = tr.model_copy(update={"restored": True})
             self.results[tid] = tr
             self.states[tid] = TaskState.COMPLETED
             self.outputs[tid] = tr.output
             self._committed.add(tid)
             self._durable.add(tid)
-            if tr.usage.total_tokens or tr.cost.amount:
-                # paid for once: it stays in the totals and counts against the budget
-                model = fingerprint.get(tid, {}).get("model")
-                tracker.record(f"restored:{tid}", tr.usage, cost=tr.cost, model=model, task_id=tid)
         if stored.memory:  # what the completed tasks had committed; no write events again
             initial = {k: decode(v) for k, v in stored.memory.items()}
-            self.memory = MemoryManager(initial=initial, on_write=self._on_memory_write)
+            self.memory = MemoryManager(
+                initial=initial, on_write=self._on_memory_write, on_delete=self._on_memory_delete
+            )
+            self._saved_memory = dict(initial)
             self._memory_scope = MemoryScope(self.memory)
         self.events = restored_events(self.store.run_events(stored.header.run_id))
         self._saved_seq = len(self.events)
@@ -170,27 +195,55 @@ class Run(_Scheduler):
         from langchain_runtime.store._codec import encode
 
         stored = self._restored
-        self.store.begin_run(
-            header(
-                self.run_id,
-                self.name,
-                encode(self.run_input, what="the run input"),
-                self.policy.model_dump(mode="json"),
-                self.graph,
-                created_at=stored.header.created_at if stored is not None else None,
-                enqueued=stored.header.enqueued if stored is not None else (),
-            ),
-            resume=stored is not None,
-        )
-        self._began = True
+        encoded_input = encode(self.run_input, what="the run input")
+        with self._lock:  # enqueue() waits: a task added now is in the header or after it
+            enqueued = [*(stored.header.enqueued if stored else ()), *self._early_enqueued]
+            self.store.begin_run(
+                header(
+                    self.run_id,
+                    self.name,
+                    encoded_input,
+                    self.policy.model_dump(mode="json"),
+                    self.graph,
+                    created_at=stored.header.created_at if stored is not None else None,
+                    enqueued=enqueued,
+                ),
+                resume=stored is not None,
+            )
+            self._began = True
+
+    def _start_heartbeat(self) -> asyncio.Task[None] | None:
+        """Keep a durable run visibly alive during long calls (commits beat too)."""
+        beat = getattr(self.store, "heartbeat", None)
+        if not self._began or not callable(beat):
+            return None
+        stale = getattr(self.store, "stale_after", None)
+        interval = stale.total_seconds() / 4 if isinstance(stale, timedelta) else 30.0
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval)
+                try:
+                    await asyncio.to_thread(beat, self.run_id)
+                except Exception:  # a missed beat is logged; the next commit beats again
+                    logger.warning("run %s: heartbeat to its store failed", self.run_id)
+
+        return asyncio.ensure_future(loop())
 
     def _end_durable(self) -> None:
         if self.store is None or not self._began:
             return
-        with self._lock:
-            self._save()
-        error = self.error.model_dump(mode="json") if self.error is not None else None
-        self.store.finish_run(self.run_id, self.state.value, error)
+        try:
+            with self._lock:
+                self._save()
+        except StoreError as exc:
+            if self.error is None or self.state is not RunState.FAILED:
+                self.state = RunState.FAILED
+                self.error = TaskError(code=exc.code, message=str(exc), type=type(exc).__name__)
+            raise
+        finally:  # the run is over either way: its owner lets go
+            error = self.error.model_dump(mode="json") if self.error is not None else None
+            self.store.finish_run(self.run_id, self.state.value, error)
 
     def committed_events(self) -> list[RunEvent]:
         """The event log as callers may see it: in a durable run, only what is stored."""
@@ -229,13 +282,15 @@ class Run(_Scheduler):
                     f"task {task.id!r}: its prompt uses {missing}, which no dependency, "
                     "inputs entry or the run input provides"
                 )
-            if self.store is not None and self._began:
-                from langchain_runtime.orchestration._durable import task_fingerprint
-
+            if self.store is not None:
                 # stored first: a resumed run must know every task the live run had
-                self.store.enqueue(
-                    self.run_id, {"task_id": task.id, "spec": spec}, task_fingerprint(task)
-                )
+                entry = {"task_id": task.id, "spec": spec}
+                if self._began:
+                    from langchain_runtime.orchestration._durable import task_fingerprint
+
+                    self.store.enqueue(self.run_id, entry, task_fingerprint(task))
+                else:  # the run has not begun: its header will carry it
+                    self._early_enqueued.append(entry)
             self.graph.add(task)
             if task.budget is not None:
                 self.accounting.task_budgets[task.id] = task.budget
@@ -252,10 +307,19 @@ class Run(_Scheduler):
         With ``defer_end`` the run's own callback run is ended by a later
         :meth:`end_callbacks` (a stream yields its last chunk before the run ends).
         """
+        try:
+            # first of all: a run the store refuses (it exists, another resume won the
+            # race, the input cannot be stored) never starts, and says why
+            self._begin_durable()
+        except BaseException:
+            self.state = RunState.FAILED
+            self.done.set()
+            raise
         with self._lock:
             self._loop = asyncio.get_running_loop()
             self._main = asyncio.current_task()
             aborted_early = self._abort_requested  # abort() before the loop existed
+        beat = self._start_heartbeat()
         self._wake = asyncio.Event() if self.live else None
         self.config = self.accounting.attach(self.config)
         memory_token = bind_memory(self._memory_scope)  # for current_memory() inside tasks
@@ -269,7 +333,6 @@ class Run(_Scheduler):
         self.state = RunState.RUNNING
         external_cancel: BaseException | None = None
         try:
-            self._begin_durable()  # before anything runs: a run the store refuses never starts
             self._emit(
                 "run_started",
                 None,
@@ -346,6 +409,8 @@ class Run(_Scheduler):
             if not defer_end or external_cancel is not None:
                 await self.end_callbacks()
         finally:
+            if beat is not None:
+                beat.cancel()
             self.done.set()
             unbind_memory(memory_token)
         if external_cancel is not None:
@@ -383,9 +448,13 @@ class Run(_Scheduler):
     def result(self) -> RunResult:
         """A snapshot of the run as it stands: every task, finished or not."""
         usage, cost = self.accounting.totals()
-        tasks = dict(self.results)
-        outputs = dict(self.outputs)
-        if self.store is not None and len(self._durable) < len(tasks):
+        with self._lock:
+            tasks = dict(self.results)
+            outputs = dict(self.outputs)
+            events = self.committed_events()
+            durable_live = self.store is not None and self.state is RunState.RUNNING
+            memory = dict(self._saved_memory) if durable_live else self.memory.snapshot()
+        if durable_live and len(self._durable) < len(tasks):
             # finished but not stored yet: to callers it is still running
             for tid in [t for t in tasks if t not in self._durable]:
                 tasks[tid] = TaskResult(task_id=tid, state=TaskState.RUNNING)
@@ -401,9 +470,9 @@ class Run(_Scheduler):
             tasks=tasks,
             usage=usage,
             cost=cost,
-            events=list(self.events),
+            events=events,
             error=self.error,
-            memory=self.memory.snapshot(),
+            memory=memory,
             models=self.accounting.by_model(),
             scheduling=self.policy.scheduling,
         )

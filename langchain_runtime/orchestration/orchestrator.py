@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import ensure_config
@@ -27,6 +27,9 @@ from langchain_runtime.orchestration.graph import TaskGraph
 from langchain_runtime.orchestration.handle import RunHandle
 from langchain_runtime.orchestration.task import Task
 from langchain_runtime.store import DurableRunStore
+
+if TYPE_CHECKING:
+    from langchain_runtime.observability._svg import Svg
 
 __all__ = ["Orchestrator"]
 
@@ -136,6 +139,25 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             if not self.graph.dependents(tid):
                 g.add_edge(nodes[tid], end)
         return g
+
+    def draw_svg(self, result: RunResult | None = None) -> Svg:
+        """The task graph as an SVG drawing, offline (no Mermaid, no CDN).
+
+        Layered top to bottom, each task below its dependencies. With ``result`` (a
+        finished run, or a live snapshot), boxes are coloured by the tasks' states.
+        Jupyter shows the returned value as a picture; it is also a ``str`` of SVG.
+
+        Example:
+            >>> from langchain_runtime import Orchestrator, Task
+            >>> orch = Orchestrator([Task("a", lambda x: 1), Task("b", lambda x: 2, deps=["a"])])
+            >>> orch.draw_svg().startswith("<svg")
+            True
+        """
+        from langchain_runtime.observability._svg import graph_svg
+
+        states = {tid: tr.state.value for tid, tr in result.tasks.items()} if result else None
+        deps = {tid: list(self.graph[tid].deps) for tid in self.graph.order}
+        return graph_svg(deps, states, title=self.get_name())
 
     # ------------------------------------------------------------------ running
     def _make_run(

@@ -1,6 +1,7 @@
 """Durable run stores: one interface, an SQLite file embedded by default."""
 
 from langchain_runtime.store._base import (
+    DELETED,
     DurableRunStore,
     RunHeader,
     RunSummary,
@@ -12,6 +13,7 @@ from langchain_runtime.store._owner import local_owner
 from langchain_runtime.store.sqlite import SQLiteRunStore
 
 __all__ = [
+    "DELETED",
     "DurableRunStore",
     "RunHeader",
     "RunSummary",

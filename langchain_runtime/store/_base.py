@@ -23,12 +23,17 @@ from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
+    "DELETED",
     "DurableRunStore",
     "RunHeader",
     "RunSummary",
     "StoredRun",
     "TaskRecord",
 ]
+
+#: A memory value in :meth:`DurableRunStore.commit` that deletes its key. No encoded
+#: value looks like it: the codec tags every dict that has a ``$`` key.
+DELETED: Mapping[str, Any] = {"$deleted": True}
 
 #: Run states a store reports; ``interrupted`` is a run whose process died while it ran.
 STORED_RUN_STATES = (
@@ -136,8 +141,8 @@ class DurableRunStore(Protocol):
         memory: Mapping[str, Any] | None = None,
     ) -> None:
         """Write committed tasks, new events (by ``seq``) and memory writes (key ->
-        encoded value; upserted) in one durable transaction. A task committed again
-        (on resume) replaces its record."""
+        encoded value, upserted; :data:`DELETED` removes the key) in one durable
+        transaction. A task committed again (on resume) replaces its record."""
 
     def enqueue(self, run_id: str, task: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
         """Record a task added to a live run (``{"task_id", "spec"}`` and its fingerprint)."""

@@ -33,6 +33,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from collections.abc import Callable
@@ -176,14 +177,26 @@ def _encode(value: Any, what: str, where: str, depth: int) -> Any:
             data = value.model_dump(mode="json")
         except Exception as exc:  # pydantic's serialization errors vary
             raise _refuse(what, where, value, f"it does not dump to JSON ({exc})") from exc
+        _check_finite(data, what, where, value)
         return {_MODEL: f"{cls.__module__}:{cls.__qualname__}", "data": data}
     raise _refuse(what, where, value)
+
+
+def _check_finite(data: Any, what: str, where: str, value: Any) -> None:
+    """A dumped model or LangChain object with NaN/inf inside cannot be stored as JSON."""
+    try:
+        json.dumps(data, allow_nan=False)
+    except ValueError:
+        raise _refuse(what, where, value, "it holds a NaN or infinite float") from None
+    except TypeError as exc:
+        raise _refuse(what, where, value, f"it does not dump to JSON ({exc})") from None
 
 
 def _dump_lc(value: Any, what: str, where: str) -> Any:
     from langchain_core.load import dumpd
 
     dumped = dumpd(value)
+    _check_finite(dumped, what, where, value)
     _, reviver = _allowed()
     allowed = reviver.allowed_class_paths or set()
 

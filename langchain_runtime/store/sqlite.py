@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from langchain_runtime.errors import ResumeError, StoreError
 from langchain_runtime.store import _files, _owner
-from langchain_runtime.store._base import RunHeader, RunSummary, StoredRun, TaskRecord
+from langchain_runtime.store._base import DELETED, RunHeader, RunSummary, StoredRun, TaskRecord
 from langchain_runtime.store._records import RecordsMixin
 
 __all__ = ["SCHEMA_VERSION", "SQLiteRunStore"]
@@ -472,8 +472,11 @@ class SQLiteRunStore(RecordsMixin):
         ]
         event_rows = self._event_rows(run_id, events)
         memory_rows = [
-            (run_id, key, _dumps(value, f"memory {key!r}")) for key, value in (memory or {}).items()
+            (run_id, key, _dumps(value, f"memory {key!r}"))
+            for key, value in (memory or {}).items()
+            if value != DELETED
         ]
+        deleted = [(run_id, key) for key, value in (memory or {}).items() if value == DELETED]
         now = _iso(_now())
         with self._write():
             if not self._touch(run_id, now):
@@ -481,6 +484,7 @@ class SQLiteRunStore(RecordsMixin):
             self._db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", task_rows)
             self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", event_rows)
             self._db.executemany("INSERT OR REPLACE INTO memory VALUES (?, ?, ?)", memory_rows)
+            self._db.executemany("DELETE FROM memory WHERE run_id = ? AND key = ?", deleted)
 
     def enqueue(self, run_id: str, task: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> None:
         """Record a task added to a live run.

@@ -9,7 +9,8 @@ What is measured: wall time of ``reserve(scopes, cost=..., tokens=...)`` followe
 with a limit and per-user scopes), one call after another from one thread, on:
 
 * **InMemoryLedger** (the baseline);
-* **SQLiteLedger** on a file in a temp folder (WAL, ``synchronous=FULL``);
+* **SQLiteLedger** on a file in a temp folder (WAL, ``synchronous=FULL``, the
+  default), and with ``durable=False`` (``synchronous=NORMAL``);
 * **PostgresLedger** on a PostgreSQL server this script starts on a unix socket
   (``tests/postgres_server.py``: fsync off, as in the tests; a production server with
   fsync on pays its disk's flush time on every commit).
@@ -69,6 +70,7 @@ def main() -> None:
         ledgers: dict[str, BudgetLedger] = {
             "InMemoryLedger": InMemoryLedger(),
             "SQLiteLedger": SQLiteLedger(folder / "ledger.db"),
+            "SQLite NORMAL": SQLiteLedger(folder / "fast.db", durable=False),
             "PostgresLedger": PostgresLedger(server.create_database()),
         }
         scopes = ["team:bench", *(f"user:{i}" for i in range(args.scopes - 1))]

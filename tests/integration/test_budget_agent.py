@@ -74,13 +74,14 @@ QUESTION = {"messages": [("user", "Weather in Paris and Lyon?")]}
 
 def test_the_agent_completes_within_a_sufficient_budget() -> None:
     agent, model, looked_up = build()
-    wrapped = with_budget(agent, max_cost=D("0.01"), default_model="gpt-4o-mini")
+    # each call reserves gpt-4o-mini's 16,384-token maximum output (~$0.0098)
+    wrapped = with_budget(agent, max_cost=D("0.02"), default_model="gpt-4o-mini")
     result = wrapped.invoke(QUESTION)
     assert result["messages"][-1].content == "Paris 18C, Lyon 21C."
     assert model.served == 3 and looked_up == ["Paris", "Lyon"]
     assert wrapped.usage == Usage(input_tokens=3000, output_tokens=1500)
     assert wrapped.spent.amount == 3 * PER_CALL
-    assert wrapped.remaining is not None and wrapped.remaining.amount == D("0.01") - 3 * PER_CALL
+    assert wrapped.remaining is not None and wrapped.remaining.amount == D("0.02") - 3 * PER_CALL
 
 
 @pytest.mark.parametrize("path", ["invoke", "ainvoke", "stream", "astream"])

@@ -121,28 +121,44 @@ def test_a_refused_call_sends_no_request(api: respx.MockRouter, path: str) -> No
 @pytest.mark.parametrize("path", PATHS)
 def test_with_budget_over_chat_openai(api: respx.MockRouter, path: str) -> None:
     r = route(api, stream=path in ("stream", "astream"))
-    # Each call reserves its input + max_tokens=20 output: three fit, the fourth not.
+    # Each call reserves its input + max_tokens=20 output: three fit whole; later
+    # calls are sent with the output the money left can pay for, until not one fits.
     input_tokens = TokenEstimator().count_messages([HumanMessage("hello")], "gpt-4o-mini")
     per_call = (input_tokens * D("0.15") + 20 * D("0.60")) / 1_000_000
     limit = 2 * EXPECTED_COST + per_call
     wrapped = with_budget(model(max_tokens=20), max_cost=limit)
-    for _ in range(3):
+
+    def affordable() -> int:
+        left = (limit - wrapped.spent.amount) * 1_000_000 - input_tokens * D("0.15")
+        return min(20, int(left / D("0.60")))
+
+    sent: list[int] = []
+    wanted: list[int] = []
+    while affordable() >= 1:
+        wanted.append(affordable())
         call(wrapped, path)
-    assert r.call_count == 3
-    assert wrapped.usage == EXPECTED + EXPECTED + EXPECTED
-    assert wrapped.spent.amount == 3 * EXPECTED_COST
-    assert json.loads(r.calls.last.request.content)["max_completion_tokens"] == 20
+        sent.append(json.loads(r.calls.last.request.content)["max_completion_tokens"])
+    assert sent == wanted and sent[:3] == [20, 20, 20] and 0 < sent[-1] < 20
+    calls = r.call_count
+    assert wrapped.usage == Usage(
+        input_tokens=11 * calls,
+        output_tokens=7 * calls,
+        cache_read_tokens=4 * calls,
+        reasoning_tokens=2 * calls,
+    )
+    # (this mock always reports 7 output tokens, even when told 1: the overrun is its)
+    assert wrapped.spent.amount == calls * EXPECTED_COST
     with pytest.raises(BudgetExceededError):
         call(wrapped, path)
-    assert r.call_count == 3  # the fourth call was never sent
+    assert r.call_count == calls  # the refused call was never sent
     wrapped.reset()
     call(wrapped, path)
-    assert r.call_count == 4
+    assert r.call_count == calls + 1
 
 
 def test_streamed_call_without_a_usage_chunk_is_estimated(api: respx.MockRouter) -> None:
     route(api, stream=True, usage=None)
-    handler = BudgetCallbackHandler(Budget(max_tokens=5000))
+    handler = BudgetCallbackHandler(Budget(max_tokens=20_000))
     list(model(stream_usage=False).stream("hello", config={"callbacks": [handler]}))
     est = TokenEstimator()
     assert handler.usage == Usage(

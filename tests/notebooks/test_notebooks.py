@@ -28,10 +28,12 @@ def outputs(nb: Any) -> tuple[str, str]:
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             if out.get("output_type") == "stream":
-                text.append(out["text"])
+                prefix = "STDERR: " if out.get("name") == "stderr" else ""
+                text.append(prefix + out["text"])
             data = out.get("data", {})
             text.append(data.get("text/plain", ""))
             html.append(data.get("text/html", ""))
+            html.append(data.get("image/svg+xml", ""))
             text.append(data.get("text/markdown", ""))
             assert out.get("output_type") != "error", out
     return "\n".join(text), "\n".join(html)
@@ -42,15 +44,25 @@ def test_notebooks_are_all_tested() -> None:
 
 
 def _quickstart(text: str, html: str) -> None:
-    assert "<table>" in html and "<td>review</td><td>completed</td>" in html
+    assert "<table class='lcr-tasks'>" in html and "<code>review</code>" in html and "$0.00" in html
+    assert html.count("class='lcr-bar'") == 6  # the timeline: one bar per task
+    assert "class='lcr-graph'" in html and "data-task='draft_body'" in html  # draw_svg
+    assert "<script" not in html
+    # progress is one widget line (or plain text on stdout): no warning, no stderr box
+    assert "STDERR: " not in text and "IProgress" not in text
     assert "completed -" in text and "USD" in text
-    assert "```mermaid" in text and "outline --> draft_body" in text
+    assert "invoke_workflow Orchestrator\n  task research\n    chat simulated  " in text
+    # parallel tasks: each call under its own task
+    assert all(
+        f"  task draft_{s}\n    chat simulated" in text for s in ("intro", "body", "conclusion")
+    )
 
 
 def _budget(text: str, html: str) -> None:
     assert "All five cities are at 20C." in text
     assert "stopped: Budget exceeded" in text
     assert "model calls made: " in text
+    assert "chat gpt-4o-mini ERROR ['refused']" in text
 
 
 def _context(text: str, html: str) -> None:
@@ -61,7 +73,8 @@ def _context(text: str, html: str) -> None:
 
 def _sidecar(text: str, html: str) -> None:
     assert "'status': 'ok'" in text
-    assert "<table>" in html and "<td>summary</td><td>completed</td>" in html
+    assert "<table class='lcr-tasks'>" in html and "<code>summary</code>" in html
+    assert 'langchain_runtime_runs{state="completed"} 1.0' in text
     assert "aborted {'after': 'skipped', 'long': 'cancelled'}" in text
     assert "task_completed summary" in text and "run_finished" in text
 
@@ -73,7 +86,7 @@ def _durable(text: str, html: str) -> None:
     assert "research  completed  restored=True" in text
     assert "review    completed  restored=False" in text
     assert "draft     completed  restored=False" in text
-    assert "<td>draft</td><td>completed</td>" in html
+    assert "<title>draft: completed" in html and html.count("class='lcr-bar'") == 4
 
 
 EXPECT = {

@@ -45,6 +45,7 @@ EXPECTED = {
     # cost and budgets
     "BudgetCallbackHandler",
     "BudgetEnforcer",
+    "BudgetMiddleware",
     "CostCalculator",
     "ModelCatalog",
     "ModelInfo",
@@ -91,7 +92,7 @@ def test_import_is_light() -> None:
     code = (
         "import sys, langchain_runtime; "
         "heavy = [m for m in ('fastapi', 'uvicorn', 'langgraph', 'openai', 'langchain_openai', "
-        "'psycopg', 'psycopg_pool') "
+        "'psycopg', 'psycopg_pool', 'langchain', 'langchain.agents') "
         "if m in sys.modules]; print(heavy)"
     )
     out = subprocess.run(

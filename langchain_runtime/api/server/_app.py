@@ -34,6 +34,7 @@ from langchain_runtime.api.schemas import (
 from langchain_runtime.api.server._guard import Guard
 from langchain_runtime.api.server._manager import RunManager
 from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
+from langchain_runtime.observability._install import installed_handler, with_trace_id
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -165,7 +166,7 @@ def build_app(
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         text = manager.metrics.render(manager.store.counts(), manager.active())
-        return PlainTextResponse(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+        return PlainTextResponse(text, media_type=manager.metrics.content_type)
 
     @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
     def start_run(body: RunRequest) -> RunAccepted:
@@ -188,7 +189,10 @@ def build_app(
     )
     def get_run(run_id: str) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        return Response(manager.status_body(run_id), media_type="application/json")
+        body = manager.status_body(run_id)
+        if installed_handler() is not None:  # serve --otel: the run's trace id in its status
+            return JSONResponse(with_trace_id(json.loads(body)))
+        return Response(body, media_type="application/json")
 
     @app.post(
         f"{API}/runs/{{run_id}}/abort",

@@ -1,140 +1,175 @@
-"""Server metrics in the Prometheus text format (written by hand: no extra dependency).
+"""Server metrics with ``prometheus_client`` (part of the ``server`` extra).
 
-Counters live for the process; the run counts per state come from the store, so
-they include runs from before a restart.
+Each app has its own registry, so two apps in one process (tests, notebooks) never
+share counts. Label values are bounded by construction: HTTP routes are route
+templates (``/api/v1/runs/{run_id}``) or ``unmatched``, methods a fixed set (the
+guard maps the rest to ``OTHER``), states the enums, and models the server's own
+configuration (at most ``MAX_MODELS``; any more count as ``other``). Run ids and raw
+paths never become labels.
+
+Counters live for the process; the run counts per state come from the store at each
+scrape, so they include runs from before a restart.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
-from decimal import Decimal
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from langchain_runtime.api.schemas import RunStatus
 
-__all__ = ["Metrics"]
+__all__ = ["MAX_MODELS", "Metrics"]
 
 PREFIX = "langchain_runtime"
+#: Distinct model label values kept; further models are counted as ``other``.
+MAX_MODELS = 64
 _RUN_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 1800.0)
 _HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+_INSTALL = "pip install 'langchain-runtime[server]'"
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _prometheus() -> Any:
+    try:
+        import prometheus_client
+    except ImportError as exc:
+        raise ImportError(
+            f"the server's /metrics needs prometheus-client; install it with: {_INSTALL}"
+        ) from exc
+    return prometheus_client
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    if not labels:
-        return ""
-    return "{" + ",".join(f'{k}="{_escape(v)}"' for k, v in sorted(labels.items())) + "}"
+class _Live:
+    """Gauges read at scrape time: runs in the store by state, runs executing now."""
 
+    def __init__(self) -> None:
+        self.runs_by_state: Mapping[str, int] = {}
+        self.active = 0
 
-class _Histogram:
-    def __init__(self, buckets: Sequence[float]) -> None:
-        self.buckets = tuple(buckets)
-        self.counts = [0] * len(self.buckets)
-        self.total = 0
-        self.sum = 0.0
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
 
-    def observe(self, value: float) -> None:
-        self.total += 1
-        self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-
-    def render(self, name: str, labels: Mapping[str, str]) -> list[str]:
-        lines = []
-        for bound, count in zip(self.buckets, self.counts, strict=True):
-            lines.append(f"{name}_bucket{_labels({**labels, 'le': repr(bound)})} {count}")
-        lines.append(f"{name}_bucket{_labels({**labels, 'le': '+Inf'})} {self.total}")
-        lines.append(f"{name}_sum{_labels(labels)} {self.sum!r}")
-        lines.append(f"{name}_count{_labels(labels)} {self.total}")
-        return lines
+        runs = GaugeMetricFamily(f"{PREFIX}_runs", "Runs in the store, by state.", labels=["state"])
+        for state, count in sorted(self.runs_by_state.items()):
+            runs.add_metric([state], count)
+        yield runs
+        yield GaugeMetricFamily(f"{PREFIX}_active_runs", "Runs executing now.", value=self.active)
 
 
 class Metrics:
-    """What the server counts: runs, tasks, tokens, cost, run and request latency."""
+    """What the server counts: requests, runs, tasks, tokens and cost by model, refusals.
+
+    Example:
+        >>> metrics = Metrics()
+        >>> metrics.http_request("GET", "/healthz", 200, 0.002)
+        >>> 'route="/healthz",status="200"' in metrics.render({"completed": 1}, 0)
+        True
+    """
 
     def __init__(self) -> None:
+        prom = _prometheus()
+        self.registry = prom.CollectorRegistry()
+        self.content_type: str = prom.exposition.CONTENT_TYPE_LATEST
+        self._generate = prom.generate_latest
         self._lock = threading.Lock()
-        self.submitted = 0
-        self.tasks: dict[str, int] = {}
-        self.tokens: dict[str, int] = {"input": 0, "output": 0}
-        self.cost: dict[str, Decimal] = {}
-        self.run_seconds = _Histogram(_RUN_BUCKETS)
-        self.http: dict[tuple[str, str, str], int] = {}
-        self.http_seconds: dict[str, _Histogram] = {}
+        self._live = _Live()
+        self.registry.register(self._live)
+        reg = self.registry
+        c, h = prom.Counter, prom.Histogram
+        self._submitted = c(
+            f"{PREFIX}_runs_submitted", "Runs accepted since the server started.", registry=reg
+        )
+        self._finished = c(
+            f"{PREFIX}_runs_finished", "Runs finished since start, by state.", ["state"],
+            registry=reg,
+        )  # fmt: skip
+        self._run_seconds = h(
+            f"{PREFIX}_run_duration_seconds", "Wall time of finished runs.",
+            buckets=_RUN_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self._tasks = c(
+            f"{PREFIX}_tasks", "Tasks of finished runs, by final state.", ["state"], registry=reg
+        )
+        self._tokens = c(
+            f"{PREFIX}_tokens", "Tokens used by finished runs.", ["kind"], registry=reg
+        )
+        self._cost = c(
+            f"{PREFIX}_cost", "Money spent by finished runs.", ["currency"], registry=reg
+        )
+        self._model_tokens = c(
+            f"{PREFIX}_model_tokens", "Tokens used by finished runs, by model and kind.",
+            ["model", "kind"], registry=reg,
+        )  # fmt: skip
+        self._model_cost = c(
+            f"{PREFIX}_model_cost", "Money spent by finished runs, by model.",
+            ["model", "currency"], registry=reg,
+        )  # fmt: skip
+        self._refusals = c(
+            f"{PREFIX}_budget_refusals",
+            "Budget refusals in finished runs (a task's call refused, or a run refused "
+            "before it started).",
+            registry=reg,
+        )
+        self._http = c(
+            f"{PREFIX}_http_requests", "HTTP requests, by method, route and status.",
+            ["method", "route", "status"], registry=reg,
+        )  # fmt: skip
+        self._http_seconds = h(
+            f"{PREFIX}_http_request_duration_seconds", "HTTP request latency, by route.",
+            ["method", "route"], buckets=_HTTP_BUCKETS, registry=reg,
+        )  # fmt: skip
+        self._models: set[str] = set()
+        for kind in ("input", "output"):
+            self._tokens.labels(kind)  # present from the first scrape
+
+    def _model_label(self, model: str) -> str:
+        with self._lock:
+            if model in self._models:
+                return model
+            if len(self._models) < MAX_MODELS:
+                self._models.add(model)
+                return model
+        return "other"
 
     def run_submitted(self) -> None:
-        with self._lock:
-            self.submitted += 1
+        self._submitted.inc()
 
     def run_finished(self, status: RunStatus, seconds: float) -> None:
-        with self._lock:
-            self.run_seconds.observe(seconds)
-            for task in status.tasks.values():
-                self.tasks[task.state.value] = self.tasks.get(task.state.value, 0) + 1
-            self.tokens["input"] += status.usage.input_tokens
-            self.tokens["output"] += status.usage.output_tokens
-            currency = status.cost.currency
-            self.cost[currency] = self.cost.get(currency, Decimal(0)) + status.cost.amount
+        """Count a run that has ended (its final, stored status)."""
+        self._finished.labels(status.state).inc()
+        self._run_seconds.observe(seconds)
+        refusals = 0
+        for task in status.tasks.values():
+            self._tasks.labels(task.state.value).inc()
+            if task.error is not None and task.error.code == "budget_exceeded":
+                refusals += 1
+        if refusals == 0 and status.state == "budget_exceeded":
+            refusals = 1  # refused as a whole (admission), before any task
+        if refusals:
+            self._refusals.inc(refusals)
+        self._tokens.labels("input").inc(status.usage.input_tokens)
+        self._tokens.labels("output").inc(status.usage.output_tokens)
+        self._cost.labels(status.cost.currency).inc(float(status.cost.amount))
+        for name, used in status.models.items():
+            model = self._model_label(name)
+            for kind, n in (
+                ("input", used.usage.input_tokens),
+                ("output", used.usage.output_tokens),
+                ("cache_read", used.usage.cache_read_tokens),
+                ("reasoning", used.usage.reasoning_tokens),
+            ):
+                self._model_tokens.labels(model, kind).inc(n)
+            self._model_cost.labels(model, used.cost.currency).inc(float(used.cost.amount))
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        with self._lock:
-            key = (method, route, str(status))
-            self.http[key] = self.http.get(key, 0) + 1
-            hist = self.http_seconds.get(route)
-            if hist is None:
-                hist = self.http_seconds[route] = _Histogram(_HTTP_BUCKETS)
-            hist.observe(seconds)
+        """Count one request (``route`` is a route template or ``unmatched``)."""
+        self._http.labels(method, route, str(status)).inc()
+        self._http_seconds.labels(method, route).observe(seconds)
 
     def render(self, runs_by_state: Mapping[str, int], active: int) -> str:
-        """The exposition text (``text/plain; version=0.0.4``)."""
-        p = PREFIX
-        out = [
-            f"# HELP {p}_runs Runs in the store, by state.",
-            f"# TYPE {p}_runs gauge",
-            *(f"{p}_runs{_labels({'state': s})} {n}" for s, n in sorted(runs_by_state.items())),
-            f"# HELP {p}_active_runs Runs executing now.",
-            f"# TYPE {p}_active_runs gauge",
-            f"{p}_active_runs {active}",
-        ]
+        """The exposition text (:attr:`content_type`)."""
         with self._lock:
-            out += [
-                f"# HELP {p}_runs_submitted_total Runs accepted since the server started.",
-                f"# TYPE {p}_runs_submitted_total counter",
-                f"{p}_runs_submitted_total {self.submitted}",
-                f"# HELP {p}_tasks_total Tasks of finished runs, by final state.",
-                f"# TYPE {p}_tasks_total counter",
-                *(
-                    f"{p}_tasks_total{_labels({'state': s})} {n}"
-                    for s, n in sorted(self.tasks.items())
-                ),
-                f"# HELP {p}_tokens_total Tokens used by finished runs.",
-                f"# TYPE {p}_tokens_total counter",
-                *(
-                    f"{p}_tokens_total{_labels({'kind': k})} {n}"
-                    for k, n in sorted(self.tokens.items())
-                ),
-                f"# HELP {p}_cost_total Money spent by finished runs.",
-                f"# TYPE {p}_cost_total counter",
-                *(
-                    f"{p}_cost_total{_labels({'currency': c})} {a:f}"
-                    for c, a in sorted(self.cost.items())
-                ),
-                f"# HELP {p}_run_duration_seconds Wall time of finished runs.",
-                f"# TYPE {p}_run_duration_seconds histogram",
-                *self.run_seconds.render(f"{p}_run_duration_seconds", {}),
-                f"# HELP {p}_http_requests_total HTTP requests, by route and status.",
-                f"# TYPE {p}_http_requests_total counter",
-                *(
-                    f"{p}_http_requests_total{_labels({'method': m, 'route': r, 'status': s})} {n}"
-                    for (m, r, s), n in sorted(self.http.items())
-                ),
-                f"# HELP {p}_http_request_duration_seconds HTTP request latency, by route.",
-                f"# TYPE {p}_http_request_duration_seconds histogram",
-            ]
-            for route, hist in sorted(self.http_seconds.items()):
-                out += hist.render(f"{p}_http_request_duration_seconds", {"route": route})
-        return "\n".join(out) + "\n"
+            self._live.runs_by_state = dict(runs_by_state)
+            self._live.active = active
+            text: bytes = self._generate(self.registry)
+        return text.decode()

@@ -214,6 +214,18 @@ class BudgetLedger(ABC):
         """Drop the hold of a call that was never sent; True if a live hold was dropped."""
         return self._release(reservation_id, self._now())
 
+    def purge(self, older_than: timedelta = timedelta(days=7)) -> int:
+        """Forget reservations whose lease ended more than ``older_than`` ago.
+
+        The ledger keeps every reservation id so that a settlement is counted once,
+        however late it comes; this bounds that memory. Spend already recorded is kept.
+        A settlement arriving after its reservation was purged is dropped (and logged),
+        so keep ``older_than`` far longer than any call. Returns how many were purged.
+        """
+        if older_than < timedelta(0):
+            raise ValueError("older_than must be >= 0")
+        return self._purge(self._now() - older_than)
+
     def replay_journal(self) -> int:
         """Write the journaled settlements now; returns how many were written.
 
@@ -283,3 +295,6 @@ class BudgetLedger(ABC):
 
     @abstractmethod
     def _release(self, lease_id: str, now: datetime) -> bool: ...
+
+    @abstractmethod
+    def _purge(self, before: datetime) -> int: ...

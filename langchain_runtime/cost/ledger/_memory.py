@@ -173,3 +173,11 @@ class InMemoryLedger(BudgetLedger):
             held.state = "released"
             self._active.discard(lease_id)
             return was_live
+
+    def _purge(self, before: datetime) -> int:
+        with self._lock:
+            old = [key for key, held in self._leases.items() if held.expires_at < before]
+            for key in old:
+                del self._leases[key]
+                self._active.discard(key)
+            return len(old)

@@ -2,9 +2,13 @@
 
 A reservation is one transaction that locks the rows of its scopes with
 ``SELECT ... FOR UPDATE`` in sorted order (so two transactions never wait on each other
-in a cycle), reads spend and live holds, and writes the hold only if every scope has
-room: two replicas can never both pass a check they would fail together. Settlements
-lock the same rows first. Every statement has a ``statement_timeout`` and a
+in a cycle), reads spend and live holds in one statement (one snapshot), and writes the
+hold only if every scope has room: two replicas can never both pass a check they would
+fail together. A settlement, a release and a renewal are each one statement that
+locks the lease's row, so a second settlement of the same id finds it settled; a
+reservation sees a settlement that commits meanwhile whole or not at all (and then
+counts its hold instead, which is what the order "reserve, then settle" gives anyway).
+Every statement has a ``statement_timeout`` and a
 ``lock_timeout`` and the pool a connection timeout, so nothing waits for ever: when
 PostgreSQL cannot answer in time, the operation fails with
 :class:`~langchain_runtime.errors.LedgerUnavailableError`. Money is ``NUMERIC``.
@@ -60,12 +64,80 @@ _SCHEMA = (
     "cost NUMERIC NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, window_key))",
     "CREATE TABLE IF NOT EXISTS ledger_leases (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
     "expires_at BIGINT NOT NULL, cost NUMERIC NOT NULL, tokens BIGINT NOT NULL, "
-    "windows TEXT NOT NULL)",
+    "windows JSONB NOT NULL)",
     "CREATE TABLE IF NOT EXISTS ledger_holds (scope TEXT NOT NULL, window_key BIGINT NOT NULL, "
     "lease_id TEXT NOT NULL, cost NUMERIC NOT NULL, tokens BIGINT NOT NULL, "
     "expires_at BIGINT NOT NULL, PRIMARY KEY (scope, lease_id))",
     "CREATE INDEX IF NOT EXISTS ledger_holds_lease ON ledger_holds (lease_id)",
 )
+# Spend and live holds of each (scope, window) in one statement, so one snapshot: a
+# settlement committing meanwhile is seen whole or not at all.
+_TOTALS = """
+SELECT w.scope, COALESCE(s.cost, 0), COALESCE(s.tokens, 0),
+       COALESCE(h.cost, 0), COALESCE(h.tokens, 0),
+       (SELECT state FROM ledger_leases WHERE id = %s)
+FROM unnest(%s::text[], %s::bigint[]) AS w(scope, wkey)
+LEFT JOIN ledger_spend s ON s.scope = w.scope AND s.window_key = w.wkey
+LEFT JOIN LATERAL (
+    SELECT SUM(cost) AS cost, SUM(tokens) AS tokens FROM ledger_holds
+    WHERE scope = w.scope AND window_key = w.wkey AND expires_at > %s AND lease_id <> %s
+) h ON TRUE
+"""
+# The lease and its holds; expired holds in these scopes are swept on the way.
+_HOLD = """
+WITH swept AS (
+    DELETE FROM ledger_holds
+    WHERE (lease_id <> %(id)s AND scope = ANY(%(scopes)s) AND expires_at <= %(now)s)
+       OR (lease_id = %(id)s AND NOT scope = ANY(%(scopes)s))
+), lease AS (
+    INSERT INTO ledger_leases (id, state, expires_at, cost, tokens, windows)
+    VALUES (%(id)s, 'held', %(expires)s, %(cost)s, %(tokens)s, %(windows)s::jsonb)
+    ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, cost = EXCLUDED.cost,
+        tokens = EXCLUDED.tokens, windows = EXCLUDED.windows
+    WHERE ledger_leases.state = 'held'
+    RETURNING id
+)
+INSERT INTO ledger_holds (scope, window_key, lease_id, cost, tokens, expires_at)
+SELECT w.scope, w.wkey, lease.id, %(cost)s, %(tokens)s, %(expires)s
+FROM lease, unnest(%(scopes)s::text[], %(keys)s::bigint[]) AS w(scope, wkey)
+ON CONFLICT (scope, lease_id) DO UPDATE SET window_key = EXCLUDED.window_key,
+    cost = EXCLUDED.cost, tokens = EXCLUDED.tokens, expires_at = EXCLUDED.expires_at
+RETURNING 1
+"""
+# One statement: the lease row's lock makes a second settle of the same id find it
+# settled; spend rows are added to under their own row locks.
+_SETTLE = """
+WITH lease AS (
+    UPDATE ledger_leases SET state = 'settled'
+    WHERE id = %(id)s AND state <> 'settled' RETURNING windows
+), dropped AS (
+    DELETE FROM ledger_holds WHERE lease_id = %(id)s AND EXISTS (SELECT 1 FROM lease)
+), spent AS (
+    INSERT INTO ledger_spend (scope, window_key, cost, tokens)
+    SELECT w.key, w.value::bigint, %(cost)s, %(tokens)s
+    FROM lease, jsonb_each_text(lease.windows) AS w
+    ON CONFLICT (scope, window_key) DO UPDATE SET cost = ledger_spend.cost + EXCLUDED.cost,
+        tokens = ledger_spend.tokens + EXCLUDED.tokens
+)
+SELECT (SELECT COUNT(*) FROM lease), EXISTS (SELECT 1 FROM ledger_leases WHERE id = %(id)s)
+"""
+_RENEW = """
+WITH lease AS (
+    UPDATE ledger_leases SET expires_at = %(expires)s
+    WHERE id = %(id)s AND state = 'held' AND expires_at > %(now)s RETURNING id
+)
+UPDATE ledger_holds SET expires_at = %(expires)s
+WHERE lease_id IN (SELECT id FROM lease) RETURNING 1
+"""
+_RELEASE = """
+WITH lease AS (
+    UPDATE ledger_leases SET state = 'released'
+    WHERE id = %(id)s AND state = 'held' RETURNING expires_at
+), dropped AS (
+    DELETE FROM ledger_holds WHERE lease_id = %(id)s AND EXISTS (SELECT 1 FROM lease)
+)
+SELECT expires_at FROM lease
+"""
 _LOCK_SCOPES = (
     "SELECT scope, max_cost, max_tokens, window_kind FROM ledger_scopes "
     "WHERE scope = ANY(%s) ORDER BY scope FOR UPDATE"
@@ -102,9 +174,12 @@ class PostgresLedger(BudgetLedger):
         ImportError: The ``postgres`` extra is not installed.
         LedgerUnavailableError: The database cannot be reached at start.
 
-    Example:
-        >>> ledger = PostgresLedger("postgresql://app@db.internal/app")  # doctest: +SKIP
-        >>> _ = ledger.set_limit("team:research", max_cost="100", window="month")  # doctest: +SKIP
+    Example (it needs a live server, so it is not run as a doctest)::
+
+        ledger = PostgresLedger("postgresql://app@db.internal/app")
+        ledger.set_limit("team:research", max_cost="100", window="month")
+        lease = ledger.reserve(["team:research", "user:42"], cost="0.02", tokens=1500)
+        ledger.settle(lease.id, cost="0.013", tokens=1100)
     """
 
     def __init__(
@@ -141,6 +216,8 @@ class PostgresLedger(BudgetLedger):
         self._psycopg = psycopg
         millis = max(int(timeout * 1000), 1)
         self._connect_kwargs: dict[str, Any] = {
+            # single statements commit on their own; others run in conn.transaction()
+            "autocommit": True,
             "connect_timeout": max(int(timeout + 0.999), 2),
             # the lock timeout fires first, so a held lock is reported as such
             "options": f"-c statement_timeout={2 * millis} -c lock_timeout={millis}",
@@ -163,7 +240,11 @@ class PostgresLedger(BudgetLedger):
         except Exception:
             self._pool.close(timeout=1.0)
             raise
-        self._run(self._create_schema)
+        try:
+            self._run(self._create_schema)
+        except BaseException:
+            self._pool.close(timeout=1.0)
+            raise
 
     def __repr__(self) -> str:
         return f"PostgresLedger({_redact(self.dsn)!r})"
@@ -189,24 +270,24 @@ class PostgresLedger(BudgetLedger):
             f"{why} ({type(exc).__name__}: {detail}); the call was refused, not sent unmetered"
         )
 
-    def _run(self, work: Callable[[Connection[Any]], T]) -> T:
-        """``work`` in one transaction, retried once on a dropped connection or deadlock."""
+    def _run(self, work: Callable[[Connection[Any]], T], *, transaction: bool = True) -> T:
+        """``work`` in one transaction (or, for one statement, in its own), retried once
+        on a dropped connection or a deadlock: every write here is idempotent by id."""
         psycopg = self._psycopg
         # these already waited the whole timeout: trying again would double the wait
         waited = (psycopg.errors.QueryCanceled, psycopg.errors.LockNotAvailable)
         for attempt in (1, 2):
             try:
                 try:
-                    with self._pool.connection() as conn, conn.transaction():
-                        return work(conn)
+                    with self._pool.connection() as conn:
+                        return _within(conn, work, transaction)
                 except psycopg.OperationalError as exc:
                     if not _is_pool_timeout(exc):
                         raise
                     # The pool has no connection: after an outage it reconnects with a
                     # growing backoff, so ask the server directly rather than wait for it.
-                    direct = psycopg.connect(self.dsn, **self._connect_kwargs)
-                    with direct, direct.transaction():
-                        result = work(direct)
+                    with psycopg.connect(self.dsn, **self._connect_kwargs) as direct:
+                        result = _within(direct, work, transaction)
                     self._pool.check()
                     return result
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
@@ -245,20 +326,17 @@ class PostgresLedger(BudgetLedger):
 
     @staticmethod
     def _totals(
-        conn: Connection[Any], table: str, keys: dict[str, int], now_us: int | None
-    ) -> dict[str, tuple[Decimal, int]]:
-        live = "" if now_us is None else " AND t.expires_at > %s"
-        params: tuple[Any, ...] = (list(keys), list(keys.values()))
-        if now_us is not None:
-            params += (now_us,)
-        rows = conn.execute(
-            f"SELECT t.scope, SUM(t.cost), SUM(t.tokens) FROM {table} t "
-            "JOIN unnest(%s::text[], %s::bigint[]) AS w(scope, wkey) "
-            f"ON t.scope = w.scope AND t.window_key = w.wkey WHERE TRUE{live} GROUP BY t.scope",
-            params,
-        ).fetchall()
-        found = {r[0]: (Decimal(r[1]), int(r[2])) for r in rows}
-        return {scope: found.get(scope, (Decimal(0), 0)) for scope in keys}
+        conn: Connection[Any], keys: dict[str, int], now_us: int, lease_id: str
+    ) -> tuple[dict[str, tuple[tuple[Decimal, int], tuple[Decimal, int]]], str | None]:
+        """Spend and live holds per scope (one statement: one snapshot), and the lease's
+        state; ``lease_id``'s own holds are left out (a reservation replacing itself)."""
+        rows = conn.execute(_TOTALS, (lease_id, list(keys), list(keys.values()), now_us, lease_id))
+        totals = {}
+        state = None
+        for row in rows.fetchall():
+            totals[row[0]] = ((Decimal(row[1]), int(row[2])), (Decimal(row[3]), int(row[4])))
+            state = row[5]
+        return totals, state
 
     # -- storage ------------------------------------------------------------------
 
@@ -272,7 +350,7 @@ class PostgresLedger(BudgetLedger):
                 (limit.scope, limit.max_cost, limit.max_tokens, encode_window(limit.window)),
             )
 
-        self._run(work)
+        self._run(work, transaction=False)
 
     def _status(self, scope: str, now: datetime) -> ScopeStatus:
         def work(conn: Connection[Any]) -> ScopeStatus:
@@ -283,8 +361,8 @@ class PostgresLedger(BudgetLedger):
             ).fetchone()
             limit = ScopeLimit(scope) if row is None else _limit(row)
             keys = {scope: limit.window_key(now)}
-            spent = self._totals(conn, "ledger_spend", keys, None)[scope]
-            held = self._totals(conn, "ledger_holds", keys, to_micros(now))[scope]
+            totals, _ = self._totals(conn, keys, to_micros(now), "")
+            spent, held = totals[scope]
             start = from_micros(keys[scope]) if limit.window is not None else None
             return ScopeStatus(
                 scope, limit.max_cost, limit.max_tokens, limit.window, start, *spent, *held
@@ -299,115 +377,81 @@ class PostgresLedger(BudgetLedger):
             ).fetchall()
             return [r[0] for r in rows]
 
-        return self._run(work)
+        return self._run(work, transaction=False)
 
     def _reserve(self, lease: Lease, now: datetime) -> Lease:
         now_us = to_micros(now)
-        expires = to_micros(lease.expires_at)
 
         def work(conn: Connection[Any]) -> Lease:
             limits = self._lock_scopes(conn, lease.scopes)
-            row = conn.execute(
-                "SELECT state FROM ledger_leases WHERE id = %s FOR UPDATE", (lease.id,)
-            ).fetchone()
-            if row is not None and row[0] != "held":
-                raise ValueError(f"reservation id {lease.id!r} was already {row[0]}")
-            # a held id being replaced, and expired holds, do not count any more
-            conn.execute(
-                "DELETE FROM ledger_holds WHERE lease_id = %s "
-                "OR (scope = ANY(%s) AND expires_at <= %s)",
-                (lease.id, list(lease.scopes), now_us),
-            )
             keys = {scope: limits[scope].window_key(now) for scope in lease.scopes}
-            spent = self._totals(conn, "ledger_spend", keys, None)
-            held = self._totals(conn, "ledger_holds", keys, now_us)
+            totals, state = self._totals(conn, keys, now_us, lease.id)
+            if state is not None and state != "held":
+                raise ValueError(f"reservation id {lease.id!r} was already {state}")
             for scope in lease.scopes:
-                check_fits(limits[scope], spent[scope], held[scope], lease.cost, lease.tokens)
-            conn.execute(
-                "INSERT INTO ledger_leases VALUES (%s, 'held', %s, %s, %s, %s) "
-                "ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, "
-                "cost = EXCLUDED.cost, tokens = EXCLUDED.tokens, windows = EXCLUDED.windows",
-                (lease.id, expires, lease.cost, lease.tokens, json.dumps(keys)),
-            )
-            conn.execute(
-                "INSERT INTO ledger_holds SELECT w.scope, w.wkey, %s, %s, %s, %s "
-                "FROM unnest(%s::text[], %s::bigint[]) AS w(scope, wkey)",
-                (lease.id, lease.cost, lease.tokens, expires, list(keys), list(keys.values())),
-            )
+                spent, held = totals[scope]
+                check_fits(limits[scope], spent, held, lease.cost, lease.tokens)
+            written = conn.execute(
+                _HOLD,
+                {
+                    "id": lease.id,
+                    "scopes": list(keys),
+                    "keys": list(keys.values()),
+                    "now": now_us,
+                    "expires": to_micros(lease.expires_at),
+                    "cost": lease.cost,
+                    "tokens": lease.tokens,
+                    "windows": json.dumps(keys),
+                },
+            ).fetchall()
+            if not written:  # settled or released by someone else meanwhile
+                raise ValueError(f"reservation id {lease.id!r} is no longer held")
             return lease
 
         return self._run(work)
 
     def _renew(self, lease_id: str, now: datetime, expires: datetime) -> bool:
         def work(conn: Connection[Any]) -> bool:
-            row = conn.execute(
-                "SELECT windows FROM ledger_leases WHERE id = %s", (lease_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            self._lock_scopes(conn, list(json.loads(row[0])))
-            cur = conn.execute(
-                "UPDATE ledger_leases SET expires_at = %s "
-                "WHERE id = %s AND state = 'held' AND expires_at > %s",
-                (to_micros(expires), lease_id, to_micros(now)),
-            )
-            if cur.rowcount == 0:
-                return False
-            conn.execute(
-                "UPDATE ledger_holds SET expires_at = %s WHERE lease_id = %s",
-                (to_micros(expires), lease_id),
-            )
-            return True
+            rows = conn.execute(
+                _RENEW, {"id": lease_id, "now": to_micros(now), "expires": to_micros(expires)}
+            ).fetchall()
+            return bool(rows)
 
-        return self._run(work)
+        return self._run(work, transaction=False)
 
     def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> bool:
         def work(conn: Connection[Any]) -> bool:
-            row = conn.execute(
-                "SELECT windows FROM ledger_leases WHERE id = %s", (lease_id,)
-            ).fetchone()
-            if row is None:
+            row = conn.execute(_SETTLE, {"id": lease_id, "cost": cost, "tokens": tokens}).fetchone()
+            assert row is not None
+            if not row[1]:
                 raise KeyError(f"no reservation {lease_id!r} in this ledger")
-            keys: dict[str, int] = json.loads(row[0])
-            self._lock_scopes(conn, list(keys))
-            state = conn.execute(
-                "SELECT state FROM ledger_leases WHERE id = %s FOR UPDATE", (lease_id,)
-            ).fetchone()
-            if state is None or state[0] == "settled":
-                return False
-            conn.execute("UPDATE ledger_leases SET state = 'settled' WHERE id = %s", (lease_id,))
-            conn.execute("DELETE FROM ledger_holds WHERE lease_id = %s", (lease_id,))
-            conn.execute(
-                "INSERT INTO ledger_spend SELECT w.scope, w.wkey, %s, %s "
-                "FROM unnest(%s::text[], %s::bigint[]) AS w(scope, wkey) "
-                "ON CONFLICT (scope, window_key) DO UPDATE SET "
-                "cost = ledger_spend.cost + EXCLUDED.cost, "
-                "tokens = ledger_spend.tokens + EXCLUDED.tokens",
-                (cost, tokens, list(keys), list(keys.values())),
-            )
-            return True
+            return bool(row[0])
 
-        return self._run(work)
+        return self._run(work, transaction=False)
 
     def _release(self, lease_id: str, now: datetime) -> bool:
         def work(conn: Connection[Any]) -> bool:
-            row = conn.execute(
-                "SELECT windows FROM ledger_leases WHERE id = %s", (lease_id,)
-            ).fetchone()
-            if row is None:
-                return False
-            self._lock_scopes(conn, list(json.loads(row[0])))
-            state = conn.execute(
-                "SELECT state, expires_at FROM ledger_leases WHERE id = %s FOR UPDATE",
-                (lease_id,),
-            ).fetchone()
-            if state is None or state[0] != "held":
-                return False
-            conn.execute("UPDATE ledger_leases SET state = 'released' WHERE id = %s", (lease_id,))
-            conn.execute("DELETE FROM ledger_holds WHERE lease_id = %s", (lease_id,))
-            return bool(state[1] > to_micros(now))
+            row = conn.execute(_RELEASE, {"id": lease_id}).fetchone()
+            return row is not None and int(row[0]) > to_micros(now)
+
+        return self._run(work, transaction=False)
+
+    def _purge(self, before: datetime) -> int:
+        def work(conn: Connection[Any]) -> int:
+            cutoff = to_micros(before)
+            conn.execute("DELETE FROM ledger_holds WHERE expires_at < %s", (cutoff,))
+            return conn.execute(
+                "DELETE FROM ledger_leases WHERE expires_at < %s", (cutoff,)
+            ).rowcount
 
         return self._run(work)
+
+
+def _within(conn: Connection[Any], work: Callable[[Connection[Any]], T], transaction: bool) -> T:
+    if not transaction:
+        return work(conn)
+    with conn.transaction():
+        return work(conn)
 
 
 def _is_pool_timeout(exc: BaseException) -> bool:

@@ -60,6 +60,9 @@ class SQLiteLedger(BudgetLedger):
     Args:
         path: The ledger file (created if missing).
         timeout: Seconds to wait for another process's transaction before refusing.
+        durable: Flush every commit to disk (``synchronous=FULL``), so no settlement is
+            lost even on a power cut; False (``NORMAL``) still survives a crashed
+            process, and is faster on slow disks.
         clock, lease_ttl, journal, settle_attempts, retry_delay: As for
             :class:`BudgetLedger`.
 
@@ -82,6 +85,7 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
         path: str | Path,
         *,
         timeout: float = 5.0,
+        durable: bool = True,
         clock: Clock | None = None,
         lease_ttl: timedelta = DEFAULT_LEASE_TTL,
         journal: SettleJournal | str | Path | None = None,
@@ -102,22 +106,40 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
             self._db = sqlite3.connect(
                 str(self.path), timeout=timeout, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            with self._write() as db:
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                row = db.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
-                if row is None:
-                    db.execute("INSERT INTO ledger_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
-                elif row[0] != _SCHEMA_VERSION:
-                    raise ConfigurationError(
-                        f"ledger file {self.path} has schema version {row[0]}, this version "
-                        f"of langchain-runtime reads version {_SCHEMA_VERSION}"
-                    )
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             raise ConfigurationError(f"cannot open ledger file {self.path}: {exc}") from exc
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+            with self._write() as db:
+                self._create_schema(db)
+        except sqlite3.OperationalError as exc:
+            self._db.close()
+            if "locked" in str(exc) or "busy" in str(exc):
+                raise LedgerUnavailableError(
+                    f"budget ledger unavailable: ledger file {self.path} stayed locked by "
+                    f"another process for {timeout:g}s ({exc})"
+                ) from exc
+            raise ConfigurationError(f"cannot open ledger file {self.path}: {exc}") from exc
+        except sqlite3.DatabaseError as exc:  # not a database, damaged
+            self._db.close()
+            raise ConfigurationError(f"cannot open ledger file {self.path}: {exc}") from exc
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _create_schema(self, db: sqlite3.Connection) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        row = db.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO ledger_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+        elif row[0] != _SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"ledger file {self.path} has schema version {row[0]}, this version "
+                f"of langchain-runtime reads version {_SCHEMA_VERSION}"
+            )
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -296,3 +318,9 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
             db.execute("UPDATE ledger_leases SET state = 'released' WHERE id = ?", (lease_id,))
             db.execute("DELETE FROM ledger_holds WHERE lease_id = ?", (lease_id,))
             return bool(row[1] > to_micros(now))
+
+    def _purge(self, before: datetime) -> int:
+        with self._write() as db:
+            cutoff = to_micros(before)
+            db.execute("DELETE FROM ledger_holds WHERE expires_at < ?", (cutoff,))
+            return db.execute("DELETE FROM ledger_leases WHERE expires_at < ?", (cutoff,)).rowcount

@@ -128,6 +128,26 @@ class LedgerGate:
             logger.warning("could not release call %s (its lease will expire): %s", key, exc)
             return False
 
+    def headroom(self) -> tuple[Decimal | None, int | None]:
+        """The least money and tokens left in any of the gate's scopes (None: no limit).
+
+        For clamping a call's output limit before reserving (the reservation itself is
+        still what decides: another process may take the headroom meanwhile).
+
+        Raises:
+            LedgerUnavailableError: The ledger cannot answer.
+        """
+        money: Decimal | None = None
+        tokens: int | None = None
+        for scope in self.scopes:
+            status = self.ledger.status(scope)
+            if status.remaining is not None:
+                money = status.remaining if money is None else min(money, status.remaining)
+            if status.remaining_tokens is not None:
+                left = status.remaining_tokens
+                tokens = left if tokens is None else min(tokens, left)
+        return money, tokens
+
     def renew_all(self) -> int:
         """Renew every lease of a call still in flight now; returns how many were renewed."""
         with self._lock:
@@ -141,7 +161,7 @@ class LedgerGate:
                     logger.warning("lease %s had already expired and was not renewed", lease_id)
                     with self._lock:
                         self._live.pop(lease_id, None)
-            except LedgerUnavailableError as exc:
+            except Exception as exc:  # the renewer thread must outlive a ledger hiccup
                 logger.warning("could not renew lease %s: %s", lease_id, exc)
         return renewed
 

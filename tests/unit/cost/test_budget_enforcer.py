@@ -263,3 +263,82 @@ def test_spent_never_exceeds_the_budget_when_calls_respect_max_tokens(
         assert enforcer.spent.amount + enforcer.reserved.amount <= max_cost
         assert enforcer.usage.total_tokens + enforcer.reserved_tokens <= limit
         assert enforcer.reserved_tokens >= 0 and enforcer.reserved.amount >= 0
+
+
+# -- reserve_up_to: clamp and hold in one step -------------------------------------------
+
+
+def test_reserve_up_to_holds_what_is_wanted_when_it_fits() -> None:
+    enforcer = BudgetEnforcer(Budget(max_cost=D("0.01")))
+    res = enforcer.reserve_up_to("a", MINI, 1000, 500)
+    assert res.output_tokens == 500 and res.cost == mini_cost(1000, 500)
+    assert enforcer.reserved.amount == mini_cost(1000, 500)
+
+
+def test_reserve_up_to_clamps_to_what_the_money_left_pays_for() -> None:
+    enforcer = BudgetEnforcer(Budget(max_cost=D("0.001")))
+    enforcer.reserve("other", MINI, 1000, 500)  # 0.00045 held
+    res = enforcer.reserve_up_to("a", MINI, 1000, 16_384)
+    # (0.00055 - 1000 * 0.15e-6) / 0.60e-6 = 666.67 -> 666 output tokens
+    assert res.output_tokens == 666
+    assert enforcer.remaining is not None
+    assert D(0) <= enforcer.remaining.amount < mini_cost(0, 1)  # not one more token fits
+
+
+def test_reserve_up_to_clamps_to_the_tokens_left() -> None:
+    enforcer = BudgetEnforcer(Budget(max_tokens=2000))
+    enforcer.settle("done", Usage(input_tokens=300, output_tokens=200))
+    res = enforcer.reserve_up_to("a", MINI, 1000, 4096)
+    assert res.output_tokens == 500 and enforcer.remaining_tokens == 0
+
+
+def test_reserve_up_to_refuses_below_the_minimal_answer() -> None:
+    enforcer = BudgetEnforcer(Budget(max_tokens=1010))
+    with pytest.raises(BudgetExceededError) as err:
+        enforcer.reserve_up_to("a", MINI, 1000, 4096, min_output_tokens=11)
+    assert "1000 input + up to 11 output" in str(err.value)
+    assert enforcer.reservation("a") is None and enforcer.reserved_tokens == 0
+    assert enforcer.reserve_up_to("b", MINI, 1000, 4096, min_output_tokens=10).output_tokens == 10
+
+
+def test_reserve_up_to_respects_per_task_limits() -> None:
+    enforcer = BudgetEnforcer(Budget(max_tokens=10_000), per_task={"t": Budget(max_tokens=1200)})
+    assert enforcer.reserve_up_to("a", MINI, 1000, 4096, task_id="t").output_tokens == 200
+    assert enforcer.reserve_up_to("b", MINI, 1000, 4096, task_id="u").output_tokens == 4096
+
+
+def test_reserve_up_to_needs_a_price_under_a_cost_limit() -> None:
+    enforcer = BudgetEnforcer(Budget(max_cost=D(1)))
+    with pytest.raises(ConfigurationError, match="acme-9"):
+        enforcer.reserve_up_to("a", "acme-9", 10, 10)
+    assert enforcer.reserved.amount == 0
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    limit=st.decimals(min_value=D("0.0001"), max_value=D("0.02"), places=6),
+    calls=st.lists(st.integers(min_value=1, max_value=3000), min_size=2, max_size=40),
+)
+def test_concurrent_clamped_calls_never_hold_more_than_the_budget(
+    limit: Decimal, calls: list[int]
+) -> None:
+    enforcer = BudgetEnforcer(Budget(max_cost=limit))
+    granted: list[int] = []
+    lock = threading.Lock()
+
+    def one(i: int, inp: int) -> None:
+        with contextlib.suppress(BudgetExceededError):
+            res = enforcer.reserve_up_to(f"c{i}", MINI, inp, 16_384)
+            with lock:
+                granted.append(res.output_tokens)
+            # the provider answers exactly as long as it was allowed
+            enforcer.settle(f"c{i}", Usage(input_tokens=inp, output_tokens=res.output_tokens))
+
+    threads = [threading.Thread(target=one, args=(i, n)) for i, n in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=10)
+    assert enforcer.spent.amount <= limit
+    assert enforcer.reserved.amount == 0
+    assert all(1 <= g <= 16_384 for g in granted)

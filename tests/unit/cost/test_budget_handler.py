@@ -72,16 +72,17 @@ PATHS = ["invoke", "ainvoke", "stream", "astream"]
 @pytest.mark.parametrize("path", PATHS)
 def test_every_call_path_settles_the_reported_usage(path: str) -> None:
     model = ScriptedChatModel(responses=answers(1, inp=111, out=22))
-    handler = BudgetCallbackHandler(Budget(max_tokens=10_000))
+    # no max_tokens: the call reserves gpt-4o-mini's maximum output (16,384 tokens)
+    handler = BudgetCallbackHandler(Budget(max_tokens=20_000))
     run_path(model, path, cfg(handler))
     assert handler.usage == Usage(input_tokens=111, output_tokens=22)
-    assert handler.remaining_tokens == 10_000 - 133
+    assert handler.remaining_tokens == 20_000 - 133
     assert not handler.usage.estimated
 
 
 def test_missing_usage_is_estimated() -> None:
     model = ScriptedChatModel(responses=[AIMessage("Revenue grew twelve percent.")])
-    handler = BudgetCallbackHandler(Budget(max_tokens=10_000))
+    handler = BudgetCallbackHandler(Budget(max_tokens=20_000))
     model.invoke(PROMPT, config=cfg(handler))
     assert handler.usage == Usage(
         input_tokens=PROMPT_TOKENS,
@@ -123,8 +124,12 @@ def test_max_tokens_of_the_call_sizes_the_reservation() -> None:
     for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
         model = ScriptedChatModel(responses=answers(1, inp=PROMPT_TOKENS, out=5))
         handler = BudgetCallbackHandler(budget)
-        with pytest.raises(BudgetExceededError, match="up to 1024 output"):
+        # without a limit the call reserves the model's maximum output, and says so
+        with pytest.raises(BudgetExceededError, match="up to 16384 output") as err:
             model.invoke(PROMPT, config=cfg(handler))
+        assert "the model's maximum output (16384 tokens)" in str(err.value)
+        assert "Set max_tokens on the model" in str(err.value)
+        assert "BudgetMiddleware" in str(err.value)
         model.bind(**{key: 50}).invoke(PROMPT, config=cfg(handler))
         assert model.calls == 1, key
 
@@ -170,7 +175,8 @@ def test_model_from_invocation_params() -> None:
 
 def test_model_from_task_metadata_then_default() -> None:
     anonymous = ScriptedChatModel(responses=answers(2, 1000, 100), model_name=None)
-    handler = BudgetCallbackHandler(Budget(max_cost=D(1)), default_model="gpt-5")
+    # gpt-5 reserves its 128,000-token maximum output ($1.28) for a call without a limit
+    handler = BudgetCallbackHandler(Budget(max_cost=D(2)), default_model="gpt-5")
     anonymous.invoke(PROMPT, config=cfg(handler, lcr_model="o3", lcr_task_id="plan"))
     anonymous.invoke(PROMPT, config=cfg(handler, lcr_task_id="write"))
     assert set(handler.by_model()) == {"o3", "gpt-5"}
@@ -192,7 +198,7 @@ def test_unknown_model_under_a_cost_budget_is_a_configuration_error() -> None:
 
 def test_text_llms_are_budgeted_too() -> None:
     llm = FakeListLLM(responses=["a short answer"])
-    handler = BudgetCallbackHandler(Budget(max_tokens=5000), default_model="gpt-4o-mini")
+    handler = BudgetCallbackHandler(Budget(max_tokens=20_000), default_model="gpt-4o-mini")
     llm.invoke("What is the capital of France?", config=cfg(handler))
     assert handler.usage == Usage(
         input_tokens=EST.count_text("What is the capital of France?"),
@@ -205,7 +211,7 @@ def test_text_llms_are_budgeted_too() -> None:
 
 
 def test_shared_enforcer_and_constructor_checks() -> None:
-    enforcer = BudgetEnforcer(Budget(max_tokens=10_000))
+    enforcer = BudgetEnforcer(Budget(max_tokens=20_000))
     a = BudgetCallbackHandler(enforcer=enforcer)
     b = BudgetCallbackHandler(enforcer=enforcer)
     model = ScriptedChatModel(responses=answers(2, 100, 10))
@@ -310,3 +316,19 @@ def test_per_task_limits_apply_to_calls_tagged_with_the_task() -> None:
     model.invoke(PROMPT, config=cfg(handler, lcr_task_id="review"))  # other tasks go on
     assert model.calls == 2
     assert handler.by_task()["draft"].calls == handler.by_task()["review"].calls == 1
+
+
+def test_without_a_limit_the_models_profile_maximum_is_reserved() -> None:
+    from langchain_openai import ChatOpenAI
+
+    from langchain_runtime.cost import ModelCatalog
+
+    # gpt-3.5-turbo's price is known here but not its maximum output: the model
+    # profile that langchain-openai ships says 4,096
+    catalog = ModelCatalog.default()
+    catalog.add("gpt-3.5-turbo", input=0.5, output=1.5)
+    assert catalog.get("gpt-3.5-turbo").max_output_tokens is None
+    handler = BudgetCallbackHandler(Budget(max_tokens=4000), catalog=catalog)
+    model = ChatOpenAI(model="gpt-3.5-turbo", api_key="sk-test", max_retries=0)  # type: ignore[arg-type]
+    with pytest.raises(BudgetExceededError, match="up to 4096 output"):
+        model.invoke("hello", config={"callbacks": [handler]})  # refused: nothing is sent

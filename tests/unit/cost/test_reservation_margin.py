@@ -53,15 +53,16 @@ def test_a_claude_call_reserves_the_inflated_input() -> None:
     assert roomy.spent.amount > Decimal(0)
 
 
-def test_a_max_tokens_set_on_the_model_is_reserved() -> None:
+def test_a_max_tokens_set_on_the_model_is_clamped_to_the_budget() -> None:
     from langchain_runtime import with_budget
     from langchain_runtime.testing import SimulatedChatModel
 
     model = SimulatedChatModel(max_tokens=300, response_tokens=300)
     budgeted = with_budget(model, max_tokens=200)
-    with pytest.raises(BudgetExceededError):
-        budgeted.invoke("hello")  # 300 output tokens could not fit: refused, not overrun
-    assert budgeted.usage.total_tokens == 0
+    answer = budgeted.invoke("hello")  # 300 output tokens could not fit: clamped, not overrun
+    assert answer.usage_metadata is not None
+    assert 0 < answer.usage_metadata["output_tokens"] < 200
+    assert 0 < budgeted.usage.total_tokens <= 200
 
 
 def test_a_stream_closed_early_is_charged_what_it_produced() -> None:

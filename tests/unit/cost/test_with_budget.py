@@ -83,19 +83,35 @@ def test_batch_with_return_exceptions_reports_refusals() -> None:
     assert model.calls == 3
 
 
-def test_cost_budget_over_a_chat_model() -> None:
+def test_cost_budget_over_a_chat_model_clamps_the_last_call() -> None:
     model = ScriptedChatModel(responses=answers(1, inp=1000, out=500))
-    wrapped = with_budget(model, max_cost=0.00095, expected_output_tokens=100)
+    wrapped = with_budget(model, max_cost=0.00095)
     assert wrapped.budget.max_cost == D("0.00095")
     wrapped.invoke("hi")
     wrapped.invoke("hi")
     assert wrapped.spent.amount == D("0.0009")
     assert wrapped.remaining is not None and wrapped.remaining.amount == D("0.00005")
+    held = EST.count_messages([HumanMessage("hi")], "gpt-4o-mini")
+
+    def affordable(left: str) -> int:
+        return int((D(left) * 10**6 - held * D("0.15")) / D("0.60"))
+
+    # gpt-4o-mini's 16,384-token maximum costs more than the budget: every call is
+    # sent with the output the money left can pay for after its input
+    assert [kw["max_tokens"] for kw in model.seen_kwargs] == [
+        affordable("0.00095"),
+        affordable("0.0005"),
+    ]
+    wrapped.invoke("hi")
+    assert model.seen_kwargs[2]["max_tokens"] == affordable("0.00005") > 0
+    assert model.calls == 3
+    # this fake ignores max_tokens and reports 500 output tokens: the budget is now
+    # overrun, and the next call is refused before it is sent
     with pytest.raises(BudgetExceededError) as err:
         wrapped.invoke("hi")
-    assert err.value.limit == D("0.00095") and err.value.spent == D("0.0009")
-    assert model.calls == 2
-    assert wrapped.by_model()["gpt-4o-mini"].calls == 2
+    assert err.value.limit == D("0.00095")
+    assert model.calls == 3
+    assert wrapped.by_model()["gpt-4o-mini"].calls == 3
 
 
 def test_calls_made_inside_plain_functions_are_budgeted() -> None:
@@ -106,7 +122,8 @@ def test_calls_made_inside_plain_functions_are_budgeted() -> None:
         second = model.invoke(f"Tell me about {topic}.")
         return f"{first.text} {second.text}"
 
-    wrapped = with_budget(RunnableLambda(two_calls), max_tokens=10_000)
+    # calls with no max_tokens inside a function reserve the model's maximum output
+    wrapped = with_budget(RunnableLambda(two_calls), max_tokens=40_000)
     assert wrapped.invoke("cats") == "ok ok"
     assert wrapped.usage.output_tokens == 20
 
@@ -186,3 +203,58 @@ def test_arguments_are_checked() -> None:
     wrapped = with_budget(model, budget=Budget(max_tokens=5000, expected_output_tokens=7))
     assert wrapped.budget.expected_output_tokens == 7
     assert with_budget(model).remaining is None
+
+
+# -- a chat model under with_budget: each call's output limit is clamped --------------
+
+
+def test_a_binding_of_a_chat_model_is_clamped_too() -> None:
+    model = ScriptedChatModel(responses=answers(3, inp=IN_TOKENS, out=10))
+    wrapped = with_budget(model.bind(seed=7), max_tokens=IN_TOKENS + 100)
+    wrapped.invoke("Tell me about cats.")
+    assert model.seen_kwargs[-1] == {"seed": 7, "max_tokens": 100}
+    # a limit given for the call is the ceiling
+    wrapped.reset()
+    wrapped.invoke("Tell me about cats.", max_tokens=7)
+    assert model.seen_kwargs[-1]["max_tokens"] == 7
+
+
+def test_one_reservation_per_call_adopted_by_the_handler() -> None:
+    held: list[int] = []
+
+    class Probe(ScriptedChatModel):
+        def _generate(self, *args: Any, **kwargs: Any) -> Any:
+            held.append(wrapped.handler.enforcer.reserved_tokens)
+            return super()._generate(*args, **kwargs)
+
+    model = Probe(responses=answers(1, inp=IN_TOKENS, out=10))
+    wrapped = with_budget(model, max_tokens=IN_TOKENS + 100)
+    wrapped.invoke("Tell me about cats.")
+    # while the call ran, only its own clamped reservation was held (not two)
+    assert held == [IN_TOKENS + 100]
+    assert wrapped.handler.tracker.calls == 1
+    assert wrapped.handler.enforcer.reserved_tokens == 0
+    assert wrapped.remaining_tokens == 100 - 10
+
+
+def test_a_chat_model_call_that_cannot_get_one_token_is_refused_unsent() -> None:
+    model = ScriptedChatModel(responses=answers(1))
+    wrapped = with_budget(model, max_tokens=IN_TOKENS)
+    with pytest.raises(BudgetExceededError, match="up to 1 output"):
+        wrapped.invoke("Tell me about cats.")
+    assert model.calls == 0
+    assert wrapped.handler.enforcer.reserved_tokens == 0
+
+
+def test_no_limit_no_clamp() -> None:
+    model = ScriptedChatModel(responses=answers(1))
+    with_budget(model).invoke("Tell me about cats.")
+    assert "max_tokens" not in model.seen_kwargs[-1]
+
+
+def test_the_callers_run_id_is_kept() -> None:
+    model = ScriptedChatModel(responses=answers(1))
+    wrapped = with_budget(model, max_tokens=IN_TOKENS + 50)
+    run_id = UUID(int=42)
+    wrapped.invoke("Tell me about cats.", config={"run_id": run_id})
+    assert wrapped.handler.tracker.get(run_id) is not None

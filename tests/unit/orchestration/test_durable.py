@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from decimal import Decimal
@@ -14,6 +15,7 @@ from langchain_core.messages import AIMessage
 from langchain_runtime import (
     Budget,
     Orchestrator,
+    OutputNotStorableError,
     ResumeError,
     RunPolicy,
     RunState,
@@ -30,12 +32,15 @@ class Calls:
     def __init__(self) -> None:
         self.counts: dict[str, int] = {}
         self.broken: set[str] = set()
+        self.gate: threading.Event | None = None
 
     def task(self, tid: str, value: Any) -> Any:
         def run(inp: dict[str, Any]) -> Any:
             self.counts[tid] = self.counts.get(tid, 0) + 1
             if tid in self.broken:
                 raise RuntimeError(f"{tid} is broken")
+            if self.gate is not None:
+                self.gate.wait(10)
             return value
 
         return run
@@ -236,3 +241,248 @@ def test_a_resumed_run_counts_restored_cost_against_the_budget(store: SQLiteRunS
     again = Orchestrator(tasks, policy=policy, store=store).resume(first.run_id)
     assert again.cost == first.cost
     assert again.usage == first.usage
+
+
+# -- defects found in review, each reproduced first ------------------------------------
+
+
+class FailingStore(SQLiteRunStore):
+    """Fails the first commit that carries ``task``, as a full disk would."""
+
+    def __init__(self, path: Path, task: str) -> None:
+        super().__init__(path)
+        self.task, self.fails = task, 1
+
+    def commit(self, run_id: str, tasks: Any, events: Any = (), memory: Any = None) -> None:
+        if self.fails and any(t.task_id == self.task for t in tasks):
+            self.fails -= 1
+            raise sqlite3.OperationalError("database or disk is full")
+        super().commit(run_id, tasks, events, memory)
+
+
+@pytest.mark.parametrize("scheduling", ["batched", "eager"])
+def test_a_failed_store_write_tells_nobody_and_loses_nothing(
+    tmp_path: Path, scheduling: str
+) -> None:
+    store = FailingStore(tmp_path / "runs.db", "b")
+    calls = Calls()
+    tasks = [
+        Task("a", calls.task("a", "A")),
+        Task("b", calls.task("b", "B"), deps=["a"]),
+        Task("c", calls.task("c", "C"), deps=["b"]),
+    ]
+    orch = Orchestrator(tasks, store=store, policy=RunPolicy(scheduling=scheduling))  # type: ignore[arg-type]
+    told: list[str] = []  # the tasks callers heard of as completed
+    result = None
+    for chunk in orch.stream({}):
+        if not hasattr(chunk, "task_id"):
+            result = chunk
+        elif chunk.state is TaskState.COMPLETED:
+            told.append(chunk.task_id)
+    assert result is not None and result.state is RunState.FAILED
+    assert result.error is not None and result.error.code == "store_error"
+    assert "disk is full" in result.error.message
+    assert "c" not in told and calls.counts.get("c") is None  # nothing ran on an unsaved b
+    stored = store.load_run(result.run_id)
+    assert stored is not None
+    # the run's last write kept b: what callers were told and what is stored agree
+    assert set(told) <= {t for t, r in stored.tasks.items() if r.state == "completed"}
+    again = orch.resume(result.run_id)
+    assert again.state is RunState.COMPLETED
+    assert calls.counts == {"a": 1, "b": 1, "c": 1}  # b was stored: never paid twice
+    store.close()
+
+
+def test_nan_inside_a_document_fails_its_task_not_the_run(store: SQLiteRunStore) -> None:
+    from langchain_core.documents import Document
+
+    doc = Document(page_content="p", metadata={"score": float("nan")})
+    result = Orchestrator(
+        [Task("a", lambda x: doc), Task("b", lambda x: "ok", deps=["a"])], store=store
+    ).invoke({})
+    err = result.tasks["a"].error
+    assert err is not None and err.type == "OutputNotStorableError" and "'a'" in err.message
+    assert "NaN" in err.message
+    assert result.tasks["b"].state is TaskState.SKIPPED
+    assert store.load_run(result.run_id).tasks["a"].state == "failed"  # type: ignore[union-attr]
+
+
+def test_unstorable_memory_fails_the_writing_task_and_the_run_ends(
+    store: SQLiteRunStore,
+) -> None:
+    from langchain_runtime import current_memory
+
+    def bad(inp: dict[str, Any]) -> str:
+        current_memory().mset([("obj", object())])
+        return "fine"
+
+    orch = Orchestrator([Task("a", bad), Task("b", lambda x: 1, deps=["a"])], store=store)
+    result = orch.invoke({})
+    err = result.tasks["a"].error
+    assert err is not None and "'obj'" in err.message and "'a'" in err.message
+    assert result.memory == {}
+    stored = store.load_run(result.run_id)
+    assert stored is not None and stored.state == "failed" and not stored.live
+
+
+def test_resume_counts_what_failed_attempts_spent(store: SQLiteRunStore) -> None:
+    from langchain_core.prompts import ChatPromptTemplate
+    from langchain_core.runnables import RunnableLambda
+
+    flaky = {"fail": True}
+
+    def parse(msg: Any) -> str:
+        if flaky.pop("fail", False):
+            raise ValueError("unparseable")
+        return str(msg.content)
+
+    chain = (
+        ChatPromptTemplate.from_template("write about {topic}")
+        | SimulatedChatModel()
+        | RunnableLambda(parse)
+    )
+    orch = Orchestrator([Task("a", chain)], store=store)
+    first = orch.invoke({"topic": "owls"})
+    assert first.state is RunState.FAILED and first.cost.amount > 0
+    again = orch.resume(first.run_id)
+    assert again.state is RunState.COMPLETED
+    assert again.cost.amount == 2 * first.cost.amount  # both calls were paid for
+    assert set(again.models) == set(first.models)
+
+
+def test_a_terminal_result_never_shows_a_running_task(store: SQLiteRunStore) -> None:
+    import datetime
+
+    orch = Orchestrator([Task("a", lambda x: "A")], store=store)
+    with pytest.raises(OutputNotStorableError, match="run input"):
+        orch.invoke({"when": datetime.datetime(2024, 1, 1)})
+    assert store.list_runs()[1] == 0  # nothing half-stored
+
+
+def test_memory_deletes_are_stored(store: SQLiteRunStore) -> None:
+    from langchain_runtime import current_memory
+
+    calls = Calls()
+
+    def a(x: Any) -> str:
+        current_memory().mset([("draft", "v1")])
+        return "A"
+
+    def b(x: Any) -> str:
+        current_memory().mdelete(["draft"])
+        return "B"
+
+    def c(x: Any) -> Any:
+        calls.counts["c"] = calls.counts.get("c", 0) + 1
+        if calls.counts["c"] == 1:
+            raise RuntimeError("first time")
+        return current_memory().get("draft", "<absent>")
+
+    orch = Orchestrator(
+        [Task("a", a), Task("b", b, deps=["a"]), Task("c", c, deps=["b"])], store=store
+    )
+    first = orch.invoke({})
+    assert first.state is RunState.FAILED and first.memory == {}
+    again = orch.resume(first.run_id)
+    assert again["c"] == "<absent>" and again.memory == {}
+
+
+def test_a_changed_chain_is_not_resumed_silently(store: SQLiteRunStore) -> None:
+    from langchain_core.prompts import ChatPromptTemplate
+
+    model = SimulatedChatModel()
+    first = Orchestrator(
+        [Task("c", ChatPromptTemplate.from_template("Chain {topic}") | model)], store=store
+    ).invoke({"topic": "owls"})
+    changed = Orchestrator(
+        [Task("c", ChatPromptTemplate.from_template("Chain about {topic}") | model)], store=store
+    )
+    with pytest.raises(ResumeError, match=r"task 'c': its runnable changed .*Chain about"):
+        changed.resume(first.run_id)
+    # the same chain, built again (new objects), resumes
+    same = Orchestrator(
+        [Task("c", ChatPromptTemplate.from_template("Chain {topic}") | SimulatedChatModel())],
+        store=store,
+    )
+    assert same.resume(first.run_id).tasks["c"].restored
+
+
+def test_a_task_enqueued_before_the_run_begins_is_stored_with_its_spec(
+    store: SQLiteRunStore,
+) -> None:
+    gate = threading.Event()
+    orch = Orchestrator([Task("a", lambda x: gate.wait(10))], store=store)
+    handle = orch.start({})
+    handle.enqueue(Task("x", lambda x: 1, deps=["a"]), spec={"id": "x"})
+    gate.set()
+    assert handle.result(timeout=10).state is RunState.COMPLETED
+    stored = store.load_run(handle.run_id)
+    assert stored is not None
+    assert [dict(e) for e in stored.header.enqueued] == [{"task_id": "x", "spec": {"id": "x"}}]
+
+
+def test_a_snapshot_never_shows_a_task_that_is_not_stored_yet(tmp_path: Path) -> None:
+    from langchain_runtime import current_memory
+
+    release = threading.Event()
+    writing = threading.Event()
+
+    class SlowStore(SQLiteRunStore):
+        def commit(self, run_id: str, tasks: Any, events: Any = (), memory: Any = None) -> None:
+            if any(t.task_id == "a" for t in tasks):
+                writing.set()
+                release.wait(10)
+            super().commit(run_id, tasks, events, memory)
+
+    def a(x: Any) -> str:
+        current_memory().mset([("mk", "A")])
+        return "A"
+
+    store = SlowStore(tmp_path / "runs.db")
+    handle = Orchestrator([Task("a", a), Task("b", lambda x: "B", deps=["a"])], store=store).start(
+        {}
+    )
+    seen: list[Any] = []
+    try:
+        assert writing.wait(10)
+        # during the write a snapshot waits for it rather than show an unstored task
+        reader = threading.Thread(target=lambda: seen.append(handle.snapshot()))
+        reader.start()
+        reader.join(0.3)
+        assert reader.is_alive() and not seen
+    finally:
+        release.set()
+    reader.join(10)
+    snap = seen[0]
+    stored = store.load_run(handle.run_id)
+    assert stored is not None
+    shown = {t for t, r in snap.tasks.items() if r.state is TaskState.COMPLETED}
+    assert shown <= {t for t, r in stored.tasks.items() if r.state == "completed"}
+    assert {e.task_id for e in snap.events if e.task_id} <= set(stored.tasks)
+    done = handle.result(timeout=10)
+    assert done.memory == {"mk": "A"} and done.tasks["b"].state is TaskState.COMPLETED
+    store.close()
+
+
+def test_a_losing_concurrent_resume_raises(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    store = SQLiteRunStore(path)
+    calls = Calls()
+    calls.broken.add("b")
+    first = Orchestrator(diamond(calls), store=store).invoke({})
+    assert first.state is RunState.FAILED
+    calls.broken.clear()
+    gate = threading.Event()
+    calls.gate = gate  # b now waits: the resume stays live
+    orch = Orchestrator(diamond(calls), store=store)
+    handle = orch.start_resume(first.run_id)
+    deadline = time.monotonic() + 10
+    while not store.is_live(first.run_id) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        with pytest.raises(ResumeError):
+            orch.resume(first.run_id)
+    finally:
+        gate.set()
+    assert handle.result(timeout=10).state is RunState.COMPLETED
+    store.close()

@@ -303,8 +303,9 @@ def test_repr_html_is_a_task_table() -> None:
         [Task("a", lambda x: 1), Task("b", boom)], policy=RunPolicy(fail_fast=False)
     ).invoke({})
     page = result._repr_html_()
-    assert "<table>" in page and "<td>a</td><td>completed</td>" in page
-    assert "&lt;nope&gt;" in page and "<td>b</td><td>failed</td>" in page
+    assert "<table class='lcr-tasks'>" in page
+    assert "<td><code>a</code></td><td><span class='lcr-state'" in page
+    assert "&lt;nope&gt;" in page and ">failed</span>" in page and "<nope>" not in page
 
 
 def test_events_log_shape() -> None:

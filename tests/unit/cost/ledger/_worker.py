@@ -1,11 +1,12 @@
 """One process of the multi-process ledger test: reserve, "call the provider", settle.
 
-Run as ``python -m tests.unit.cost.ledger._worker URL INDEX OUT SEED CALLS HANG_AT``. It
+Run as ``python -m tests.unit.cost.ledger._worker URL INDEX OUT SEED CALLS HANG_AT GO``. It
 writes one line per event to OUT, flushed and fsynced before it goes on, so a SIGKILL
 leaves an exact record: ``sent ID COST TOKENS`` is written *before* the (mocked)
 provider is called, i.e. it is what the provider bills; ``settled ID`` after the ledger
 recorded it. When the call numbered HANG_AT is in flight the process writes ``hang``
-and waits to be killed.
+and waits to be killed. After ``ready`` it waits for the file GO to exist (the start
+line that all workers leave from together).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ COSTS = ("0.010", "0.013", "0.021", "0.034")
 LEASE_TTL = timedelta(minutes=10)
 
 
-def main(url: str, index: int, out_path: str, seed: int, calls: int, hang_at: int) -> None:
+def main(url: str, index: int, out_path: str, seed: int, calls: int, hang_at: int, go: str) -> None:
     rng = random.Random(seed * 1000 + index)
     ledger = open_ledger(url, lease_ttl=LEASE_TTL)
     gate = LedgerGate(ledger, [TEAM, f"proc:{index}"], renew_every=None)
@@ -37,6 +38,11 @@ def main(url: str, index: int, out_path: str, seed: int, calls: int, hang_at: in
             os.fsync(out.fileno())
 
         log("ready")
+        deadline = time.monotonic() + 120
+        while not os.path.exists(go):
+            if time.monotonic() > deadline:
+                raise SystemExit("never told to go")
+            time.sleep(0.005)
         for n in range(calls):
             cost = Decimal(rng.choice(COSTS))
             tokens = int(cost * 10_000)
@@ -59,5 +65,5 @@ def main(url: str, index: int, out_path: str, seed: int, calls: int, hang_at: in
 
 
 if __name__ == "__main__":
-    url, index, out_path, seed, calls, hang_at = sys.argv[1:7]
-    main(url, int(index), out_path, int(seed), int(calls), int(hang_at))
+    url, index, out_path, seed, calls, hang_at, go = sys.argv[1:8]
+    main(url, int(index), out_path, int(seed), int(calls), int(hang_at), go)

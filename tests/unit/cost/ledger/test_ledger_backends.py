@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
@@ -234,3 +235,47 @@ def test_unknown_reservation_and_bad_arguments_are_clear_errors(ledger: BudgetLe
     with pytest.raises(ValueError, match="max_tokens must be an integer"):
         ledger.set_limit("team:a", max_tokens=1.5)  # type: ignore[arg-type]
     assert ledger.list_scopes() == []
+
+
+def test_purge_forgets_old_reservations_but_keeps_spend(
+    ledger: BudgetLedger, clock: FakeClock
+) -> None:
+    ledger.set_limit("team:a", max_cost="1")
+    old = ledger.reserve("team:a", cost="0.3", lease_ttl=timedelta(minutes=5))
+    ledger.settle(old.id, cost="0.2")
+    clock.advance(days=8)
+    recent = ledger.reserve("team:a", cost="0.1")
+    assert ledger.purge(timedelta(days=7)) == 1
+    assert ledger.settle(recent.id, cost="0.1") == "settled"
+    with pytest.raises(KeyError):
+        ledger.settle(old.id, cost="0.2")  # forgotten: too late to count it again
+    assert ledger.status("team:a").spent == D("0.3")
+
+
+def test_threads_sharing_one_ledger_never_overspend(ledger: BudgetLedger) -> None:
+    ledger.set_limit("team:a", max_cost="0.50", max_tokens=4_000)
+    billed: list[tuple[Decimal, int]] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        for i in range(12):
+            cost, tokens = D("0.013") * (1 + (n + i) % 3), 90 + (n * i) % 50
+            try:
+                lease = ledger.reserve(["team:a", f"user:{n}"], cost=cost, tokens=tokens)
+            except BudgetExceededError:
+                continue
+            with lock:
+                billed.append((cost, tokens))
+            assert ledger.settle(lease.id, cost=cost, tokens=tokens) == "settled"
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+        assert not thread.is_alive()
+    status = ledger.status("team:a")
+    assert status.spent == sum((c for c, _ in billed), D(0)) <= D("0.50")
+    assert status.spent_tokens == sum(t for _, t in billed) <= 4_000
+    assert status.reserved == 0
+    assert status.remaining is not None and status.remaining < D("0.039")  # it was used up

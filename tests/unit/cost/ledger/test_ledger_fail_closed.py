@@ -10,7 +10,11 @@ import psycopg
 import pytest
 
 from langchain_runtime.cost.ledger import LedgerGate, PostgresLedger, SettleJournal, SQLiteLedger
-from langchain_runtime.errors import BudgetExceededError, LedgerUnavailableError
+from langchain_runtime.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    LedgerUnavailableError,
+)
 from tests.postgres_server import PostgresServer
 
 D = Decimal
@@ -128,3 +132,19 @@ def test_the_journal_keeps_the_latest_settlement_per_call_in_order(tmp_path: Pat
     reopened = SettleJournal(tmp_path / "j.db")
     assert len(reopened) == 2
     reopened.close()
+
+
+def test_a_file_that_is_not_a_ledger_is_a_configuration_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.db"
+    junk.write_bytes(b"this is not a database file at all, just text" * 100)
+    with pytest.raises(ConfigurationError, match="cannot open ledger file"):
+        SQLiteLedger(junk)
+    with pytest.raises(ConfigurationError, match="cannot open ledger file"):
+        SQLiteLedger(tmp_path / "missing-folder" / "ledger.db")
+    newer = tmp_path / "newer.db"
+    SQLiteLedger(newer).close()
+    with sqlite3.connect(newer) as db:
+        db.execute("UPDATE ledger_meta SET value = '99' WHERE key = 'schema'")
+    db.close()
+    with pytest.raises(ConfigurationError, match="schema version 99"):
+        SQLiteLedger(newer)

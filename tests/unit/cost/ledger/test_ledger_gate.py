@@ -109,3 +109,13 @@ def test_renew_every_must_be_a_timedelta() -> None:
     gate = LedgerGate(InMemoryLedger(), ["team:a"])
     assert gate.renew_every == gate.lease_ttl / 3
     gate.close()  # a gate that never reserved has no thread to stop
+
+
+def test_headroom_is_the_tightest_scope(clock: FakeClock) -> None:
+    ledger = InMemoryLedger(clock=clock)
+    gate = LedgerGate(ledger, ["team:a", "user:1", "user:free"], renew_every=None)
+    assert gate.headroom() == (None, None)
+    ledger.set_limit("team:a", max_cost="1.00", max_tokens=10_000)
+    ledger.set_limit("user:1", max_cost="0.30")
+    gate.reserve("c1", cost="0.10", tokens=2_000)
+    assert gate.headroom() == (Decimal("0.20"), 8_000)

@@ -34,13 +34,19 @@ PROC_COST = Decimal("0.20")
 DEADLINE = 180.0
 
 
-def _wait_for(path: Path, predicate: str, count: int, proc: subprocess.Popen[bytes]) -> None:
+def _wait_for(
+    path: Path, predicate: str, count: int, proc: subprocess.Popen[bytes], may_end: bool = False
+) -> bool:
+    """Wait until ``path`` has ``count`` lines starting with ``predicate``; False if the
+    worker ended first (an error unless ``may_end``)."""
     deadline = time.monotonic() + DEADLINE
     while time.monotonic() < deadline:
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         if sum(line.startswith(predicate) for line in text.splitlines()) >= count:
-            return
+            return True
         if proc.poll() is not None:
+            if may_end:
+                return False
             raise AssertionError(f"worker ended early ({proc.returncode}): {text[-500:]}")
         time.sleep(0.02)
     raise AssertionError(f"worker never wrote {count} x {predicate!r} in {DEADLINE}s")
@@ -58,44 +64,50 @@ def _run_trial(url: str, tmp_path: Path, seed: int) -> None:
     killed_anywhere = 2  # killed wherever it happens to be
     outs = [tmp_path / f"worker-{seed}-{i}.log" for i in range(WORKERS)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    procs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.unit.cost.ledger._worker",
-                url,
-                str(i),
-                str(outs[i]),
-                str(seed),
-                str(CALLS),
-                str(hang_at.get(i, -1)),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        for i in range(WORKERS)
-    ]
+    go = tmp_path / f"go-{seed}"
+
+    def launch(i: int) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.unit.cost.ledger._worker", url, str(i), str(outs[i]),
+             str(seed), str(CALLS), str(hang_at.get(i, -1)), str(go)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+
+    procs: list[subprocess.Popen[bytes]] = []
     try:
+        # The two that will be killed mid-call go first, so the others cannot starve
+        # them of budget before they get a call in flight; they stay in flight (holding
+        # budget) while the other six compete, and are killed in the middle of that.
+        procs += [launch(i) for i in hang_at]
+        go.touch()
         for i in hang_at:
             _wait_for(outs[i], "hang", 1, procs[i])
+        go.unlink()
+        procs += [launch(i) for i in range(len(hang_at), WORKERS)]
+        for i in range(len(hang_at), WORKERS):
+            _wait_for(outs[i], "ready", 1, procs[i])
+        go.touch()  # the other six start together
+        # killed wherever it is; if it was starved of budget and ended, it just ended
+        killed = [*hang_at]
+        if _wait_for(outs[killed_anywhere], "sent", rng.randint(1, 2), procs[killed_anywhere],
+                     may_end=True):  # fmt: skip
+            killed.append(killed_anywhere)
+        for i in hang_at:
             procs[i].send_signal(signal.SIGKILL)
-        _wait_for(outs[killed_anywhere], "sent", rng.randint(1, 3), procs[killed_anywhere])
         time.sleep(rng.random() * 0.02)
-        procs[killed_anywhere].send_signal(signal.SIGKILL)
+        if killed_anywhere in killed:
+            procs[killed_anywhere].send_signal(signal.SIGKILL)
         for i, proc in enumerate(procs):
             _, err = proc.communicate(timeout=DEADLINE)
-            if i not in hang_at and i != killed_anywhere:
-                assert proc.returncode == 0, err.decode()[-2000:]
-            else:
+            if i in hang_at:
                 assert proc.returncode == -signal.SIGKILL
+            elif i not in killed:
+                assert proc.returncode == 0, err.decode()[-2000:]
     finally:
         for proc in procs:
             if proc.poll() is None:
                 proc.kill()
-                proc.wait(timeout=30)
+            proc.communicate(timeout=30)  # also closes its pipe
 
     billed: dict[str, tuple[Decimal, int]] = {}
     billed_by_proc: dict[int, Decimal] = defaultdict(Decimal)
