@@ -125,6 +125,7 @@ def _orchestrator(
         input_keys=built.input_keys,
         name=built.name,
         store=store,
+        ledger=built.ledger,
     )
 
 

@@ -128,6 +128,7 @@ def _whole_result(orchestrator: Orchestrator, store: Any = None) -> Orchestrator
         input_keys=orchestrator.input_keys,
         name=orchestrator.name,
         store=store,
+        ledger=orchestrator.ledger,
     )
 
 
