@@ -107,7 +107,7 @@ def provider() -> Iterator[Provider]:
 
 
 def chat(**kwargs: Any) -> ChatOpenAI:
-    return ChatOpenAI(model=MODEL, api_key="sk-test", max_retries=0, timeout=5, **kwargs)  # type: ignore[arg-type]
+    return ChatOpenAI(model=MODEL, api_key="sk-test", max_retries=0, timeout=5, **kwargs)
 
 
 @pytest.fixture
