@@ -44,10 +44,15 @@ def model_name(task: Task) -> str | None:
 
 
 def check_prices(
-    graph: TaskGraph | Iterable[Task], budget: Budget | None, catalog: ModelCatalog | None
+    graph: TaskGraph | Iterable[Task],
+    budget: Budget | None,
+    catalog: ModelCatalog | None,
+    *,
+    shared: bool = False,
 ) -> None:
-    """A cost budget over a task whose model has no known price is refused up front."""
-    run_cost = budget is not None and budget.max_cost is not None
+    """A cost budget (or shared scopes) over a task whose model has no known price is
+    refused up front."""
+    run_cost = shared or (budget is not None and budget.max_cost is not None)
     if not run_cost and not any(t.budget and t.budget.max_cost is not None for t in graph):
         return
     from langchain_runtime.cost import ModelCatalog

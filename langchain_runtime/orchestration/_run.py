@@ -283,7 +283,9 @@ class Run(_Scheduler):
                     f"cannot add task {task.id!r}"
                 )
             needed = self.router.validate_task(task, self.graph)
-            check_prices([task], self.policy.budget, self._catalog)  # as at construction
+            check_prices(
+                [task], self.policy.budget, self._catalog, shared=bool(self.policy.scopes)
+            )  # as at construction
             missing = sorted(k for k in needed if k not in self.run_input)
             if missing:
                 raise InvalidInputError(

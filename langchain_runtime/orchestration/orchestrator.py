@@ -114,7 +114,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         )
         _check_ledger(self.policy, ledger)
         self._required_inputs = frozenset(self._router.validate(graph, self.input_keys))
-        check_prices(graph, self.policy.budget, self.catalog)
+        check_prices(graph, self.policy.budget, self.catalog, shared=bool(self.policy.scopes))
 
     # ------------------------------------------------------------------ schema
     @property
@@ -231,7 +231,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         policy = RunPolicy.model_validate(stored.header.policy)
         if budget is not None:  # a top-up after budget_exceeded, or a new limit
             policy = policy.model_copy(update={"budget": budget})
-        check_prices(graph, policy.budget, self.catalog)
+        check_prices(graph, policy.budget, self.catalog, shared=bool(policy.scopes))
         run_input = decode(stored.header.input)
         cfg = ensure_config(config)
         return Run(

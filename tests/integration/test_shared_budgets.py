@@ -107,7 +107,8 @@ def provider() -> Iterator[Provider]:
 
 
 def chat(**kwargs: Any) -> ChatOpenAI:
-    return ChatOpenAI(model=MODEL, api_key="sk-test", max_retries=0, timeout=5, **kwargs)
+    kwargs.setdefault("model", MODEL)
+    return ChatOpenAI(api_key="sk-test", max_retries=0, timeout=5, **kwargs)
 
 
 @pytest.fixture
@@ -360,6 +361,10 @@ def test_scopes_without_a_ledger_are_refused_at_construction() -> None:
         Orchestrator(_tasks(1), policy=RunPolicy(scopes=(SCOPE,)), ledger="sqlite:///x.db")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="non-empty string"):
         RunPolicy(scopes=("",))
+    # a scope may have a cost limit: a model nobody can price is refused up front
+    unpriced = Task("t", prompt="Hello {who}", model=chat(model="gpt-nobody-knows"))
+    with pytest.raises(ConfigurationError, match="gpt-nobody-knows"):
+        Orchestrator([unpriced], policy=RunPolicy(scopes=(SCOPE,)), ledger=InMemoryLedger())
 
 
 # -- fail closed ---------------------------------------------------------------------------
