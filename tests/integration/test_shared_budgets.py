@@ -402,3 +402,55 @@ def test_postgres_stopped_mid_run_refuses_the_next_call(
         if not postgres_server.is_running():
             postgres_server.start()
         ledger.close()
+
+
+def test_a_resumed_run_reserves_in_its_scopes_again(
+    provider: Provider, backend: Opener, tmp_path: Path
+) -> None:
+    from langchain_runtime import SQLiteRunStore
+
+    inp = EST.count_messages([HumanMessage("Hello owl")], MODEL)
+    backend().set_limit(SCOPE, max_tokens=inp + 5)  # room for a's call, and no more
+    tasks = [
+        Task("a", prompt="Hello {who}", model=chat(max_tokens=5)),
+        Task("b", prompt="Hello {who}", model=chat(max_tokens=40), deps=["a"]),
+    ]
+    store = SQLiteRunStore(tmp_path / "runs.db")
+    try:
+        orch = Orchestrator(tasks, policy=RunPolicy(scopes=(SCOPE,)), ledger=backend(), store=store)
+        first = orch.invoke({"who": "owl"})
+        assert first.state is RunState.BUDGET_EXCEEDED and provider.sent == 1
+        backend().set_limit(SCOPE, max_tokens=1000)  # the team's budget is raised
+        again = orch.resume(first.run_id)
+        assert again.state is RunState.COMPLETED, again.error
+        assert again.tasks["a"].restored and provider.sent == 2  # a is not sent again
+        status = backend().status(SCOPE)
+        assert status.spent_tokens == provider.tokens == again.usage.total_tokens
+        assert status.reserved_tokens == 0
+    finally:
+        store.close()
+
+
+def test_async_calls_reserve_in_the_scope_too(provider: Provider, backend: Opener) -> None:
+    import asyncio
+
+    backend().set_limit(SCOPE, max_tokens=80)
+    model = with_budget(chat(max_tokens=40), ledger=backend(), scopes=[SCOPE])
+    budget = BudgetMiddleware(ledger=backend(), scopes=[SCOPE], exit_behavior="error")
+    agent = create_agent(chat(max_tokens=40), middleware=[budget])
+
+    async def spend() -> BudgetExceededError:
+        for _ in range(20):
+            try:
+                await model.ainvoke("Hello")
+                await agent.ainvoke({"messages": [("user", "Hello")]})
+            except BudgetExceededError as exc:
+                return exc
+        raise AssertionError("never refused")
+
+    refusal = asyncio.run(spend())
+    assert "scope 'team:x'" in str(refusal)
+    status = backend().status(SCOPE)
+    assert status.spent_tokens == provider.tokens <= 80
+    assert status.spent_tokens == model.usage.total_tokens + budget.usage.total_tokens
+    assert status.reserved_tokens == 0
