@@ -454,3 +454,35 @@ def test_async_calls_reserve_in_the_scope_too(provider: Provider, backend: Opene
     assert status.spent_tokens == provider.tokens <= 80
     assert status.spent_tokens == model.usage.total_tokens + budget.usage.total_tokens
     assert status.reserved_tokens == 0
+
+
+def test_concurrent_callers_on_two_handles_never_pass_the_scope_together(
+    provider: Provider, backend: Opener
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    backend().set_limit(SCOPE, max_tokens=300)
+    wrappers = [
+        with_budget(chat(max_tokens=40), ledger=backend(), scopes=[SCOPE]) for _ in range(2)
+    ]
+
+    def caller(i: int) -> int:
+        model = wrappers[i % 2]
+        answered = 0
+        for _ in range(30):
+            try:
+                model.invoke("Hello")
+            except BudgetExceededError:
+                return answered
+            answered += 1
+        return answered
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answered = sum(pool.map(caller, range(8)))
+    assert answered == provider.sent >= 5
+    status = backend().status(SCOPE)
+    assert status.spent_tokens == provider.tokens <= 300
+    assert status.spent == provider.cost
+    assert status.reserved_tokens == 0
+    assert sum(w.usage.total_tokens for w in wrappers) == provider.tokens
+    assert no_renewer_left()
