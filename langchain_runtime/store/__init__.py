@@ -1,4 +1,4 @@
-"""Durable run stores: one interface, an SQLite file embedded by default."""
+"""Durable run stores: one interface, an SQLite file embedded by default, or PostgreSQL."""
 
 from langchain_runtime.store._base import (
     DELETED,
@@ -10,11 +10,13 @@ from langchain_runtime.store._base import (
 )
 from langchain_runtime.store._codec import decode, encode
 from langchain_runtime.store._owner import local_owner
+from langchain_runtime.store.postgres import PostgresRunStore
 from langchain_runtime.store.sqlite import SQLiteRunStore
 
 __all__ = [
     "DELETED",
     "DurableRunStore",
+    "PostgresRunStore",
     "RunHeader",
     "RunSummary",
     "SQLiteRunStore",

@@ -144,6 +144,10 @@ _READ_COLUMNS = (
 _LIVENESS = "d.state, d.owner, d.owner_started, COALESCE(b.heartbeat_at, d.heartbeat_at)"
 
 
+class _LiveError(ResumeError):
+    """The run is live under an owner: :meth:`SQLiteRunStore.claim` says False."""
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -229,7 +233,10 @@ class SQLiteRunStore(RecordsMixin):
         self._hold: _files.FileHold | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self._begun: set[str] = set()  # runs this store began and has not finished
+        #: run id -> the claim (``resumes``) this store holds on it, until finish_run
+        self._begun: dict[str, int] = {}
+        #: runs claimed with claim() that begin_run has not taken over yet
+        self._claimed: set[str] = set()
         memory = self.path == ":memory:"
         file = Path(self.path)
         existed = False
@@ -395,8 +402,9 @@ class SQLiteRunStore(RecordsMixin):
         ]
         with self._write():
             row = self._db.execute(
-                f"SELECT {_LIVENESS} FROM {_RUNS} WHERE d.run_id = ?", (header.run_id,)
+                f"SELECT {_LIVENESS}, d.resumes FROM {_RUNS} WHERE d.run_id = ?", (header.run_id,)
             ).fetchone()
+            resumes = 0
             if not resume:
                 if row is not None:
                     from langchain_runtime.api.errors import RunExistsError
@@ -420,17 +428,14 @@ class SQLiteRunStore(RecordsMixin):
                     ),
                 )
             else:
-                if row is None:
-                    raise ResumeError(f"no run {header.run_id!r} in run store {self.path}")
-                if row[0] == "running" and self._alive(header.run_id, row[1], row[2], row[3]):
-                    raise ResumeError(
-                        f"run {header.run_id!r} is still live "
-                        f"(executed by {row[1] or 'this process'})"
-                    )
+                # taken over as it is if this store claimed it (claim()) and still has it
+                claimed = header.run_id in self._claimed and row is not None
+                claimed = claimed and self._begun.get(header.run_id) == row[4]
+                resumes = self._take(header.run_id, row, held=claimed)
                 self._db.execute(
                     "UPDATE durable_runs SET name = ?, state = 'running', updated_at = ?, "
                     "input = ?, policy = ?, fingerprint = ?, task_count = ?, error = NULL, "
-                    "resumes = resumes + 1, owner = ?, owner_started = ?, heartbeat_at = ? "
+                    "resumes = ?, owner = ?, owner_started = ?, heartbeat_at = ? "
                     "WHERE run_id = ?",
                     (
                         values["name"],
@@ -439,6 +444,7 @@ class SQLiteRunStore(RecordsMixin):
                         values["policy"],
                         values["fingerprint"],
                         len(fingerprint),
+                        resumes,
                         owner,
                         started,
                         now,
@@ -451,7 +457,115 @@ class SQLiteRunStore(RecordsMixin):
                 "INSERT OR REPLACE INTO run_beats VALUES (?, ?, ?)", (header.run_id, now, now)
             )
             _owner.register(self._identity, header.run_id)
-            self._begun.add(header.run_id)
+            self._begun[header.run_id] = resumes
+            self._claimed.discard(header.run_id)
+
+    def _take(self, run_id: str, row: Sequence[Any] | None, *, held: bool = False) -> int:
+        """Whether ``run_id`` (its liveness ``row``) may be taken: its new ``resumes``.
+
+        In the write transaction. Raises ResumeError when there is no such run or a
+        live owner has it (``held``: this store's own claim, taken over as it is).
+        """
+        if row is None:
+            raise ResumeError(f"no run {run_id!r} in run store {self.path}")
+        if held:
+            return int(row[4])
+        if row[0] == "running" and self._alive(run_id, row[1], row[2], row[3]):
+            by = row[1] or "this process"
+            raise _LiveError(f"run {run_id!r} is still live (executed by {by})")
+        return int(row[4]) + 1
+
+    def claim(self, run_id: str, owner: str) -> bool:
+        """Take stored run ``run_id`` for ``owner`` if no live owner executes it.
+
+        One ``BEGIN IMMEDIATE`` transaction: a run that is finished, interrupted, or
+        ``running`` under an owner that is gone becomes ``running`` under ``owner``
+        with a fresh heartbeat, and the previous owner's writes are refused from then
+        on. Of any number of concurrent claims (any process) exactly one succeeds.
+        Follow it with ``begin_run(header, resume=True)`` (which claims by itself:
+        call this first only to hold the run while rebuilding its graph) or
+        :meth:`finish_run`.
+
+        Returns:
+            False if the run is live (under any owner, this process included).
+
+        Raises:
+            ResumeError: There is no such run.
+        """
+        now = _iso(_now())
+        started = None
+        if owner == _owner.local_owner():
+            started = _owner.process_started(int(owner.partition("@")[0]))
+        try:
+            with self._write():
+                row = self._db.execute(
+                    f"SELECT {_LIVENESS}, d.resumes FROM {_RUNS} WHERE d.run_id = ?", (run_id,)
+                ).fetchone()
+                resumes = self._take(run_id, row)
+                self._db.execute(
+                    "UPDATE durable_runs SET state = 'running', updated_at = ?, error = NULL, "
+                    "resumes = ?, owner = ?, owner_started = ?, heartbeat_at = ? WHERE run_id = ?",
+                    (now, resumes, owner, started, now, run_id),
+                )
+                self._db.execute(
+                    "INSERT OR REPLACE INTO run_beats VALUES (?, ?, ?)", (run_id, now, now)
+                )
+                _owner.register(self._identity, run_id)
+                self._begun[run_id] = resumes
+                self._claimed.add(run_id)
+        except _LiveError:
+            return False
+        return True
+
+    def mark_interrupted_stale(self, now: datetime | None = None) -> builtins.list[str]:
+        """Mark ``interrupted`` every ``running`` run whose owner is gone; their ids.
+
+        What a surviving process calls periodically: a run whose owner is on another
+        host and whose heartbeat is older than ``stale_after`` (at ``now``, by default
+        this clock), or whose owner process on this host no longer exists, is written
+        ``interrupted`` (resumable) with an ``interrupted`` error; its owner's later
+        writes are refused. Runs this process executes are never marked.
+        """
+        at = _now() if now is None else now.replace(tzinfo=now.tzinfo or timezone.utc)
+        with self._write():
+            rows = self._db.execute(
+                f"SELECT d.run_id, {_LIVENESS} FROM {_RUNS} WHERE d.state = 'running' "
+                "ORDER BY d.run_id"
+            ).fetchall()
+            stale = []
+            for run_id, _, owner, started, beat in rows:
+                when = datetime.fromisoformat(beat) if beat else None
+                if not _owner.alive(
+                    self._identity, run_id, owner, started, when, at, self.stale_after
+                ):
+                    error = {
+                        "code": "interrupted",
+                        "message": f"run {run_id!r}: its owner {owner} stopped "
+                        f"(last heartbeat {beat}); resume it to continue",
+                    }
+                    stale.append((_dumps(error, "error"), _iso(_now()), run_id))
+            self._db.executemany(
+                "UPDATE durable_runs SET state = 'interrupted', error = ?, updated_at = ? "
+                "WHERE run_id = ?",
+                stale,
+            )
+        return [run_id for _, _, run_id in stale]
+
+    def _fenced(self, run_id: str, what: str) -> None:
+        """Refuse ``what`` from this store if its claim on the run was superseded
+        (in the write transaction)."""
+        resumes = self._begun.get(run_id)
+        if resumes is None:
+            return  # not an owner's write (a run this store did not begin)
+        row = self._db.execute(
+            "SELECT 1 FROM durable_runs WHERE run_id = ? AND state = 'running' AND resumes = ?",
+            (run_id, resumes),
+        ).fetchone()
+        if row is None:
+            raise StoreError(
+                f"{what} of run {run_id!r} refused: this process no longer owns it (it was "
+                "marked interrupted or resumed elsewhere after its heartbeat went stale)"
+            )
 
     def commit(
         self,
@@ -479,6 +593,7 @@ class SQLiteRunStore(RecordsMixin):
         deleted = [(run_id, key) for key, value in (memory or {}).items() if value == DELETED]
         now = _iso(_now())
         with self._write():
+            self._fenced(run_id, "a commit")
             if not self._touch(run_id, now):
                 raise StoreError(f"commit to run {run_id!r}, which run store {self.path} lacks")
             self._db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", task_rows)
@@ -500,6 +615,7 @@ class SQLiteRunStore(RecordsMixin):
         entry_json = _dumps(dict(entry), f"enqueued task {task_id!r} fingerprint")
         now = _iso(_now())
         with self._write():
+            self._fenced(run_id, "an enqueue")
             counted = self._db.execute(
                 "UPDATE durable_runs SET task_count = task_count + 1 WHERE run_id = ?", (run_id,)
             )
@@ -547,6 +663,7 @@ class SQLiteRunStore(RecordsMixin):
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (a commit does it too): for long calls."""
         with self._write():
+            self._fenced(run_id, "a heartbeat")
             self._touch(run_id, _iso(_now()))
 
     def finish_run(
@@ -560,6 +677,7 @@ class SQLiteRunStore(RecordsMixin):
         error_json = None if error is None else _dumps(dict(error), f"run {run_id!r} error")
         try:
             with self._write():
+                self._fenced(run_id, "the finish")
                 cursor = self._db.execute(
                     "UPDATE durable_runs SET state = ?, error = ?, updated_at = ? WHERE run_id = ?",
                     (state, error_json, _iso(_now()), run_id),
@@ -572,7 +690,9 @@ class SQLiteRunStore(RecordsMixin):
                 self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", event_rows)
         finally:
             _owner.unregister(self._identity, run_id)
-            self._begun.discard(run_id)
+            with self._lock:
+                self._begun.pop(run_id, None)
+                self._claimed.discard(run_id)
 
     def _touch(self, run_id: str, now: str) -> bool:
         """Beat for ``run_id`` (in the write transaction); False if there is no such run."""
@@ -739,6 +859,7 @@ class SQLiteRunStore(RecordsMixin):
             for run_id in self._begun:  # a closed store executes nothing
                 _owner.unregister(self._identity, run_id)
             self._begun.clear()
+            self._claimed.clear()
             self._db.close()
             if self._hold is not None:
                 _files.release(self._hold, exclusive=self._exclusive)
