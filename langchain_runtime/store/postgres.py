@@ -247,16 +247,19 @@ class PostgresRunStore(PgRecordsMixin):
         """
         with self._lock:
             held = run_id in self._begun
+        registered = False
 
         def taking(conn: Connection[Any]) -> int:
+            nonlocal registered
             resumes = work(conn)
             _owner.register(self._identity, run_id)
+            registered = True
             return resumes
 
         try:
             resumes = self._db.run(taking)
         except BaseException:
-            if not held:
+            if registered and not held:  # its transaction did not commit
                 _owner.unregister(self._identity, run_id)
             raise
         with self._lock:
