@@ -404,7 +404,10 @@ class PostgresRunStore(PgRecordsMixin):
                     cur.executemany(_ENQUEUED, enqueued)
             return resumes
 
-        self._taking(run_id, work)
+        try:
+            self._taking(run_id, work)
+        except _LiveError as exc:
+            raise ResumeError(str(exc)) from None
         with self._lock:
             self._claimed.discard(run_id)
 

@@ -431,7 +431,10 @@ class SQLiteRunStore(RecordsMixin):
                 # taken over as it is if this store claimed it (claim()) and still has it
                 claimed = header.run_id in self._claimed and row is not None
                 claimed = claimed and self._begun.get(header.run_id) == row[4]
-                resumes = self._take(header.run_id, row, held=claimed)
+                try:
+                    resumes = self._take(header.run_id, row, held=claimed)
+                except _LiveError as exc:
+                    raise ResumeError(str(exc)) from None
                 self._db.execute(
                     "UPDATE durable_runs SET name = ?, state = 'running', updated_at = ?, "
                     "input = ?, policy = ?, fingerprint = ?, task_count = ?, error = NULL, "

@@ -90,7 +90,7 @@ class PostgresBackend(Backend):
         import psycopg
 
         with psycopg.connect(self.dsn, autocommit=True, connect_timeout=10) as conn:
-            conn.execute(sql.replace("?", "%s"), params)  # type: ignore[arg-type]
+            conn.execute(sql.replace("?", "%s"), params)
 
     def age_heartbeat(self, run_id: str, seconds: float) -> None:
         self.execute(
