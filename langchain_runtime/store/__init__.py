@@ -5,6 +5,7 @@ from langchain_runtime.store._base import (
     DurableRunStore,
     RunHeader,
     RunSummary,
+    SharedRunStore,
     StoredRun,
     TaskRecord,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "RunHeader",
     "RunSummary",
     "SQLiteRunStore",
+    "SharedRunStore",
     "StoredRun",
     "TaskRecord",
     "decode",

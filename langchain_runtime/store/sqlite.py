@@ -23,6 +23,7 @@ import builtins
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from datetime import datetime, timedelta, timezone
@@ -772,6 +773,24 @@ class SQLiteRunStore(RecordsMixin):
 
     def run_events(self, run_id: str, after: int = -1) -> builtins.list[dict[str, Any]]:
         return self.events(run_id, after)
+
+    def wait_for_events(
+        self, run_id: str, after: int = -1, timeout: float = 10.0, *, poll: float = 0.25
+    ) -> builtins.list[dict[str, Any]]:
+        """The run's events with ``seq > after``, waiting up to ``timeout`` seconds for one.
+
+        Reads the file every ``poll`` seconds (other processes write it): an empty list
+        means nothing new within ``timeout``.
+        """
+        if timeout < 0 or poll <= 0:
+            raise ValueError("timeout must be >= 0 and poll > 0 seconds")
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.events(run_id, after)
+            left = deadline - time.monotonic()
+            if found or left <= 0:
+                return found
+            time.sleep(min(poll, left))
 
     def is_live(self, run_id: str) -> bool:
         with self._lock:

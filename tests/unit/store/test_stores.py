@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +13,7 @@ from langchain_core.messages import AIMessage
 from langchain_runtime import ResumeError, StoreError
 from langchain_runtime.api.errors import RunExistsError
 from langchain_runtime.api.store import RunRecord, RunStore
-from langchain_runtime.store import DurableRunStore, decode, local_owner
+from langchain_runtime.store import DurableRunStore, SharedRunStore, decode, local_owner
 from tests.unit.store._helpers import T0, Child, header, record
 from tests.unit.store.conftest import Backend, Store
 
@@ -21,6 +22,24 @@ HOST = local_owner().partition("@")[2]
 
 def test_one_class_serves_durable_runs_and_the_sidecar(store: Store) -> None:
     assert isinstance(store, DurableRunStore) and isinstance(store, RunStore)
+    assert isinstance(store, SharedRunStore)
+
+
+def test_wait_for_events_returns_what_another_writer_commits(store: Store) -> None:
+    store.begin_run(header())
+    store.commit("r1", [], [{"seq": 0, "type": "a"}])
+    assert [e["type"] for e in store.wait_for_events("r1", -1, timeout=5)] == ["a"]
+    assert store.wait_for_events("r1", 0, timeout=0.1, poll=0.05) == []
+
+    def later() -> None:
+        time.sleep(0.3)
+        store.commit("r1", [], [{"seq": 1, "type": "b"}, {"seq": 2, "type": "c"}])
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    found = store.wait_for_events("r1", 0, timeout=60, poll=0.05)
+    writer.join(10)
+    assert [e["type"] for e in found] == ["b", "c"]
 
 
 def test_a_committed_run_reads_back_after_reopening(backend: Backend) -> None:
