@@ -68,6 +68,12 @@ _BEAT = (
     "UPDATE run_beats SET updated_at = clock_timestamp(), heartbeat_at = clock_timestamp() "
     "WHERE run_id = %s"
 )
+#: The fence and the beat in one statement: a row back if this store may write.
+_FENCED_BEAT = (
+    f"WITH fence AS ({_FENCE} FOR SHARE) "
+    "UPDATE run_beats SET updated_at = clock_timestamp(), heartbeat_at = clock_timestamp() "
+    "WHERE run_id = %s AND EXISTS (SELECT 1 FROM fence) RETURNING 1"
+)
 _TASK = (
     "INSERT INTO run_tasks VALUES (%s, %s, %s, %s, %s) ON CONFLICT (run_id, task_id) "
     "DO UPDATE SET state = EXCLUDED.state, cost = EXCLUDED.cost, result = EXCLUDED.result"
@@ -300,10 +306,14 @@ class PostgresRunStore(PgRecordsMixin):
         if resumes is None:
             return  # not an owner's write (a run this store did not begin)
         if conn.execute(_FENCE + " FOR SHARE", (run_id, resumes)).fetchone() is None:
-            raise StoreError(
-                f"{what} of run {run_id!r} refused: this process no longer owns it (it was "
-                "marked interrupted or resumed elsewhere after its heartbeat went stale)"
-            )
+            raise self._refused(run_id, what)
+
+    @staticmethod
+    def _refused(run_id: str, what: str) -> StoreError:
+        return StoreError(
+            f"{what} of run {run_id!r} refused: this process no longer owns it (it was "
+            "marked interrupted or resumed elsewhere after its heartbeat went stale)"
+        )
 
     def mark_interrupted_stale(self, now: datetime | None = None) -> builtins.list[str]:
         """Mark ``interrupted`` every ``running`` run whose owner is gone; their ids.
@@ -437,12 +447,15 @@ class PostgresRunStore(PgRecordsMixin):
         deleted = [key for key, value in (memory or {}).items() if value == DELETED]
         self._ensure_open()
 
+        with self._lock:
+            resumes = self._begun.get(run_id)
+
         def work(conn: Connection[Any]) -> None:
-            self._fenced(conn, run_id, "a commit")
-            if conn.execute(_BEAT, (run_id,)).rowcount != 1:
-                raise StoreError(
-                    f"commit to run {run_id!r}, which run store at {self._db.where} lacks"
-                )
+            # the fence is read last: a refused commit raises there, rolled back whole
+            if resumes is None:  # not an owner's write (a run this store did not begin)
+                beat = conn.execute(_BEAT + " RETURNING 1", (run_id,))
+            else:
+                beat = conn.execute(_FENCED_BEAT, (run_id, resumes, run_id))
             with conn.cursor() as cur:
                 if task_rows:
                     cur.executemany(_TASK, task_rows)
@@ -456,6 +469,15 @@ class PostgresRunStore(PgRecordsMixin):
                 )
             if event_rows:
                 self._notify(conn, run_id, max(r[1] for r in event_rows))
+            if beat.fetchone() is None:
+                exists = conn.execute(
+                    "SELECT 1 FROM durable_runs WHERE run_id = %s", (run_id,)
+                ).fetchone()
+                if exists is None:
+                    raise StoreError(
+                        f"commit to run {run_id!r}, which run store at {self._db.where} lacks"
+                    )
+                raise self._refused(run_id, "a commit")
 
         self._db.run(work)
 
