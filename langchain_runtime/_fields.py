@@ -16,7 +16,54 @@ from pydantic import BaseModel, ValidationError
 
 from langchain_runtime.errors import ConfigurationError
 
-__all__ = ["closest", "model_at", "unknown_field_message", "unknown_fields_error"]
+__all__ = [
+    "closest",
+    "did_you_mean",
+    "model_at",
+    "unknown_field_message",
+    "unknown_fields_error",
+]
+
+
+#: Names people write for a field, from other tools, that spelling distance misses.
+_SYNONYMS = {
+    "dependencies": "deps",
+    "depends_on": "deps",
+    "depends": "deps",
+    "needs": "deps",
+    "after": "deps",
+    "retries": "max_retries",
+    "parallelism": "max_parallelism",
+    "concurrency": "max_parallelism",
+    "template": "prompt",
+    "name": "id",
+}
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
+    """The choice ``word`` most likely meant, or None: a known synonym, a close
+    spelling, or the one choice that ``word`` starts with (or that starts ``word``).
+
+    Example:
+        >>> did_you_mean("simulatd", ["openai", "simulated"])
+        'simulated'
+        >>> did_you_mean("dependencies", ["deps", "id", "prompt"])
+        'deps'
+        >>> did_you_mean("zzz", ["deps"]) is None
+        True
+    """
+    known = list(dict.fromkeys(choices))
+    lowered = word.lower()
+    synonym = _SYNONYMS.get(lowered)
+    if synonym in known:
+        return synonym
+    close = difflib.get_close_matches(lowered, known, n=1)
+    if close:
+        return close[0]
+    prefixed = [
+        c for c in known if len(c) >= 3 and (lowered.startswith(c) or c.startswith(lowered))
+    ]
+    return prefixed[0] if len(prefixed) == 1 else None
 
 
 def closest(name: str, known: Iterable[str]) -> str | None:
@@ -26,8 +73,7 @@ def closest(name: str, known: Iterable[str]) -> str | None:
         >>> closest("max_cst", ["max_cost", "max_tokens", "currency"])
         'max_cost'
     """
-    found = difflib.get_close_matches(name, list(known), n=1)
-    return found[0] if found else None
+    return did_you_mean(name, known)
 
 
 def unknown_field_message(name: str, known: Iterable[str]) -> str:

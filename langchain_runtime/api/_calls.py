@@ -109,7 +109,8 @@ class Core:
     Args:
         base_url: The server, e.g. ``http://127.0.0.1:8000``.
         token: Bearer token; defaults to ``$LANGCHAIN_RUNTIME_TOKEN``.
-        timeout: Seconds for each request (connect, read, write).
+        timeout: Seconds for each call in all (the clients enforce it as a deadline;
+            each request's connect/read/write timeouts are set to it too).
         retries: Extra attempts after a transport error (see module docs).
         backoff: Seconds before the first retry; doubles per attempt.
     """
@@ -243,7 +244,15 @@ class Core:
 
     def health(self) -> Plan[dict[str, Any]]:
         response = yield from self.call(self.request("GET", "/healthz"), idempotent=True)
-        body: dict[str, Any] = response.json()
+        try:
+            body: Any = response.json()
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(f"unexpected response to {response.request.url}: not JSON") from exc
+        if not isinstance(body, dict):
+            raise ApiError(
+                f"unexpected response to {response.request.url}: expected a JSON object, "
+                f"got {type(body).__name__}"
+            )
         return body
 
     def wait(self, run_id: str, timeout: float, poll_interval: float) -> Plan[RunStatus]:
@@ -298,7 +307,13 @@ class EventCursor:
         if msg.event == END_EVENT:
             self.ended = True
             return
-        event = RunEvent.model_validate_json(msg.data)
+        try:
+            event = RunEvent.model_validate_json(msg.data)
+        except ValueError as exc:  # pydantic's ValidationError is a ValueError
+            raise ApiError(
+                f"the event stream of run {self.run_id}: a malformed {msg.event!r} event: "
+                f"{str(exc).splitlines()[0]}"
+            ) from exc
         self.after = event.seq
         self._failures = 0
         yield event

@@ -12,15 +12,21 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
         ├── RunNotFoundError(LookupError) 404 run_not_found
         ├── RunExistsError                409 run_exists (a client-chosen id is taken)
         ├── UnauthorizedError             401 unauthorized (missing or wrong token)
+        ├── ForbiddenError                403 forbidden (a foreign Host, a cross-origin write)
         ├── PayloadTooLargeError          413 payload_too_large
         ├── TooManyRunsError              429 too_many_runs; retryable later
         ├── ServerError                   500 internal_error, 503 shutting_down/store_error
         ├── ApiConnectionError(ConnectionError)  the server could not be reached
         │   └── ApiTimeoutError(TimeoutError)    no answer (or no end of run) in time
-        └── (private) ApiError + a package error, for invalid_input, invalid_config,
-            dag_invalid, dag_cycle, dep_not_found, context_too_large,
-            budget_exceeded, run_completed, run_aborted, run_live and
-            resume_refused (a ResumeError)
+        └── ApiError + a package error (``except InvalidInputError`` catches both):
+            ApiInvalidInputError           400 invalid_input
+            ApiConfigurationError          422 invalid_config
+            ApiGraphValidationError        422 dag_invalid, dag_cycle, dep_not_found
+            ApiContextTooLargeError        422 context_too_large
+            ApiBudgetExceededError         402 budget_exceeded
+            ApiRunFinishedError            409 run_completed
+            ApiRunAbortedError             409 run_aborted
+            ApiResumeError                 409 run_live, 422 resume_refused
 """
 
 from __future__ import annotations
@@ -42,10 +48,19 @@ from langchain_runtime.errors import (
 
 __all__ = [
     "ERROR_TABLE",
+    "ApiBudgetExceededError",
+    "ApiConfigurationError",
     "ApiConnectionError",
+    "ApiContextTooLargeError",
     "ApiError",
+    "ApiGraphValidationError",
+    "ApiInvalidInputError",
+    "ApiResumeError",
+    "ApiRunAbortedError",
+    "ApiRunFinishedError",
     "ApiTimeoutError",
     "ErrorKind",
+    "ForbiddenError",
     "PayloadTooLargeError",
     "RunExistsError",
     "RunNotFoundError",
@@ -98,6 +113,14 @@ class UnauthorizedError(ApiError):
     status_code = 401
 
 
+class ForbiddenError(ApiError):
+    """The server refused this client: a ``Host`` it does not serve, or a browser's
+    cross-origin request to change something."""
+
+    code = "forbidden"
+    status_code = 403
+
+
 class PayloadTooLargeError(ApiError):
     """The request body is larger than the server accepts."""
 
@@ -134,37 +157,38 @@ class ApiTimeoutError(ApiConnectionError, TimeoutError):
 
 
 # A package error answered over HTTP: `except BudgetExceededError` and `except ApiError`
-# both catch it. Private: callers catch the package class or ApiError.
-class _RemoteInvalidInput(InvalidInputError, ApiError):
-    pass
+# both catch it.
+class ApiInvalidInputError(InvalidInputError, ApiError):
+    """``invalid_input`` (400) from the server: an :class:`InvalidInputError` too."""
 
 
-class _RemoteConfiguration(ConfigurationError, ApiError):
-    pass
+class ApiConfigurationError(ConfigurationError, ApiError):
+    """``invalid_config`` (422) from the server: a :class:`ConfigurationError` too."""
 
 
-class _RemoteGraphValidation(GraphValidationError, ApiError):
-    pass
+class ApiGraphValidationError(GraphValidationError, ApiError):
+    """A refused task graph (422) from the server: a :class:`GraphValidationError` too."""
 
 
-class _RemoteContextTooLarge(ContextTooLargeError, ApiError):
-    pass
+class ApiContextTooLargeError(ContextTooLargeError, ApiError):
+    """``context_too_large`` (422) from the server: a :class:`ContextTooLargeError` too."""
 
 
-class _RemoteBudgetExceeded(BudgetExceededError, ApiError):
-    pass
+class ApiBudgetExceededError(BudgetExceededError, ApiError):
+    """``budget_exceeded`` (402) from the server: a :class:`BudgetExceededError` too."""
 
 
-class _RemoteRunFinished(RunFinishedError, ApiError):
-    pass
+class ApiRunFinishedError(RunFinishedError, ApiError):
+    """``run_completed`` (409) from the server: a :class:`RunFinishedError` too."""
 
 
-class _RemoteRunAborted(RunAbortedError, ApiError):
-    pass
+class ApiRunAbortedError(RunAbortedError, ApiError):
+    """``run_aborted`` (409) from the server: a :class:`RunAbortedError` too."""
 
 
-class _RemoteResume(ResumeError, ApiError):
-    pass
+class ApiResumeError(ResumeError, ApiError):
+    """``run_live`` (409) or ``resume_refused`` (422) from the server: a
+    :class:`ResumeError` too."""
 
 
 class ErrorKind(NamedTuple):
@@ -177,28 +201,30 @@ class ErrorKind(NamedTuple):
 #: THE mapping of error code -> HTTP status (and the class the client raises).
 ERROR_TABLE: Mapping[str, ErrorKind] = {
     # the request itself is wrong: bad JSON, a wrong type, an unknown model
-    "invalid_input": ErrorKind(400, _RemoteInvalidInput),
+    "invalid_input": ErrorKind(400, ApiInvalidInputError),
     # well-formed, but it can not run under the server's configuration
     # (e.g. a cost budget over a model with no known price)
-    "invalid_config": ErrorKind(422, _RemoteConfiguration),
-    "dag_invalid": ErrorKind(422, _RemoteGraphValidation),
-    "dag_cycle": ErrorKind(422, _RemoteGraphValidation),
-    "dep_not_found": ErrorKind(422, _RemoteGraphValidation),
-    "context_too_large": ErrorKind(422, _RemoteContextTooLarge),
+    "invalid_config": ErrorKind(422, ApiConfigurationError),
+    "dag_invalid": ErrorKind(422, ApiGraphValidationError),
+    "dag_cycle": ErrorKind(422, ApiGraphValidationError),
+    "dep_not_found": ErrorKind(422, ApiGraphValidationError),
+    "context_too_large": ErrorKind(422, ApiContextTooLargeError),
     # the work can not be paid for within its budget
-    "budget_exceeded": ErrorKind(402, _RemoteBudgetExceeded),
+    "budget_exceeded": ErrorKind(402, ApiBudgetExceededError),
     "unauthorized": ErrorKind(401, UnauthorizedError),
+    "forbidden": ErrorKind(403, ForbiddenError),
     "run_not_found": ErrorKind(404, RunNotFoundError),
     "not_found": ErrorKind(404, ApiError),
     "method_not_allowed": ErrorKind(405, ApiError),
     "run_exists": ErrorKind(409, RunExistsError),
-    "run_completed": ErrorKind(409, _RemoteRunFinished),
-    "run_aborted": ErrorKind(409, _RemoteRunAborted),
+    "run_completed": ErrorKind(409, ApiRunFinishedError),
+    "run_aborted": ErrorKind(409, ApiRunAbortedError),
+    "request_timeout": ErrorKind(408, ApiError),
     # a resume of a run that is still executing (here or in another process)
-    "run_live": ErrorKind(409, _RemoteResume),
+    "run_live": ErrorKind(409, ApiResumeError),
     # a resume whose registered workflow differs from the stored run (the message
     # names the first difference)
-    "resume_refused": ErrorKind(422, _RemoteResume),
+    "resume_refused": ErrorKind(422, ApiResumeError),
     "payload_too_large": ErrorKind(413, PayloadTooLargeError),
     "too_many_runs": ErrorKind(429, TooManyRunsError),
     "internal_error": ErrorKind(500, ServerError),

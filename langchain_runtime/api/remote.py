@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -18,7 +19,7 @@ from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
 from langchain_runtime.api.client import AsyncRuntimeClient, RuntimeClient
-from langchain_runtime.api.errors import ApiError
+from langchain_runtime.api.errors import ApiError, ApiTimeoutError
 from langchain_runtime.api.schemas import PolicyIn, RunRequest, RunStatus, TaskSpec
 from langchain_runtime.domain import RunEvent, RunResult
 
@@ -40,7 +41,8 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
         tasks: Ad-hoc tasks (``TaskSpec`` or mappings in the config file format).
         policy: Policy fields overriding the workflow's.
         model: Default model id for ``tasks`` that name none.
-        timeout: Seconds a run may take before the call gives up (and aborts it).
+        timeout: Seconds the whole call may take (submitting, waiting, fetching the
+            events) before it gives up with ``ApiTimeoutError`` (and aborts the run).
         poll_interval: Seconds between status polls.
         token: Bearer token when ``client_or_url`` is a URL.
         with_events: Fetch the run's event log into ``RunResult.events``.
@@ -125,6 +127,17 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
                 fields[name] = value
         return RunRequest.model_validate(fields)
 
+    def _call_timeout(self) -> float:
+        """Each request of a client made here: at most 10 s, never past the call's timeout."""
+        return min(10.0, self.timeout)
+
+    def _left(self, deadline: float) -> float:
+        """What ``wait`` may take: 4/5 of the time left (its last poll may add 1/4 of it)."""
+        left = (deadline - time.monotonic()) * 0.8
+        if left <= 0:
+            raise ApiTimeoutError(f"the run did not end within {self.timeout:g}s")
+        return left
+
     @staticmethod
     def _result(status: RunStatus, events: list[RunEvent]) -> RunResult:
         return status.to_result(events)
@@ -137,16 +150,21 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
                 "this RemoteOrchestrator was given an AsyncRuntimeClient: use ainvoke, or "
                 "give it a URL or a RuntimeClient"
             )
-        client = self._client or RuntimeClient(self.base_url, token=self._token)
+        deadline = time.monotonic() + self.timeout
+        client = self._client or RuntimeClient(
+            self.base_url, token=self._token, timeout=self._call_timeout()
+        )
         try:
             run_id = client.start_run(self._request(input, str(uuid.uuid4()))).run_id
             try:
-                status = client.wait(run_id, self.timeout, self.poll_interval)
+                status = client.wait(run_id, self._left(deadline), self.poll_interval)
             except BaseException:
                 _quietly(client.abort_run, run_id)
                 raise
-            events = list(client.events(run_id)) if self.with_events else []
-            return self._result(status, events)
+            if not self.with_events:
+                return self._result(status, [])
+            left = max(deadline - time.monotonic(), 0.001)
+            return self._result(status, list(client.events(run_id, timeout=left)))
         finally:
             if owned:
                 client.close()
@@ -158,16 +176,21 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
     # -- async --------------------------------------------------------------------
     async def _arun(self, input: Any) -> RunResult:
         owned = self._aclient is None
-        client = self._aclient or AsyncRuntimeClient(self.base_url, token=self._token)
+        deadline = time.monotonic() + self.timeout
+        client = self._aclient or AsyncRuntimeClient(
+            self.base_url, token=self._token, timeout=self._call_timeout()
+        )
         try:
             run_id = (await client.start_run(self._request(input, str(uuid.uuid4())))).run_id
             try:
-                status = await client.wait(run_id, self.timeout, self.poll_interval)
+                status = await client.wait(run_id, self._left(deadline), self.poll_interval)
             except BaseException:
                 await asyncio.shield(_aquietly(client, run_id))
                 raise
-            events = [e async for e in client.events(run_id)] if self.with_events else []
-            return self._result(status, events)
+            if not self.with_events:
+                return self._result(status, [])
+            left = max(deadline - time.monotonic(), 0.001)
+            return self._result(status, [e async for e in client.events(run_id, timeout=left)])
         finally:
             if owned:
                 await client.aclose()

@@ -334,7 +334,14 @@ class RunStatus(_Out):
         created_at: datetime | None = None,
         updated_at: datetime | None = None,
     ) -> RunStatus:
-        """The wire form of ``result`` under the API's run id (and, if given, state)."""
+        """The wire form of ``result`` under the API's run id (and, if given, state).
+
+        An error that names the engine's own run id names the API's instead.
+        """
+        error = result.error
+        if error is not None and result.run_id != run_id and result.run_id in error.message:
+            message = error.message.replace(result.run_id, run_id)
+            error = error.model_copy(update={"message": message})
         return cls(
             run_id=run_id,
             state=state or result.state.value,
@@ -344,7 +351,7 @@ class RunStatus(_Out):
             tasks={tid: TaskStatus.from_result(tr) for tid, tr in result.tasks.items()},
             usage=result.usage,
             cost=result.cost,
-            error=result.error,
+            error=error,
             memory=to_jsonable_python(result.memory, fallback=str),
             models=result.models,
             scheduling=result.scheduling,

@@ -28,7 +28,27 @@ _TOKEN_ENV = "LANGCHAIN_RUNTIME_TOKEN"
 _DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-class _Boundary(TyperGroup):
+def _quiet_flags(command: Any, ctx: Any) -> Any:
+    """Show on/off flags as ``--debug``, not ``--debug <bool>`` (typer labels their type)."""
+    for param in [*command.params, command.get_help_option(ctx)]:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return command
+
+
+class _Group(TyperGroup):
+    """A command group whose commands' help shows flags without a type."""
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        return _quiet_flags(command, ctx) if command is not None else None
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _quiet_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class _Boundary(_Group):
     """The root group: every command runs inside its ``invoke``, so errors meet here."""
 
     def invoke(self, ctx: Any) -> Any:
@@ -108,6 +128,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 runs_app = typer.Typer(
+    cls=_Group,
     help="Runs on a sidecar server (list, status, wait, abort, events), or in a store file.",
     no_args_is_help=True,
 )
@@ -140,6 +161,9 @@ def run(
     ] = None,
     store: StorePath = None,
     json: Json = False,
+    full: Annotated[
+        bool, typer.Option("--full", help="Show each output whole (default: its first line).")
+    ] = False,
     debug: Debug = False,
 ) -> None:
     """Run a workflow: live progress, then each task's state, tokens and cost, and outputs.
@@ -163,6 +187,7 @@ def run(
         out=_out(),
         err=_err(),
         store=store,
+        full=full,
     )
 
 
@@ -289,9 +314,23 @@ def serve(
             "$OTEL_EXPORTER_OTLP_ENDPOINT (needs opentelemetry-exporter-otlp).",
         ),
     ] = False,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option("--allowed-hosts", metavar="HOST", help="Host names served besides "
+                     "loopback (repeatable or comma-separated; '*' for any)."),
+    ] = None,
+    limit: Annotated[
+        list[str] | None,
+        typer.Option("--limit", metavar="NAME=VALUE", help="A request limit, e.g. "
+                     "max_tasks=500 or body_timeout=10 (repeatable)."),
+    ] = None,
     debug: Debug = False,
-) -> None:
-    """Start the sidecar HTTP server (needs the `server` extra)."""
+) -> None:  # fmt: skip
+    """Start the sidecar HTTP server (needs the `server` extra).
+
+    Runs are kept in ./langchain-runtime-runs.sqlite3 unless --store (or
+    $LANGCHAIN_RUNTIME_DB) names another file.
+    """
     from langchain_runtime.cli.remote import serve as start
 
     if log_format is LogFormat.json:
@@ -305,7 +344,8 @@ def serve(
             setup_otlp()
         except (ImportError, ValueError) as exc:
             raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
-    start(host=host, port=port, config=config, store=store, token=token)
+    start(host=host, port=port, config=config, store=store, token=token,
+          allowed_hosts=allowed_hosts, limits=limit)  # fmt: skip
 
 
 @app.command()

@@ -14,30 +14,54 @@ from langchain_runtime.cli.render import format_money, format_tokens
 
 __all__ = ["estimate_json", "print_estimate"]
 
+#: The output bound's source: (short form in the table, its meaning in the legend).
 _OUTPUT_BASIS = {
-    "max_tokens": "output ≤ the model's max_tokens",
-    "expected_output_tokens": "output ≤ the budget's expected_output_tokens",
-    "catalog max output": "output ≤ the model's max output (catalog)",
-    "unbounded": "output unbounded",
+    "max_tokens": ("max", "the model's max_tokens"),
+    "expected_output_tokens": ("exp", "the budget's expected_output_tokens"),
+    "catalog max output": ("cat", "the model's max output in the catalog"),
+    "unbounded": ("∞", "nothing (no max_tokens, no expected_output_tokens): unbounded"),
 }
 
 
 def _tokens(bound: Bound) -> str:
-    return f"{format_tokens(bound.low)} - {format_tokens(bound.high)}"
+    return f"{format_tokens(bound.low)}-{format_tokens(bound.high)}"
 
 
 def _money(low: Decimal | None, high: Decimal | None, currency: str) -> str:
+    # wraps at the space after "-", never inside an amount
     if low is None:
         return "no price"
-    return f"{format_money(low, currency)} - {format_money(high, currency)}"
+    return f"{format_money(low, currency)}- {format_money(high, currency)}"
+
+
+def _prompt(task: TaskEstimate) -> str:
+    """How the prompt was counted, in full: ``prompt exact``, ``prompt ≈ (from a, b)``."""
+    if task.prompt_exact:
+        return "prompt exact"
+    if not task.fed_by:
+        return "prompt ≈ (run memory)"
+    return f"prompt ≈ (from {', '.join(task.fed_by)})"
 
 
 def _how(task: TaskEstimate) -> str:
-    prompt = "prompt exact" if task.prompt_exact else f"prompt ≈ (from {', '.join(task.fed_by)})"
-    if not task.fed_by and not task.prompt_exact:
-        prompt = "prompt ≈ (run memory)"
-    parts = [prompt, f"output {_OUTPUT_BASIS[task.output_basis]}", *task.notes]
-    return "; ".join(parts)
+    """The table's short form (``= exp``, ``≈ max *``), explained by :func:`_legend`."""
+    prompt = "=" if task.prompt_exact else "≈"
+    return f"{prompt} {_OUTPUT_BASIS[task.output_basis][0]}" + (" *" if task.notes else "")
+
+
+def _legend(est: RunEstimate) -> str:
+    """What the "how" column's short forms mean, for those in this estimate."""
+    parts = []
+    if any(t.prompt_exact for t in est.tasks):
+        parts.append("= prompt exact")
+    approximate = [f"{t.task_id} {_prompt(t)[7:]}" for t in est.tasks if not t.prompt_exact]
+    if approximate:
+        parts.append(f"≈ the prompt holds upstream outputs: {'; '.join(approximate)}")
+    bases = dict.fromkeys(t.output_basis for t in est.tasks)
+    parts += [f"{_OUTPUT_BASIS[b][0]} output ≤ {_OUTPUT_BASIS[b][1]}" for b in bases]
+    if any(t.notes for t in est.tasks):
+        parts.append("* see the notes below")
+    return "How: " + ". ".join(parts) + "."
 
 
 def _verdict(est: RunEstimate) -> str:
@@ -78,12 +102,16 @@ def print_estimate(console: Console, est: RunEstimate) -> None:
         title_justify="left",
         show_footer=True,
     )
-    table.add_column("task", footer="total")
+    table.add_column("task", footer="total", overflow="fold")
     table.add_column("model")
     table.add_column("input tokens", justify="right", footer=_tokens(est.input))
     table.add_column("output tokens", justify="right", footer=_tokens(est.output))
-    table.add_column("cost", justify="right", footer=_money(est.cost_low, est.cost_high, cur))
-    table.add_column("how", overflow="fold")
+    money = [format_money(v, cur) for t in est.tasks for v in (t.cost_low, t.cost_high)]
+    table.add_column(
+        "cost", justify="right", footer=_money(est.cost_low, est.cost_high, cur),
+        min_width=max(map(len, [*money, format_money(est.cost_high, cur)])) + 1,
+    )  # fmt: skip
+    table.add_column("how", no_wrap=True)
     for task in est.tasks:
         model = (
             task.model
@@ -99,6 +127,11 @@ def print_estimate(console: Console, est: RunEstimate) -> None:
             escape(_how(task)),
         )
     console.print(table)
+    console.print(escape(_legend(est)), soft_wrap=True, highlight=False)
+    for task in est.tasks:
+        for note in task.notes:
+            console.print(f"Note ({escape(task.task_id)}): {escape(note)}", soft_wrap=True,
+                          highlight=False)  # fmt: skip
     console.print(
         f"Input: prompt text counted exactly ({escape(est.counting)}). Each range adds the "
         "per-message framing (a few tokens; providers count it differently) and, for a "

@@ -10,11 +10,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from langchain_runtime.cli.options import priced_name as registry_name
-from langchain_runtime.cli.render import format_tokens
 from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.cost import ModelCatalog, ModelInfo
 
 __all__ = ["models_json", "print_models"]
+
+
+def _window(tokens: int | None) -> str:
+    """``200k``, ``1M``, ``1.05M``: a context window in a narrow column."""
+    if not tokens:
+        return ""
+    if tokens >= 1_000_000:
+        return f"{tokens / 1_000_000:.3g}M"
+    if tokens >= 1_000:
+        return f"{tokens / 1_000:.3g}k"
+    return str(tokens)
 
 
 def _rate(value: Decimal | None) -> str:
@@ -38,9 +48,14 @@ def print_models(
     table = Table(
         title=f"Model catalog ({len(catalog)} models): prices in {cur} per 1M tokens",
         title_justify="left",
+        # no borders: at 80 columns every id and price fits whole
+        box=None,
+        pad_edge=False,
+        header_style="bold underline",
         caption=(
             f"Source: {escape(catalog.source or 'unknown')}; date: {catalog.date or 'unknown'}. "
-            "— : no separate rate (cached input is charged at the input rate)."
+            "cached: the cached-input rate (— : none, charged at the input rate); "
+            "context: the context window in tokens."
         ),
         caption_justify="left",
     )
@@ -49,28 +64,37 @@ def print_models(
         ("provider", "left"),
         ("role", "left"),
         ("input", "right"),
-        ("cached input", "right"),
+        ("cached", "right"),
         ("output", "right"),
-        ("context window", "right"),
+        ("context", "right"),
     )
-    for name, justify in columns:
-        table.add_column(name, justify=justify)
-    for info in _catalog_rows(catalog, provider):
-        table.add_row(
+    rows = [
+        (
             escape(info.id),
             escape(info.provider or ""),
             info.role or "",
             _rate(info.input_price),
             _rate(info.cached_input_price),
             _rate(info.output_price),
-            format_tokens(info.context_window) if info.context_window else "",
+            _window(info.context_window),
         )
+        for info in _catalog_rows(catalog, provider)
+    ]
+    for i, (name, justify) in enumerate(columns):
+        if name in ("provider", "role"):
+            table.add_column(name, justify=justify, overflow="fold")
+        else:
+            # a model's id is what a user copies, and a price is read whole: never cut
+            widest = max([len(name), *(len(row[i]) for row in rows)])
+            table.add_column(name, justify=justify, no_wrap=True, min_width=widest)
+    for row in rows:
+        table.add_row(*row)
     console.print(table)
     if config is None or not config.models:
         return
     registry = Table(title=f"Model registry of {escape(config.source)}", title_justify="left")
     for name in ("id", "provider", "model", "priced as", "input", "output", "parameters"):
-        registry.add_column(name)
+        registry.add_column(name, overflow="fold", no_wrap=name == "id")
     for model_id, entry in config.models.items():
         priced = catalog.find(registry_name(config, model_id))
         params = ", ".join(f"{k}={v}" for k, v in sorted(entry.params.items()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,19 +33,41 @@ __all__ = ["RemoteRuns", "serve"]
 _DONE = "completed"
 
 
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
 def serve(
-    *, host: str, port: int, config: Path | None, store: str | None, token: str | None
+    *,
+    host: str,
+    port: int,
+    config: Path | None,
+    store: str | None,
+    token: str | None,
+    allowed_hosts: Iterable[str] | None = None,
+    limits: Iterable[str] | None = None,
 ) -> None:
     """Start the sidecar HTTP server in the foreground (until Ctrl-C).
 
     Raises:
-        CliError: The server is not installed (exit 1).
-        ConfigurationError: ``config`` is unreadable or invalid (checked first).
+        CliError: The server is not installed (exit 1), or ``--token ''``.
+        ConfigurationError: ``config`` is unreadable or invalid (checked first), or
+            a ``--limit`` is.
     """
+    if token is not None and not token.strip():
+        raise CliError(
+            "--token: an empty token would turn authentication off; give a token, or leave "
+            "the option out to serve without one"
+        )
     serve_api = _load("langchain_runtime.api.server", "serve", "server")
     # A bad file is reported here, with its line, before a port is bound.
     loaded = load_config(config) if config is not None else None
-    serve_api(host=host, port=port, config=loaded, store=store, token=token)
+    options: dict[str, Any] = {}
+    hosts = [h.strip() for value in allowed_hosts or () for h in value.split(",") if h.strip()]
+    if hosts:
+        options["allowed_hosts"] = [*_LOOPBACK, *hosts]
+    if limits:
+        options["limits"] = _load("langchain_runtime.api.server", "parse_limits", "server")(limits)
+    serve_api(host=host, port=port, config=loaded, store=store, token=token, **options)
 
 
 def _load(module: str, name: str, what: str) -> Any:
@@ -109,11 +131,53 @@ def _duration(data: Mapping[str, Any]) -> str:
     return format_duration((end - start).total_seconds())
 
 
+def _when(value: Any) -> str:
+    """``2026-12-01 21:05:09`` (UTC, to the second) from an ISO timestamp."""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except (TypeError, ValueError):
+        return str(value or "")
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _error(data: Mapping[str, Any]) -> str:
     error = data.get("error")
     if isinstance(error, Mapping):
         return str(error.get("message") or error.get("code") or "")
     return ""
+
+
+#: Most runs searched for a run-id prefix (newest first), so a lookup stays quick.
+PREFIX_SCAN = 2000
+
+
+def _by_prefix(client: _Client, prefix: str, not_found: Exception) -> str:
+    """The one run whose id starts with ``prefix`` (among the newest PREFIX_SCAN).
+
+    Raises:
+        CliError: Several runs match.
+        Exception: ``not_found`` again when none does.
+    """
+    matches: list[str] = []
+    offset = 0
+    while offset < PREFIX_SCAN:
+        page = _plain(client.list_runs(limit=500, offset=offset))
+        items = page.get("items", []) if isinstance(page, Mapping) else []
+        matches += [str(r["run_id"]) for r in items if str(r.get("run_id", "")).startswith(prefix)]
+        offset += 500
+        total = page.get("total") if isinstance(page, Mapping) else None
+        if not items or not isinstance(total, int) or offset >= total:
+            break
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise not_found
+    shown = ", ".join(matches[:5]) + (", ..." if len(matches) > 5 else "")
+    raise CliError(
+        f"run id prefix {prefix!r} matches {len(matches)} runs ({shown}); give more of the id"
+    )
 
 
 class RemoteRuns:
@@ -158,7 +222,8 @@ class RemoteRuns:
         items = data.get("items", []) if isinstance(data, Mapping) else data
         table = Table(title=f"Runs at {escape(self.url)}", title_justify="left")
         for name in ("run", "workflow", "state", "tasks", "tokens", "cost", "created"):
-            table.add_column(name)
+            # a run id is what a user copies: never cut (the other columns give way)
+            table.add_column(name, no_wrap=name == "run", overflow="fold")
         for run in items:
             tasks = run.get("tasks")
             table.add_row(
@@ -168,7 +233,7 @@ class RemoteRuns:
                 str(len(tasks) if isinstance(tasks, Mapping) else tasks or 0),
                 _tokens(run),
                 _cost(run),
-                escape(str(run.get("created_at") or "")),
+                escape(_when(run.get("created_at"))),
             )
         self.out.print(table)
         total = data.get("total") if isinstance(data, Mapping) else None
@@ -176,8 +241,15 @@ class RemoteRuns:
             self.out.print(f"{len(items)} of {total} runs shown (--limit to see more)")
 
     def status(self, run_id: str) -> None:
+        """A run's status; ``run_id`` may be a unique prefix of the run's id."""
         with self.client() as client:
-            self._show(_plain(client.get_run(run_id)))
+            try:
+                data = client.get_run(run_id)
+            except Exception as exc:
+                if getattr(exc, "code", None) != "run_not_found":
+                    raise
+                data = client.get_run(_by_prefix(client, run_id, exc))
+            self._show(_plain(data))
 
     def wait(self, run_id: str, timeout: float) -> None:
         """Wait for the run to end; exit 1 unless it completed."""

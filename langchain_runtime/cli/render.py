@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
 from rich.table import Table
+from rich.text import Text
 
 from langchain_runtime.context.router import as_text
 from langchain_runtime.domain import RunResult, RunState, TaskResult, TaskState
@@ -109,14 +110,36 @@ def print_json(data: Any) -> None:
 # --------------------------------------------------------------------------- a run
 
 
+def _wall_time(result: RunResult) -> float | None:
+    """Seconds from the first task's start to the last task's end."""
+    starts = [t.started_at for t in result.tasks.values() if t.started_at is not None]
+    ends = [t.ended_at for t in result.tasks.values() if t.ended_at is not None]
+    if not starts or not ends:
+        return None
+    return (max(ends) - min(starts)).total_seconds()
+
+
+def _note(tr: TaskResult) -> str:
+    note = tr.error.message if tr.error is not None else ""
+    if tr.attempts > 1:
+        note = f"{tr.attempts} attempts" + (f"; {note}" if note else "")
+    return note
+
+
 def task_table(result: RunResult, order: Sequence[str]) -> Table:
-    """One row per task: state, duration, tokens, cost, and why it did not complete."""
+    """One row per task: state, duration, tokens, cost, and (when any) why it did not
+    complete. The title gives the run's wall time: less than the sum of the task
+    durations when tasks ran side by side."""
     currency = result.cost.currency
+    wall = _wall_time(result)
     title = (
         f"Run {escape(result.run_id)} · {_styled(result.state)}"
-        f" · {format_tokens(result.usage.total_tokens)} tokens"
+        + (f" · {format_duration(wall)}" if wall is not None else "")
+        + f" · {format_tokens(result.usage.total_tokens)} tokens"
         f" · {format_money(result.cost.amount, currency)}"
     )
+    ids = [t for t in order if t in result.tasks] + [t for t in result.tasks if t not in order]
+    notes = {tid: _note(result.tasks[tid]) for tid in ids}
     table = Table(title=title, title_justify="left", show_footer=True)
     table.add_column("task", footer="total")
     table.add_column("state")
@@ -124,22 +147,19 @@ def task_table(result: RunResult, order: Sequence[str]) -> Table:
     table.add_column("input", justify="right", footer=format_tokens(result.usage.input_tokens))
     table.add_column("output", justify="right", footer=format_tokens(result.usage.output_tokens))
     table.add_column("cost", justify="right", footer=format_money(result.cost.amount, currency))
-    table.add_column("note", overflow="fold")
-    ids = [t for t in order if t in result.tasks] + [t for t in result.tasks if t not in order]
+    if any(notes.values()):  # an empty column is noise
+        table.add_column("note", overflow="fold")
     for tid in ids:
         tr: TaskResult = result.tasks[tid]
-        note = tr.error.message if tr.error is not None else ""
-        if tr.attempts > 1:
-            note = f"{tr.attempts} attempts" + (f"; {note}" if note else "")
-        table.add_row(
+        cells = [
             escape(tid),
             _styled(tr.state),
             format_duration(tr.duration),
             format_tokens(tr.usage.input_tokens),
             format_tokens(tr.usage.output_tokens),
             format_money(tr.cost.amount, currency),
-            escape(note),
-        )
+        ]
+        table.add_row(*cells, *([escape(notes[tid])] if any(notes.values()) else []))
     return table
 
 
@@ -153,9 +173,33 @@ def _output_text(value: Any) -> str:
         return repr(value)
 
 
-def print_run(console: Console, result: RunResult, order: Sequence[str]) -> None:
-    """The task table, then every completed task's output as text."""
+def print_run(
+    console: Console,
+    result: RunResult,
+    order: Sequence[str],
+    *,
+    full: bool = False,
+    placeholder: Collection[str] = (),
+) -> None:
+    """The task table, then each completed task's output: its first line (cut to the
+    width), or all of it with ``full``.
+
+    Args:
+        placeholder: Tasks whose output is the simulated model's placeholder text;
+            their outputs are labelled so.
+    """
     console.print(task_table(result, order))
-    for tid in [t for t in order if t in result.outputs]:
-        console.print(Rule(escape(tid), align="left"))
-        console.print(_output_text(result.outputs[tid]), markup=False, highlight=False)
+    shown = [t for t in order if t in result.outputs]
+    cut = False
+    for tid in shown:
+        label = f"{tid} (simulated: placeholder text)" if tid in placeholder else tid
+        console.print(Rule(escape(label), align="left"))
+        text = _output_text(result.outputs[tid])
+        if full:
+            console.print(text, markup=False, highlight=False)
+            continue
+        first, _, rest = text.strip().partition("\n")
+        cut = cut or bool(rest.strip()) or len(first) > console.width
+        console.print(Text(first), no_wrap=True, overflow="ellipsis", highlight=False, markup=False)
+    if cut:
+        console.print("(first line of each output; --full shows them whole)", highlight=False)

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from langchain_runtime.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, CliError
 from langchain_runtime.cli.options import (
+    LoadedWorkflow,
     load,
     parse_budget,
     parse_run_input,
@@ -28,6 +29,7 @@ from langchain_runtime.cli.options import (
 )
 from langchain_runtime.cli.progress import RunProgress
 from langchain_runtime.cli.render import print_json, print_run, run_json
+from langchain_runtime.cli.validate import check_prices, check_providers
 from langchain_runtime.domain import (
     Cost,
     RunResult,
@@ -121,14 +123,50 @@ def _whole_result(orchestrator: Orchestrator, store: Any = None) -> Orchestrator
     ``output`` task, whose output alone a chain would receive), kept in ``store``."""
     if orchestrator.output is None and store is None:
         return orchestrator
-    return Orchestrator(
-        orchestrator.graph,
-        policy=orchestrator.policy,
-        catalog=orchestrator.catalog,
-        input_keys=orchestrator.input_keys,
-        name=orchestrator.name,
-        store=store,
-    )
+    return orchestrator.model_copy(update={"output": None, "store": store})
+
+
+def _file_order(loaded: LoadedWorkflow, orchestrator: Orchestrator) -> list[str]:
+    """Tasks in the order the file lists them (a reader's order), when it is a valid
+    run order; else the graph's."""
+    listed = [t.id for t in loaded.config.workflow(loaded.name).tasks]
+    graph = list(orchestrator.graph.order)
+    deps = {task.id: set(task.deps) for task in orchestrator.graph}
+    if sorted(listed) != sorted(graph):
+        return graph
+    seen: set[str] = set()
+    for tid in listed:
+        if not deps[tid] <= seen:
+            return graph
+        seen.add(tid)
+    return listed
+
+
+def _simulated(loaded: LoadedWorkflow) -> set[str]:
+    """The tasks answered by the simulated model (placeholder text, not an answer)."""
+    spec = loaded.config.workflow(loaded.name)
+    out = set()
+    for task in spec.tasks:
+        model_id = task.model or spec.model or "simulated"
+        entry = loaded.config.models.get(model_id)
+        if entry is None or entry.provider == "simulated":
+            out.add(task.id)
+    return out
+
+
+def _warn_unused(err: Console, orchestrator: Orchestrator, run_input: dict[str, Any]) -> None:
+    """A warning for input keys the workflow neither declares nor uses (a typo?)."""
+    declared = set(orchestrator.input_keys or ()) | set(orchestrator.required_inputs)
+    unused = sorted(set(run_input) - declared)
+    if unused:
+        known = ", ".join(sorted(declared)) or "none"
+        err.print(
+            f"warning: input {', '.join(map(repr, unused))} is not used by the workflow "
+            f"(its inputs: {known})",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def run_workflow(
@@ -143,6 +181,7 @@ def run_workflow(
     out: Console,
     err: Console,
     store: str | None = None,
+    full: bool = False,
 ) -> None:
     """Run one workflow of ``path`` and show (or print as JSON) its result.
 
@@ -158,6 +197,9 @@ def run_workflow(
     run_input = parse_run_input(inputs, input_file)
     loaded = load(path, workflow)
     policy = with_overrides(loaded.policy, budget=amount, max_parallelism=max_parallelism)
+    # the file's own terms (a provider, a `prices:` entry), before any model is built
+    check_providers(loaded.config)
+    check_prices(loaded.config, loaded.name, policy)
     built = loaded.config.build_workflow(loaded.name, policy_override=policy)
     run_id = uuid.uuid4()
     kept = None
@@ -168,6 +210,7 @@ def run_workflow(
     try:
         orchestrator = _whole_result(built, kept)
         require_inputs(orchestrator.required_inputs, run_input)
+        _warn_unused(err, orchestrator, run_input)
         if kept is not None:
             save_source(
                 kept,
@@ -177,7 +220,7 @@ def run_workflow(
                 budget=budget,
                 max_parallelism=max_parallelism,
             )
-        outcome = _show(orchestrator, run_input, run_id, loaded, as_json, out, err)
+        outcome = _show(orchestrator, run_input, run_id, loaded, as_json, out, err, full=full)
     finally:
         if kept is not None:
             kept.close()
@@ -203,8 +246,10 @@ def _show(
     as_json: bool,
     out: Console,
     err: Console,
+    *,
+    full: bool = False,
 ) -> RunOutcome:
-    order = orchestrator.graph.order
+    order = _file_order(loaded, orchestrator)
     if as_json:
         outcome = execute(orchestrator, run_input, lambda _: None, run_id)
         print_json(run_json(outcome.result))
@@ -213,5 +258,5 @@ def _show(
     currency = loaded.config.catalog().currency
     with RunProgress(err, order, deps, currency) as progress:
         outcome = execute(orchestrator, run_input, progress, run_id)
-    print_run(out, outcome.result, order)
+    print_run(out, outcome.result, order, full=full, placeholder=_simulated(loaded))
     return outcome

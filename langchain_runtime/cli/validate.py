@@ -14,7 +14,7 @@ from langchain_runtime.config import RuntimeConfig, load_config
 from langchain_runtime.domain import RunPolicy
 from langchain_runtime.errors import ConfigurationError
 
-__all__ = ["WorkflowSummary", "print_summaries", "validate"]
+__all__ = ["WorkflowSummary", "check_prices", "check_providers", "print_summaries", "validate"]
 
 _SIMULATED = "simulated"
 
@@ -29,7 +29,23 @@ class WorkflowSummary:
     policy: RunPolicy
 
 
-def _check_prices(config: RuntimeConfig, name: str, policy: RunPolicy) -> None:
+def check_providers(config: RuntimeConfig) -> None:
+    """Every registry entry names a provider some integration knows (offline).
+
+    Raises:
+        ConfigurationError: ``unknown provider 'simulatd'; did you mean 'simulated'?``
+    """
+    from langchain_runtime.config._providers import check_provider
+
+    for model_id, entry in config.models.items():
+        try:
+            check_provider(model_id, entry.provider)
+        except ConfigurationError as exc:
+            why = str(exc).partition(": ")[2]  # without check_provider's "model 'm': "
+            raise ConfigurationError(f"{config.source}: models.{model_id}.provider: {why}") from exc
+
+
+def check_prices(config: RuntimeConfig, name: str, policy: RunPolicy) -> None:
     """A cost budget needs a price for every model its tasks use (else the run refuses)."""
     if policy.budget is None or policy.budget.max_cost is None:
         return
@@ -55,13 +71,14 @@ def validate(path: Path, workflow: str | None = None) -> list[WorkflowSummary]:
             naming the file, the line and field when known, and the task.
     """
     config = load_config(path)
+    check_providers(config)
     config.check(workflow)
     names = [workflow] if workflow is not None else sorted(config.workflows)
     summaries = []
     for name in names:
         spec = config.workflow(name)
         policy = config.workflow_policy(name)
-        _check_prices(config, name, policy)
+        check_prices(config, name, policy)
         models = {t.model or spec.model or _SIMULATED for t in spec.tasks}
         summaries.append(WorkflowSummary(name, len(spec.tasks), tuple(sorted(models)), policy))
     return summaries

@@ -10,11 +10,18 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from langchain_runtime._fields import model_at, unknown_field_message
+from langchain_runtime._fields import did_you_mean, model_at, unknown_field_message
 from langchain_runtime.config.schema import UNION_TAGS
 from langchain_runtime.errors import ConfigurationError
 
-__all__ = ["ConfigFileError", "ConfigIssue", "Loc", "format_loc", "issues_from_validation"]
+__all__ = [
+    "ConfigFileError",
+    "ConfigIssue",
+    "Loc",
+    "did_you_mean",
+    "format_loc",
+    "issues_from_validation",
+]
 
 #: A location inside a configuration document: mapping keys and list indexes.
 Loc = tuple[str | int, ...]

@@ -19,7 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from langchain_runtime.config.schema import SIMULATED, ModelSpec
 from langchain_runtime.errors import ConfigurationError
 
-__all__ = ["SimulatedParams", "api_key_variable", "build_model", "find_secrets"]
+__all__ = [
+    "SimulatedParams",
+    "api_key_variable",
+    "build_model",
+    "check_provider",
+    "find_secrets",
+    "known_providers",
+]
 
 #: Providers with a dedicated integration: (module, class, pip package).
 _DIRECT: dict[str, tuple[str, str, str]] = {
@@ -60,6 +67,35 @@ class SimulatedParams(BaseModel):
     max_tokens: int | None = Field(default=None, ge=0)
 
 
+def known_providers() -> frozenset[str]:
+    """Every provider name a registry entry may use: ours and LangChain's."""
+    names = {SIMULATED, *_DIRECT, *_KEY_VARIABLES}
+    try:  # langchain's own list, when it is installed (imported on use only)
+        from langchain.chat_models.base import _BUILTIN_PROVIDERS
+
+        names.update(_BUILTIN_PROVIDERS)
+    except (ImportError, AttributeError):
+        pass
+    return frozenset(names)
+
+
+def check_provider(model_id: str, provider: str) -> None:
+    """Refuse a provider no integration knows, suggesting the one probably meant.
+
+    Raises:
+        ConfigurationError: ``model 'm': unknown provider 'simulatd'; did you mean
+            'simulated'?``
+    """
+    from langchain_runtime.config._errors import did_you_mean
+
+    known = known_providers()
+    if provider in known:
+        return
+    close = did_you_mean(provider, sorted(known))
+    hint = f"; did you mean {close!r}?" if close else f" (known: {', '.join(sorted(known))})"
+    raise ConfigurationError(f"model {model_id!r}: unknown provider {provider!r}{hint}")
+
+
 def api_key_variable(provider: str) -> str:
     """The environment variable that holds ``provider``'s API key, by convention."""
     return _KEY_VARIABLES.get(provider, f"{provider.upper().replace('-', '_')}_API_KEY")
@@ -96,11 +132,13 @@ def build_model(model_id: str, spec: ModelSpec) -> BaseChatModel:
     No network call is made: clients are created, not used.
 
     Raises:
-        ConfigurationError: The provider's package is missing (the message gives the
+        ConfigurationError: An unknown provider (with the likely one), the
+            provider's package is missing (the message gives the
             ``pip install`` line), the API key variable named by ``api_key_env`` is
             unset, or the provider refused the parameters.
     """
     params = spec.params
+    check_provider(model_id, spec.provider)
     if spec.provider == SIMULATED:
         from langchain_runtime.testing import SimulatedChatModel
 

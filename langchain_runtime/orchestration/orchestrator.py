@@ -397,6 +397,16 @@ class Orchestrator(RunnableSerializable[Any, Any]):
     def stream(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any | None
     ) -> Iterator[Any]:
+        """Yield each task's :class:`TaskResult` as it finishes, then the ``RunResult``.
+
+        The blocking twin of :meth:`astream` (the same run, driven from this
+        thread). With ``output="task_id"`` it yields that task's output alone, once.
+
+        Example:
+            >>> orch = Orchestrator([Task("a", lambda inp: "A"), Task("b", lambda inp: "B")])
+            >>> [type(item).__name__ for item in orch.stream({})]
+            ['TaskResult', 'TaskResult', 'RunResult']
+        """
         yield from iter_sync(lambda: self.astream(input, config, **kwargs))
 
     def start(

@@ -551,6 +551,25 @@ class PostgresRunStore(PgRecordsMixin):
         )
         return [r[0] for r in rows if r[0].startswith(prefix)]
 
+    def interrupt_run(self, run_id: str) -> bool:
+        """Record that ``run_id`` no longer executes (its owner died): ``interrupted``.
+
+        For a caller that knows the owner is gone without asking it (a replica that
+        restarts and finds its own runs in flight). True if the run was ``running``.
+        """
+        self._ensure_open()
+        return self._db.run(
+            lambda c: (
+                c.execute(
+                    "UPDATE durable_runs SET state = 'interrupted', updated_at = clock_timestamp() "
+                    "WHERE run_id = %s AND state = 'running'",
+                    (run_id,),
+                ).rowcount
+                == 1
+            ),
+            transaction=False,
+        )
+
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (a commit does it too): for long calls.
 

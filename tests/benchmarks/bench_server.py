@@ -4,6 +4,8 @@ Starts ``langchain_runtime.api.server.serve`` in a child process on 127.0.0.1 (a
 port, an SQLite store in a temporary directory, the simulated model), then measures:
 
 * ``GET /api/v1/runs/{id}`` of a finished run, sequential and with concurrency;
+* the same ``GET`` through ``RuntimeClient`` / ``AsyncRuntimeClient`` (ratio to raw
+  httpx in the same run);
 * ``POST /api/v1/runs`` (a two-task workflow on the simulated model with 10 ms latency
   per call), sequential and with concurrency, and the time until all those runs end.
 
@@ -153,6 +155,43 @@ def main() -> None:
             stop_server(proc)
 
 
+def client_get_run(url: str, run_id: str, args: argparse.Namespace, base: float) -> None:
+    """The package's clients on the same request: deadlines, size cap and decoding on
+    top of httpx (the sync client runs the async one on its own event loop)."""
+    from langchain_runtime.api import AsyncRuntimeClient, RuntimeClient
+
+    with RuntimeClient(url, timeout=10) as rc:
+        for _ in range(50):
+            rc.get_run(run_id)
+        lat: list[float] = []
+        start = time.perf_counter()
+        while len(lat) < args.requests and time.perf_counter() - start < args.seconds:
+            t = time.perf_counter()
+            rc.get_run(run_id)
+            lat.append(time.perf_counter() - t)
+        wall = time.perf_counter() - start
+    ratio = statistics.median(lat) / base
+    print(summary("RuntimeClient.get_run, sequential", lat, wall) + f"  p50 {ratio:.2f}x httpx")
+
+    async def in_async() -> tuple[list[float], float]:
+        async with AsyncRuntimeClient(url, timeout=10) as ac:
+            for _ in range(50):
+                await ac.get_run(run_id)
+            got: list[float] = []
+            began = time.perf_counter()
+            while len(got) < args.requests and time.perf_counter() - began < args.seconds:
+                t = time.perf_counter()
+                await ac.get_run(run_id)
+                got.append(time.perf_counter() - t)
+            return got, time.perf_counter() - began
+
+    lat, wall = asyncio.run(in_async())
+    ratio = statistics.median(lat) / base
+    print(
+        summary("AsyncRuntimeClient.get_run, sequential", lat, wall) + f"  p50 {ratio:.2f}x httpx"
+    )
+
+
 def run(url: str, args: argparse.Namespace) -> None:
     body = {"workflow": "pair", "input": {"topic": "owls"}}
     with httpx.Client(timeout=10) as client:
@@ -166,6 +205,8 @@ def run(url: str, args: argparse.Namespace) -> None:
             lambda: client.get(f"{url}/api/v1/runs/{run_id}"), args.requests, args.seconds
         )
         print(summary("GET /runs/{id} (finished run), sequential", lat, wall))
+        base = statistics.median(lat)
+        client_get_run(url, run_id, args, base)
 
         async def get_concurrent() -> tuple[list[float], float]:
             async with httpx.AsyncClient(timeout=10) as ac:

@@ -73,7 +73,10 @@ class Server:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"the server exited: {self.stderr()}")
+                message = self.stderr()
+                assert self.proc.stderr is not None
+                self.proc.stderr.close()
+                raise AssertionError(f"the server exited: {message}")
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return

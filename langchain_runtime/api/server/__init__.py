@@ -11,6 +11,12 @@ Routes (JSON; errors are ``{"code", "message"}``)::
     GET  /healthz                     liveness (no token needed)
     GET  /metrics                     Prometheus text
 
+Only loopback ``Host`` names are served unless ``allowed_hosts`` widens them (a
+web page that rebinds its domain to 127.0.0.1 gets 403), and a browser's
+cross-origin request may not change anything. :class:`ServerLimits` bounds what one
+request may ask (JSON depth, tasks, prompt size, parallelism) and how long a client
+may take to send it.
+
 Example:
     >>> from langchain_runtime.api.server import create_app  # doctest: +SKIP
     >>> app = create_app(store=":memory:", token="s3cret")  # doctest: +SKIP
@@ -18,15 +24,18 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from langchain_runtime.api._calls import TOKEN_ENV
+from langchain_runtime.api.server._limits import LOOPBACK_HOSTS, ServerLimits, parse_limits
 from langchain_runtime.api.store import RunStore, SqliteRunStore
+from langchain_runtime.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -35,7 +44,7 @@ if TYPE_CHECKING:
     from langchain_runtime.config import RuntimeConfig
     from langchain_runtime.orchestration import Orchestrator
 
-__all__ = ["DEFAULT_DB", "create_app", "serve", "serve_in_thread"]
+__all__ = ["DEFAULT_DB", "ServerLimits", "create_app", "parse_limits", "serve", "serve_in_thread"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +74,8 @@ def create_app(
     workflows: Mapping[str, Orchestrator] | None = None,
     checkpoint_interval: float = 1.0,
     sse_keepalive: float = 5.0,
+    allowed_hosts: Sequence[str] | None = None,
+    limits: ServerLimits | None = None,
 ) -> FastAPI:
     """The sidecar as an ASGI application.
 
@@ -77,18 +88,28 @@ def create_app(
         store: A :class:`RunStore`, or the path of an SQLite file (default
             ``$LANGCHAIN_RUNTIME_DB`` or ``./langchain-runtime-runs.sqlite3``).
         token: Bearer token required on every route but ``/healthz``; default
-            ``$LANGCHAIN_RUNTIME_TOKEN``; none means no authentication.
+            ``$LANGCHAIN_RUNTIME_TOKEN``; none means no authentication. An empty
+            or blank token is refused (it would read as "no authentication").
         max_body_bytes: Larger request bodies are refused (413).
         max_concurrent_runs: More runs at once are refused (429).
         workflows: Prebuilt orchestrators (with any Python runnables) by name.
         checkpoint_interval: Seconds between saves of a live run's progress.
         sse_keepalive: Seconds of silence after which the event stream sends a
             keep-alive comment.
+        allowed_hosts: ``Host`` names served (``"*"``: any; ``"*.example.com"``);
+            default loopback names only (``localhost``, ``127.0.0.1``, ``::1``).
+        limits: What one request may ask (:class:`ServerLimits`).
 
     Raises:
         ImportError: FastAPI or uvicorn is not installed.
+        ConfigurationError: An empty token.
     """
     _require_server_deps()
+    if token is not None and not token.strip():
+        raise ConfigurationError(
+            "token: an empty token would turn authentication off; give a token, or none "
+            f"(and unset {TOKEN_ENV}) to serve without one"
+        )
     from langchain_runtime.api.server._app import build_app
     from langchain_runtime.api.server._manager import RunManager
     from langchain_runtime.config import load_config
@@ -113,7 +134,12 @@ def create_app(
         own_store=own_store,
     )
     return build_app(
-        manager, token=token or None, max_body_bytes=max_body_bytes, sse_keepalive=sse_keepalive
+        manager,
+        token=token or None,
+        max_body_bytes=max_body_bytes,
+        sse_keepalive=sse_keepalive,
+        allowed_hosts=allowed_hosts,
+        limits=limits,
     )
 
 
@@ -126,6 +152,25 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _hosts_for(host: str, allowed_hosts: Sequence[str] | None) -> Sequence[str] | None:
+    """The hosts served when binding ``host``: loopback, plus a named address bound."""
+    if allowed_hosts is not None or _is_loopback(host) or host in ("0.0.0.0", "::", ""):
+        return allowed_hosts
+    return (*LOOPBACK_HOSTS, host)
+
+
+def _uvicorn_config(app: FastAPI, limits: ServerLimits | None, **kwargs: Any) -> Any:
+    """A ``uvicorn.Config`` with the header-time and connection bounds of ``limits``."""
+    import uvicorn
+
+    from langchain_runtime.api.server._protocol import connection_budget, guarded_protocol
+
+    limits = limits or getattr(app.state, "limits", None) or ServerLimits()
+    protocol = guarded_protocol(limits.header_timeout, limits.max_connections)
+    _, backlog = connection_budget(limits.max_connections)
+    return uvicorn.Config(app, http=protocol, ws="none", backlog=backlog, **kwargs)
+
+
 def serve(
     host: str = "127.0.0.1", port: int = 8000, *, log_level: str = "info", **create_app_kwargs: Any
 ) -> None:
@@ -133,7 +178,8 @@ def serve(
 
     Binds the loopback address by default; binding another address without a
     token logs a warning, as anyone who can reach it could then run (and pay for)
-    model calls.
+    model calls. Binding a named address serves that host name too; behind a proxy
+    or on ``0.0.0.0``, name the hosts with ``allowed_hosts``.
 
     Example:
         >>> serve(port=8000, store="runs.sqlite3", token="s3cret")  # doctest: +SKIP
@@ -141,6 +187,13 @@ def serve(
     _require_server_deps()
     import uvicorn
 
+    create_app_kwargs["allowed_hosts"] = _hosts_for(host, create_app_kwargs.get("allowed_hosts"))
+    if host in ("0.0.0.0", "::", "") and create_app_kwargs["allowed_hosts"] is None:
+        logger.warning(
+            "serving on %s, but only loopback Host names are answered (DNS-rebinding guard); "
+            "name the hosts clients use with allowed_hosts (serve --allowed-hosts NAME)",
+            host or "every interface",
+        )
     app = create_app(**create_app_kwargs)
     if not _is_loopback(host) and not (create_app_kwargs.get("token") or os.environ.get(TOKEN_ENV)):
         logger.warning(
@@ -149,7 +202,11 @@ def serve(
             host,
             TOKEN_ENV,
         )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, ws="none")
+    limits = create_app_kwargs.get("limits")
+    server = uvicorn.Server(_uvicorn_config(app, limits, host=host, port=port, log_level=log_level))
+    # uvicorn re-raises the Ctrl-C it shut down on: that is a clean stop
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
 
 
 def serve_in_thread(
@@ -165,4 +222,6 @@ def serve_in_thread(
     _require_server_deps()
     from langchain_runtime.api.server._background import BackgroundServer
 
-    return BackgroundServer(app or create_app(**create_app_kwargs), host=host, port=port).start()
+    limits = create_app_kwargs.get("limits")
+    app = app or create_app(**create_app_kwargs)
+    return BackgroundServer(app, host=host, port=port, limits=limits).start()

@@ -10,6 +10,7 @@ would resolve against this module's globals.
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_runtime._version import __version__
 from langchain_runtime.api._sse import END_EVENT, format_comment, format_event
-from langchain_runtime.api.errors import code_for_status, status_for
+from langchain_runtime.api.errors import PayloadTooLargeError, code_for_status, status_for
 from langchain_runtime.api.schemas import (
     TERMINAL_STATES,
     ApiRunState,
@@ -32,7 +33,9 @@ from langchain_runtime.api.schemas import (
     TaskSpec,
 )
 from langchain_runtime.api.server._guard import Guard
+from langchain_runtime.api.server._limits import ServerLimits, check_work
 from langchain_runtime.api.server._manager import RunManager
+from langchain_runtime.api.server._protocol import quiet_fd_exhaustion
 from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
 from langchain_runtime.observability._install import installed_handler, with_trace_id
 
@@ -44,9 +47,42 @@ __all__ = ["build_app"]
 logger = logging.getLogger(__name__)
 
 API = "/api/v1"
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorBody} for status in (400, 401, 404, 409, 413, 422, 429, 500)
+_WHY = {
+    400: "Invalid request: malformed JSON, a wrong field, JSON nested too deep, a lone surrogate.",
+    401: "Missing or wrong bearer token.",
+    402: "The run can not be paid for within its budget.",
+    403: "A Host this server does not serve, or a browser's cross-origin write.",
+    404: "No such run.",
+    408: "The request body was not received in time.",
+    409: "The run exists already, or has finished.",
+    413: "The body, a prompt or the number of tasks is over the server's limit.",
+    422: "It can not run under the server's configuration or limits.",
+    429: "As many runs are executing as the server allows; retry later.",
+    500: "Internal error.",
+    503: "The server is shutting down.",
 }
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"model": ErrorBody, "description": _WHY[s]} for s in statuses}
+
+
+_AUTH = (401, 403)
+_ERRORS = _responses(400, *_AUTH, 404, 409, 500, 503)
+_SUBMIT = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 429, 500, 503)
+_ADD = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 500)
+_LAST_EVENT_ID = re.compile(r"-1|[0-9]+")
+#: The ``oneOf`` of a run request: a registered workflow, or ad-hoc tasks (never both).
+_ONE_SOURCE = [
+    {
+        "required": ["workflow"],
+        "properties": {"workflow": {"type": "string"}, "tasks": {"type": "null"}},
+    },
+    {
+        "required": ["tasks"],
+        "properties": {"tasks": {"type": "array"}, "workflow": {"type": "null"}},
+    },
+]
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -83,17 +119,18 @@ _MAX_CURSOR = 2**63 - 1
 
 
 def _event_cursor(after: int | None, last_event_id: str | None) -> int:
+    """The cursor: ``Last-Event-ID`` (ASCII digits only, or ``-1``) over ``?after=``."""
     if last_event_id is None:
         return -1 if after is None else min(after, _MAX_CURSOR)
-    try:
-        value = int(last_event_id)
-    except ValueError:
+    # strict: int() would also take "1_0", " 7 " and non-ASCII digits
+    if not _LAST_EVENT_ID.fullmatch(last_event_id):
         raise InvalidInputError(
-            "header 'Last-Event-ID': expected an event id (an integer)"
-        ) from None
-    if value < -1:
-        raise InvalidInputError("header 'Last-Event-ID': expected an integer >= -1")
-    return min(value, _MAX_CURSOR)
+            "header 'Last-Event-ID': expected an event id (ASCII digits, or -1), "
+            f"got {last_event_id[:40]!r}"
+        )
+    if len(last_event_id) > 19:  # past any event (and past int()'s digit limit)
+        return _MAX_CURSOR
+    return min(int(last_event_id), _MAX_CURSOR)
 
 
 def build_app(
@@ -101,6 +138,8 @@ def build_app(
     *,
     token: str | None,
     max_body_bytes: int,
+    allowed_hosts: Sequence[str] | None = None,
+    limits: ServerLimits | None = None,
     sse_poll_interval: float = 0.05,
     sse_keepalive: float = 5.0,
     sse_max_seconds: float = 600.0,
@@ -109,6 +148,11 @@ def build_app(
     from fastapi import FastAPI, Header, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+
+    class EventStream(StreamingResponse):
+        media_type = "text/event-stream"
+
+    limits = limits or ServerLimits()
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -117,6 +161,7 @@ def build_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        quiet_fd_exhaustion(asyncio.get_running_loop())
         yield
         await run_in_threadpool(manager.close)
 
@@ -127,7 +172,36 @@ def build_app(
         lifespan=lifespan,
     )
     app.state.manager = manager
-    app.add_middleware(Guard, token=token, max_body_bytes=max_body_bytes, metrics=manager.metrics)
+    app.state.limits = limits
+    app.add_middleware(
+        Guard,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        metrics=manager.metrics,
+        allowed_hosts=allowed_hosts,
+        limits=limits,
+    )
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            from fastapi.openapi.utils import get_openapi
+
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description,
+                routes=app.routes,
+            )  # fmt: skip
+            schema["components"]["schemas"]["RunRequest"]["oneOf"] = _ONE_SOURCE
+            for operations in schema["paths"].values():
+                for operation in operations.values():
+                    for status, answer in operation.get("responses", {}).items():
+                        content = answer.get("content", {})
+                        if status >= "400" and content and "application/json" not in content:
+                            # errors are JSON, whatever the route's success media type
+                            answer["content"] = {"application/json": next(iter(content.values()))}
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -163,17 +237,27 @@ def build_app(
             return error("store_error", problem)
         return Health(version=__version__, active_runs=manager.active())
 
-    @app.get("/metrics", response_class=PlainTextResponse)
+    @app.get("/metrics", response_class=PlainTextResponse, responses=_responses(*_AUTH))
     def metrics() -> PlainTextResponse:
         text = manager.metrics.render(manager.store.counts(), manager.active())
         return PlainTextResponse(text, media_type=manager.metrics.content_type)
 
-    @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_ERRORS)
+    @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_SUBMIT)
     def start_run(body: RunRequest) -> RunAccepted:
-        """Submit a run: a registered `workflow` or ad-hoc `tasks`, a policy, an input."""
+        """Submit a run: exactly one of a registered `workflow` or ad-hoc `tasks`, a policy,
+        an input.
+
+        Bounded by the server's limits (each named in the error): tasks per run and
+        characters per prompt (413), `policy.max_parallelism` (422), JSON nesting (400).
+        """
+        check_work(
+            limits,
+            tasks=body.tasks or (),
+            max_parallelism=body.policy.max_parallelism if body.policy is not None else None,
+        )
         return manager.submit(body)
 
-    @app.get(f"{API}/runs", response_model=RunPage, responses=_ERRORS)
+    @app.get(f"{API}/runs", response_model=RunPage, responses=_responses(400, *_AUTH, 500))
     def list_runs(
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
@@ -221,17 +305,47 @@ def build_app(
         f"{API}/runs/{{run_id}}/tasks",
         status_code=202,
         response_model=TaskAccepted,
-        responses=_ERRORS,
+        responses=_ADD,
     )
     def enqueue_task(run_id: str, body: TaskSpec) -> TaskAccepted:
-        """Add a task to a live run; it joins the next batch."""
+        """Add a task to a live run; it joins the next batch.
+
+        The run's tasks, this one included, stay within the server's `max_tasks` (413).
+        """
+        check_work(limits, tasks=(body,))
+        count = manager.task_count(run_id)
+        if count is not None and count >= limits.max_tasks:
+            raise PayloadTooLargeError(
+                f"run {run_id} has {count} tasks, this server's limit per run "
+                f"(serve --limit max_tasks=N); cannot add task {body.id!r}"
+            )
         return manager.enqueue(run_id, body)
 
-    @app.get(f"{API}/runs/{{run_id}}/events", responses=_ERRORS)
+    @app.get(
+        f"{API}/runs/{{run_id}}/events",
+        response_class=EventStream,
+        responses={
+            200: {
+                "description": "`text/event-stream`: messages `id: <seq>`, `event: <type>`, "
+                "`data: <RunEvent JSON>`; then `event: end` with `{run_id, state}`; "
+                "`: keep-alive` comments while quiet.",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            **_responses(400, *_AUTH, 404, 500),
+        },
+    )
     async def run_events(
         run_id: str,
-        after: Annotated[int | None, Query(ge=-1)] = None,
-        last_event_id: Annotated[str | None, Header()] = None,
+        after: Annotated[
+            int | None, Query(ge=-1, description="Only events after this seq (-1: all).")
+        ] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(
+                description="Resume after this event id: ASCII digits, or -1 (`1_0`, ` 7` "
+                "and other spellings are refused with 400); wins over `after`.",
+            ),
+        ] = None,
     ) -> StreamingResponse:
         """Server-sent events: each committed event (`id` = its seq), then `end`.
 
@@ -242,7 +356,7 @@ def build_app(
         stored: tuple[list[dict[str, Any]], str] | None = None
         if first is None:  # not live: it must exist in the store (404 otherwise)
             stored = await run_in_threadpool(manager.stored_events, run_id, cursor)
-        return StreamingResponse(
+        return EventStream(
             _stream(manager, run_id, cursor, first, stored, sse_poll_interval, sse_keepalive,
                     sse_max_seconds),
             media_type="text/event-stream",

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from langchain_runtime.api.server._limits import ServerLimits
+
 __all__ = ["BackgroundServer"]
 
 
@@ -20,6 +22,7 @@ class BackgroundServer:
         app: The application (``create_app(...)``).
         host: Address to bind (loopback by default).
         port: Port; 0 picks a free one (see :attr:`url`).
+        limits: Header time and connection bounds; default those the app was made with.
 
     Example:
         >>> server = BackgroundServer(create_app(store=":memory:")).start()  # doctest: +SKIP
@@ -28,12 +31,21 @@ class BackgroundServer:
         >>> server.stop()  # doctest: +SKIP
     """
 
-    def __init__(self, app: FastAPI, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: FastAPI,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: ServerLimits | None = None,
+    ) -> None:
         import uvicorn
 
+        from langchain_runtime.api.server import _uvicorn_config
+
         self.app = app
-        config = uvicorn.Config(
-            app, host=host, port=port, log_level="warning", ws="none", lifespan="on"
+        config = _uvicorn_config(
+            app, limits, host=host, port=port, log_level="warning", lifespan="on"
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None

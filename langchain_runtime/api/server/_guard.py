@@ -1,18 +1,31 @@
-"""The ASGI layer in front of every route: bearer token, body size, request metrics.
+"""The ASGI layer in front of every route: host, origin, token, body, request metrics.
 
-It runs before any routing or parsing, so an unauthenticated or oversized request
-costs the server nothing more than its headers (and at most ``max_body_bytes`` of
-body). The token is compared in constant time.
+It runs before any routing or parsing, so a refused request costs the server
+nothing more than its headers (and at most ``max_body_bytes`` of body, read within
+``body_timeout``). In order: the ``Host`` must be allowed (loopback names by
+default: a DNS-rebinding guard); a browser's cross-origin request may not use a
+method that changes anything; the bearer token (compared in constant time); then
+the body, whose JSON must not nest deeper than ``max_json_depth`` nor hold lone
+surrogates (see :mod:`._limits`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from langchain_runtime.api.errors import status_for
+from langchain_runtime.api.server._limits import (
+    ServerLimits,
+    check_json,
+    cross_origin,
+    host_allowed,
+    host_of,
+)
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -24,6 +37,7 @@ __all__ = ["OPEN_PATHS", "Guard"]
 #: Paths served without the token (liveness probes carry no secrets).
 OPEN_PATHS = frozenset({"/healthz"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Metric labels take only these methods, so a client can not grow the label set.
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -42,12 +56,38 @@ class Guard:
     """Pure ASGI middleware: auth, then a bounded body read, then the app."""
 
     def __init__(
-        self, app: ASGIApp, *, token: str | None, max_body_bytes: int, metrics: Metrics
+        self,
+        app: ASGIApp,
+        *,
+        token: str | None,
+        max_body_bytes: int,
+        metrics: Metrics,
+        allowed_hosts: Sequence[str] | None = None,
+        limits: ServerLimits | None = None,
     ) -> None:
         self.app = app
         self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.allowed_hosts = tuple(allowed_hosts) if allowed_hosts is not None else None
+        self.limits = limits or ServerLimits()
+
+    def _refusal(self, scope: Scope) -> str | None:
+        """Why this client may not ask (a foreign host, a cross-origin write), or None."""
+        headers = dict(scope["headers"])
+        raw = headers.get(b"host", b"").decode("latin-1")
+        host = host_of(raw)
+        if scope["path"] not in OPEN_PATHS and not host_allowed(host, self.allowed_hosts):
+            return (
+                f"host {raw!r} is not served here (only loopback names by default, against "
+                f"DNS rebinding); start the server with --allowed-hosts {host or 'NAME'} "
+                "to allow it"
+            )
+        if scope["method"] not in _SAFE_METHODS:
+            why = cross_origin(headers, raw.strip().lower())
+            if why is not None:
+                return f"a cross-origin browser request may not {scope['method']} here ({why})"
+        return None
 
     def _authorized(self, scope: Scope) -> bool:
         if self.token is None or scope["path"] in OPEN_PATHS:
@@ -81,6 +121,10 @@ class Guard:
             self.metrics.http_request(method, path, status, time.perf_counter() - started)
 
     async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await send_error(send, "forbidden", refusal)
+            return
         if not self._authorized(scope):
             await send_error(
                 send,
@@ -105,18 +149,33 @@ class Guard:
         chunks: list[bytes] = []
         total = 0
         more = True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunk = message.get("body", b"")
-            total += len(chunk)
-            if total > self.max_body_bytes:
-                await send_error(send, "payload_too_large", self._too_large(total))
-                return
-            chunks.append(chunk)
-            more = bool(message.get("more_body", False))
+        deadline = time.monotonic() + self.limits.body_timeout
+        try:
+            while more:
+                left = deadline - time.monotonic()
+                message = await asyncio.wait_for(receive(), max(left, 0.0))
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                total += len(chunk)
+                if total > self.max_body_bytes:
+                    await send_error(send, "payload_too_large", self._too_large(total))
+                    return
+                chunks.append(chunk)
+                more = bool(message.get("more_body", False))
+        except asyncio.TimeoutError:
+            await send_error(
+                send,
+                "request_timeout",
+                f"the request body was not received within {self.limits.body_timeout:g}s",
+                {"connection": "close"},
+            )
+            return
         body = b"".join(chunks)
+        problem = check_json(body, self.limits.max_json_depth) if body else None
+        if problem is not None:
+            await send_error(send, "invalid_input", problem)
+            return
         replayed = False
 
         async def replay() -> Message:

@@ -39,6 +39,8 @@ def make_app(config: RuntimeConfig, gate: Gate) -> Iterator[AppFactory]:
         kwargs.setdefault("store", MemoryRunStore())
         kwargs.setdefault("workflows", {"gated": gate.orchestrator()})
         kwargs.setdefault("checkpoint_interval", 0.1)
+        # the in-process clients' host names (TestClient, ASGITransport) besides loopback
+        kwargs.setdefault("allowed_hosts", ["localhost", "testserver", "app", "x"])
         app = create_app(kwargs.pop("config", config), **kwargs)
         apps.append(app)
         return app

@@ -430,3 +430,21 @@ async def test_the_async_client_does_not_retry_a_sent_submission(
         with pytest.raises(ApiTimeoutError):
             await c.start_run(workflow="w")
     assert route.call_count == 1
+
+
+def test_a_dropped_sync_client_stops_its_loop_thread(mock: respx.MockRouter) -> None:
+    import gc
+    import threading
+
+    mock.get(f"{URL}/healthz").respond(200, json={"status": "ok"})
+
+    def loops() -> int:
+        return sum(t.name == "lcr-client-loop" and t.is_alive() for t in threading.enumerate())
+
+    before = loops()
+    client = RuntimeClient(URL)
+    assert client.health() == {"status": "ok"}
+    assert loops() == before + 1
+    del client
+    gc.collect()
+    assert loops() == before

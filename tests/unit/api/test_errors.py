@@ -18,6 +18,7 @@ from langchain_runtime import (
 from langchain_runtime.api.errors import (
     ERROR_TABLE,
     ApiError,
+    ForbiddenError,
     PayloadTooLargeError,
     RunExistsError,
     RunNotFoundError,
@@ -39,6 +40,8 @@ EXPECTED: dict[str, tuple[int, type[LangChainRuntimeError]]] = {
     "context_too_large": (422, ContextTooLargeError),
     "budget_exceeded": (402, BudgetExceededError),
     "unauthorized": (401, UnauthorizedError),
+    "forbidden": (403, ForbiddenError),
+    "request_timeout": (408, ApiError),
     "run_not_found": (404, RunNotFoundError),
     "not_found": (404, ApiError),
     "method_not_allowed": (405, ApiError),
@@ -90,3 +93,15 @@ def test_api_errors_have_codes_statuses_and_retry_flags(cls: type[ApiError]) -> 
     assert isinstance(cls.is_retryable, bool)
     assert TooManyRunsError.is_retryable
     assert issubclass(RunNotFoundError, LookupError)
+
+
+def test_every_error_class_a_user_sees_is_a_public_name() -> None:
+    import langchain_runtime.api as api
+
+    for kind in ERROR_TABLE.values():
+        cls = kind.error
+        assert not cls.__name__.startswith("_"), cls
+        assert getattr(api, cls.__name__) is cls
+    err = error_from_body(402, {"code": "budget_exceeded", "message": "over"})
+    assert type(err).__name__ == "ApiBudgetExceededError"
+    assert isinstance(err, BudgetExceededError) and isinstance(err, ApiError)

@@ -66,7 +66,7 @@ def test_table_says_what_is_exact_and_the_budget_verdict(cli: Cli) -> None:
     assert out.exit_code == 0, out.stderr
     text = out.stdout
     assert "no model is called" in text
-    assert "prompt exact" in text and "prompt ≈ (from research)" in text
+    assert "= prompt exact" in text and "outline ≈ (from research)" in text
     assert "prompt text counted exactly (tiktoken:cl100k_base)" in text
     assert "Not in the ranges: retries" in text
     assert "Budget $0.01 and 20,000 tokens: the upper bound" in text and "fits" in text

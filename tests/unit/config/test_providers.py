@@ -139,9 +139,14 @@ def test_init_chat_model_integration_package_missing() -> None:
 
 
 def test_unknown_provider() -> None:
-    config = _config(provider="nowhere", model="x")
-    with pytest.raises(ConfigurationError, match="Unsupported provider='nowhere'"):
+    config = _config(provider="zzqq", model="x")
+    with pytest.raises(ConfigurationError, match="model 'm': unknown provider 'zzqq' \\(known: "):
         config.model("m")
+    typo = _config(provider="simulatd", model="x")
+    with pytest.raises(
+        ConfigurationError, match="unknown provider 'simulatd'; did you mean 'simulated'"
+    ):
+        typo.model("m")
 
 
 def test_provider_refusing_a_parameter(monkeypatch: pytest.MonkeyPatch) -> None:

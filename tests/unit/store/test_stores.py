@@ -312,6 +312,20 @@ def test_a_run_left_unfinished_by_a_closed_store_is_interrupted(backend: Backend
     assert again.load_run("r1").state == "interrupted"  # type: ignore[union-attr]
 
 
+def test_interrupt_run_ends_a_run_whose_owner_is_known_to_be_gone(backend: Backend) -> None:
+    store = backend.open()
+    store.begin_run(header("remote", owner="4242@elsewhere"))  # live by its heartbeat
+    store.close()
+    store = backend.open()
+    assert store.is_live("remote")
+    assert store.interrupt_run("remote") and not store.interrupt_run("remote")
+    run = store.load_run("remote")
+    assert run is not None and (run.state, run.live) == ("interrupted", False)
+    assert store.list_runs(state="interrupted")[1] == 1
+    store.begin_run(header("remote", owner=local_owner()), resume=True)
+    assert store.is_live("remote") and store.load_run("remote").resumes == 1  # type: ignore[union-attr]
+
+
 # -- claims, stale owners and fencing ----------------------------------------------------------
 
 
