@@ -1,4 +1,4 @@
-"""The PostgreSQL store's plumbing: its pool, its timeouts, its schema and its errors.
+"""The PostgreSQL store's plumbing: its pool, timeouts, schema, errors and value helpers.
 
 Every statement runs with a ``statement_timeout`` and a ``lock_timeout``, and taking
 a connection from the pool has a timeout, so nothing waits for ever; any failure of
@@ -15,10 +15,13 @@ integer, and keys are reordered); money is ``NUMERIC``; times are ``TIMESTAMPTZ`
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from langchain_runtime.errors import StoreError
@@ -27,7 +30,7 @@ if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg_pool import ConnectionPool
 
-__all__ = ["SCHEMA_VERSION", "Database", "redact"]
+__all__ = ["SCHEMA_VERSION", "Database", "dumps", "redact", "repeatable", "task_cost", "utc"]
 
 logger = logging.getLogger(__name__)
 
@@ -270,3 +273,35 @@ def _pool_timeout() -> type[Exception]:
     from psycopg_pool import PoolTimeout
 
     return PoolTimeout
+
+
+def dumps(value: Any, what: str) -> str:
+    """``value`` as compact JSON text; :class:`StoreError` naming ``what`` if it is not JSON."""
+    try:
+        return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"{what} is not JSON data: {exc}") from None
+
+
+def task_cost(result: Mapping[str, Any]) -> Decimal | None:
+    """A task result's cost amount for the ``NUMERIC`` column (None if not a finite number)."""
+    cost = result.get("cost")
+    amount = cost.get("amount") if isinstance(cost, Mapping) else None
+    if amount is None:
+        return None
+    try:
+        value = Decimal(str(amount))
+    except InvalidOperation:  # a cost that is not a number is not summed
+        return None
+    return value if value.is_finite() else None
+
+
+def utc(when: datetime) -> datetime:
+    """``when``, a naive time read as UTC."""
+    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
+
+
+def repeatable(conn: Connection[Any], work: Any) -> Any:
+    """``work`` in a read-only transaction with one snapshot for all its statements."""
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    return work(conn)

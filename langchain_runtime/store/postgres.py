@@ -31,14 +31,21 @@ import json
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from langchain_runtime.errors import ResumeError, StoreError
 from langchain_runtime.store import _owner
 from langchain_runtime.store._base import DELETED, RunHeader, RunSummary, StoredRun, TaskRecord
-from langchain_runtime.store._pg import SCHEMA_VERSION, Database, redact
+from langchain_runtime.store._pg import (
+    SCHEMA_VERSION,
+    Database,
+    dumps,
+    redact,
+    repeatable,
+    task_cost,
+    utc,
+)
 from langchain_runtime.store._pg_records import PgRecordsMixin
 
 if TYPE_CHECKING:
@@ -86,31 +93,8 @@ _MEMORY = (
 _ENQUEUED = "INSERT INTO run_enqueued VALUES (%s, %s, %s, %s, %s)"
 
 
-def _dumps(value: Any, what: str) -> str:
-    try:
-        return json.dumps(value, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise StoreError(f"{what} is not JSON data: {exc}") from None
-
-
-def _cost(result: Mapping[str, Any]) -> Decimal | None:
-    cost = result.get("cost")
-    amount = cost.get("amount") if isinstance(cost, Mapping) else None
-    if amount is None:
-        return None
-    try:
-        value = Decimal(str(amount))
-    except InvalidOperation:  # a cost that is not a number is not summed
-        return None
-    return value if value.is_finite() else None
-
-
 class _LiveError(ResumeError):
     """The run is live under an owner: :meth:`PostgresRunStore.claim` says False."""
-
-
-def _utc(when: datetime) -> datetime:
-    return when.replace(tzinfo=timezone.utc) if when.tzinfo is None else when
 
 
 class PostgresRunStore(PgRecordsMixin):
@@ -334,14 +318,14 @@ class PostgresRunStore(PgRecordsMixin):
             ).fetchall()
             stale = []
             for run_id, owner, started, beat, db_now in rows:
-                at = _utc(now) if now is not None else db_now
+                at = utc(now) if now is not None else db_now
                 if not self._alive(run_id, owner, started, beat, at):
                     error = {
                         "code": "interrupted",
                         "message": f"run {run_id!r}: its owner {owner} stopped "
                         f"(last heartbeat {beat.isoformat()}); resume it to continue",
                     }
-                    stale.append((_dumps(error, "error"), run_id))
+                    stale.append((dumps(error, "error"), run_id))
             if stale:
                 with conn.cursor() as cur:
                     cur.executemany(
@@ -360,9 +344,9 @@ class PostgresRunStore(PgRecordsMixin):
         fingerprint = dict(header.fingerprint)
         values = (
             header.name,
-            _dumps(dict(header.input), f"run {run_id!r} input"),
-            _dumps(dict(header.policy), f"run {run_id!r} policy"),
-            _dumps(fingerprint, f"run {run_id!r} fingerprint"),
+            dumps(dict(header.input), f"run {run_id!r} input"),
+            dumps(dict(header.policy), f"run {run_id!r} policy"),
+            dumps(fingerprint, f"run {run_id!r} fingerprint"),
             len(fingerprint),
         )
         enqueued = [
@@ -370,8 +354,8 @@ class PostgresRunStore(PgRecordsMixin):
                 run_id,
                 pos,
                 str(item["task_id"]),
-                _dumps(item.get("spec"), f"enqueued task {item['task_id']!r}"),
-                _dumps(fingerprint.get(str(item["task_id"])), "fingerprint"),
+                dumps(item.get("spec"), f"enqueued task {item['task_id']!r}"),
+                dumps(fingerprint.get(str(item["task_id"])), "fingerprint"),
             )
             for pos, item in enumerate(header.enqueued)
         ]
@@ -385,7 +369,7 @@ class PostgresRunStore(PgRecordsMixin):
                     (
                         run_id,
                         values[0],
-                        _utc(header.created_at),
+                        utc(header.created_at),
                         *values[1:],
                         owner,
                         self._started(owner),
@@ -433,14 +417,14 @@ class PostgresRunStore(PgRecordsMixin):
                 run_id,
                 t.task_id,
                 t.state,
-                _cost(t.result),
-                _dumps(dict(t.result), f"task {t.task_id!r} result"),
+                task_cost(t.result),
+                dumps(dict(t.result), f"task {t.task_id!r} result"),
             )
             for t in tasks
         ]
         event_rows = self._event_rows(run_id, events)
         memory_rows = [
-            (run_id, key, _dumps(value, f"memory {key!r}"))
+            (run_id, key, dumps(value, f"memory {key!r}"))
             for key, value in (memory or {}).items()
             if value != DELETED
         ]
@@ -491,8 +475,8 @@ class PostgresRunStore(PgRecordsMixin):
         entry = fingerprint
         if set(fingerprint) == {task_id} and isinstance(fingerprint[task_id], Mapping):
             entry = fingerprint[task_id]
-        spec = _dumps(task.get("spec"), f"enqueued task {task_id!r}")
-        entry_json = _dumps(dict(entry), f"enqueued task {task_id!r} fingerprint")
+        spec = dumps(task.get("spec"), f"enqueued task {task_id!r}")
+        entry_json = dumps(dict(entry), f"enqueued task {task_id!r} fingerprint")
         self._ensure_open()
 
         def work(conn: Connection[Any]) -> None:
@@ -515,7 +499,7 @@ class PostgresRunStore(PgRecordsMixin):
 
     def save_source(self, run_id: str, source: Mapping[str, Any]) -> None:
         """Keep what an entry point rebuilds run ``run_id``'s graph from (JSON data)."""
-        text = _dumps(dict(source), f"run {run_id!r} source")
+        text = dumps(dict(source), f"run {run_id!r} source")
         self._ensure_open()
         self._db.run(
             lambda c: c.execute(
@@ -592,7 +576,7 @@ class PostgresRunStore(PgRecordsMixin):
         events: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         event_rows = self._event_rows(run_id, events)
-        error_json = None if error is None else _dumps(dict(error), f"run {run_id!r} error")
+        error_json = None if error is None else dumps(dict(error), f"run {run_id!r} error")
 
         def work(conn: Connection[Any]) -> None:
             self._fenced(conn, run_id, "the finish")
@@ -624,7 +608,7 @@ class PostgresRunStore(PgRecordsMixin):
 
     @staticmethod
     def _event_rows(run_id: str, events: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:
-        return [(run_id, int(e["seq"]), _dumps(dict(e), f"run {run_id!r} event")) for e in events]
+        return [(run_id, int(e["seq"]), dumps(dict(e), f"run {run_id!r} event")) for e in events]
 
     def _notify(self, conn: Connection[Any], run_id: str, seq: int) -> None:
         """Tell listeners (:meth:`wait_for_events`) of events up to ``seq``, at commit."""
@@ -654,7 +638,7 @@ class PostgresRunStore(PgRecordsMixin):
             return tuple(row), tasks, memory, enqueued
 
         # one snapshot: a commit landing meanwhile is seen whole or not at all
-        found = self._db.run(lambda c: _repeatable(c, work))
+        found = self._db.run(lambda c: repeatable(c, work))
         if found is None:
             return None
         row, tasks, memory, enqueued = found
@@ -772,7 +756,7 @@ class PostgresRunStore(PgRecordsMixin):
             ).fetchall()
             return rows, total, {r[0]: (int(r[1]), r[2]) for r in sums}
 
-        rows, total, totals = self._db.run(lambda c: _repeatable(c, work))
+        rows, total, totals = self._db.run(lambda c: repeatable(c, work))
         effective = [
             (r, "interrupted" if r[2] == "running" and not self._alive(r[0], *r[6:]) else r[2])
             for r in rows
@@ -808,9 +792,3 @@ class PostgresRunStore(PgRecordsMixin):
         for run_id in begun:  # a closed store executes nothing
             _owner.unregister(self._identity, run_id)
         self._db.close()
-
-
-def _repeatable(conn: Connection[Any], work: Any) -> Any:
-    """``work`` in a read-only transaction with one snapshot for all its statements."""
-    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    return work(conn)
