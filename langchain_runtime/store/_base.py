@@ -197,6 +197,9 @@ class SharedRunStore(DurableRunStore, Protocol):
         refused from then on. ``ResumeError`` if there is no such run.
         """
 
+    def release(self, run_id: str) -> None:
+        """Let go of a run taken with :meth:`claim` and not begun (its state restored)."""
+
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (commits do it too)."""
 

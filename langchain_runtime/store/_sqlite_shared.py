@@ -48,7 +48,8 @@ class SharedMixin:
     _lock: threading.Lock
     _identity: str
     _begun: dict[str, int]
-    _claimed: set[str]
+    #: run id -> (state, error) it had before this store claimed it
+    _claimed: dict[str, tuple[str, str | None]]
     path: str
     stale_after: timedelta
 
@@ -101,7 +102,8 @@ class SharedMixin:
         try:
             with self._write():
                 row = self._db.execute(
-                    f"SELECT {_LIVENESS}, d.resumes FROM {_RUNS} WHERE d.run_id = ?", (run_id,)
+                    f"SELECT {_LIVENESS}, d.resumes, d.error FROM {_RUNS} WHERE d.run_id = ?",
+                    (run_id,),
                 ).fetchone()
                 resumes = self._take(run_id, row)
                 self._db.execute(
@@ -114,10 +116,34 @@ class SharedMixin:
                 )
                 _owner.register(self._identity, run_id)
                 self._begun[run_id] = resumes
-                self._claimed.add(run_id)
+                self._claimed[run_id] = (row[0], row[5])
         except _LiveError:
             return False
         return True
+
+    def release(self, run_id: str) -> None:
+        """Let go of a run taken with :meth:`claim` and not begun: it gets back the
+        state and error it had (a run that was ``running`` is ``interrupted``).
+
+        Raises:
+            StoreError: This store holds no such claim, or it was superseded.
+        """
+        try:
+            with self._write():
+                before = self._claimed.get(run_id)
+                if before is None:
+                    raise StoreError(f"run {run_id!r} is not claimed by this store")
+                self._fenced(run_id, "the release")
+                state = "interrupted" if before[0] == "running" else before[0]
+                self._db.execute(
+                    "UPDATE durable_runs SET state = ?, error = ? WHERE run_id = ?",
+                    (state, before[1], run_id),
+                )
+        finally:
+            with self._lock:
+                if self._claimed.pop(run_id, None) is not None:
+                    self._begun.pop(run_id, None)
+                    _owner.unregister(self._identity, run_id)
 
     def mark_interrupted_stale(self, now: datetime | None = None) -> builtins.list[str]:
         """Mark ``interrupted`` every ``running`` run whose owner is gone; their ids.

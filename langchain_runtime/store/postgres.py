@@ -149,7 +149,8 @@ class PostgresRunStore(PgRecordsMixin):
         #: run id -> the claim (``resumes``) this store holds on it, until finish_run
         self._begun: dict[str, int] = {}
         #: runs claimed with claim() that begin_run has not taken over yet
-        self._claimed: set[str] = set()
+        #: run id -> (state, error) it had before this store claimed it
+        self._claimed: dict[str, tuple[str, str | None]] = {}
         self._db = Database(
             dsn, timeout=timeout, pool_size=pool_size, name="langchain-runtime-run-store"
         )
@@ -275,13 +276,51 @@ class PostgresRunStore(PgRecordsMixin):
         """
         self._ensure_open()
 
+        before: list[tuple[str, str | None]] = []
+
+        def work(conn: Connection[Any]) -> int:
+            row = conn.execute(
+                "SELECT state, error FROM durable_runs WHERE run_id = %s FOR UPDATE", (run_id,)
+            ).fetchone()
+            if row is not None:
+                before.append((row[0], row[1]))
+            return self._take(conn, run_id, owner)
+
         try:
-            self._taking(run_id, lambda conn: self._take(conn, run_id, owner))
+            self._taking(run_id, work)
         except _LiveError:
             return False
         with self._lock:
-            self._claimed.add(run_id)
+            self._claimed[run_id] = before[0]
         return True
+
+    def release(self, run_id: str) -> None:
+        """Let go of a run taken with :meth:`claim` and not begun: it gets back the
+        state and error it had (a run that was ``running`` is ``interrupted``).
+
+        Raises:
+            StoreError: This store holds no such claim, or it was superseded.
+        """
+        with self._lock:
+            before = self._claimed.get(run_id)
+        if before is None:
+            raise StoreError(f"run {run_id!r} is not claimed by this store")
+        state = "interrupted" if before[0] == "running" else before[0]
+
+        def work(conn: Connection[Any]) -> None:
+            self._fenced(conn, run_id, "the release")
+            conn.execute(
+                "UPDATE durable_runs SET state = %s, error = %s WHERE run_id = %s",
+                (state, before[1], run_id),
+            )
+
+        try:
+            self._db.run(work)
+        finally:
+            with self._lock:
+                if self._claimed.pop(run_id, None) is not None:
+                    self._begun.pop(run_id, None)
+                    _owner.unregister(self._identity, run_id)
 
     def _fenced(self, conn: Connection[Any], run_id: str, what: str) -> None:
         """Refuse ``what`` from this store if its claim on the run was superseded."""
@@ -403,7 +442,7 @@ class PostgresRunStore(PgRecordsMixin):
         except _LiveError as exc:
             raise ResumeError(str(exc)) from None
         with self._lock:
-            self._claimed.discard(run_id)
+            self._claimed.pop(run_id, None)
 
     def commit(
         self,
@@ -604,7 +643,7 @@ class PostgresRunStore(PgRecordsMixin):
             _owner.unregister(self._identity, run_id)
             with self._lock:
                 self._begun.pop(run_id, None)
-                self._claimed.discard(run_id)
+                self._claimed.pop(run_id, None)
 
     @staticmethod
     def _event_rows(run_id: str, events: Sequence[Mapping[str, Any]]) -> list[tuple[Any, ...]]:

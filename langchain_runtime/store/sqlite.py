@@ -233,7 +233,7 @@ class SQLiteRunStore(SharedMixin, RecordsMixin):
         #: run id -> the claim (``resumes``) this store holds on it, until finish_run
         self._begun: dict[str, int] = {}
         #: runs claimed with claim() that begin_run has not taken over yet
-        self._claimed: set[str] = set()
+        self._claimed: dict[str, tuple[str, str | None]] = {}
         memory = self.path == ":memory:"
         file = Path(self.path)
         existed = False
@@ -458,7 +458,7 @@ class SQLiteRunStore(SharedMixin, RecordsMixin):
             )
             _owner.register(self._identity, header.run_id)
             self._begun[header.run_id] = resumes
-            self._claimed.discard(header.run_id)
+            self._claimed.pop(header.run_id, None)
 
     def commit(
         self,
@@ -600,7 +600,7 @@ class SQLiteRunStore(SharedMixin, RecordsMixin):
             _owner.unregister(self._identity, run_id)
             with self._lock:
                 self._begun.pop(run_id, None)
-                self._claimed.discard(run_id)
+                self._claimed.pop(run_id, None)
 
     def _touch(self, run_id: str, now: str) -> bool:
         """Beat for ``run_id`` (in the write transaction); False if there is no such run."""

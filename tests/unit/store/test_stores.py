@@ -349,6 +349,30 @@ def test_claim_takes_a_run_nobody_executes_once(backend: Backend) -> None:
         a.claim("ghost", "1@host-a")
 
 
+def test_a_claim_holds_the_run_while_its_graph_is_checked_and_can_be_let_go(
+    backend: Backend,
+) -> None:
+    """claim, then load and check, then begin (or release): nobody else can resume the
+    run between the load and the begin, so the loaded state is the state resumed."""
+    a, b = backend.open(), backend.open()
+    a.begin_run(header(owner="1@host-a"))
+    a.commit("r1", [record("a")])
+    a.finish_run("r1", "budget_exceeded", error={"code": "budget_exceeded"})
+    assert a.claim("r1", "1@host-a")
+    with pytest.raises(ResumeError, match="still live"):
+        b.begin_run(header(owner="2@host-b"), resume=True)
+    a.release("r1")  # the graph did not match, say: the run is as it was
+    run = b.load_run("r1")
+    assert run is not None and (run.state, run.live) == ("budget_exceeded", False)
+    assert run.error == {"code": "budget_exceeded"}
+    with pytest.raises(StoreError, match="not claimed"):
+        a.release("r1")
+    assert b.claim("r1", "2@host-b")
+    b.begin_run(header(owner="2@host-b"), resume=True)
+    b.finish_run("r1", "completed")
+    assert b.load_run("r1").state == "completed"  # type: ignore[union-attr]
+
+
 def test_concurrent_claims_in_one_process_give_the_run_to_one(backend: Backend) -> None:
     seed = backend.open()
     seed.begin_run(header(owner=local_owner()))
