@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from langchain_runtime.context.builder import enter_task, exit_task
@@ -53,6 +53,13 @@ class _Executor(_Committer):
         planned = self.accounting.plan(task, inp)
         return Prepared(inp, planned if planned is not None else task.runnable, info)
 
+    def _replan(
+        self, task: Task, inp: dict[str, Any], runnable: Runnable[Any, Any]
+    ) -> Runnable[Any, Any]:
+        """The runnable for a retry, its output limit planned again from today's budget."""
+        planned = self.accounting.plan(task, inp)
+        return planned if planned is not None else runnable
+
     def _memory_view(self) -> dict[str, Any]:
         return self.memory.snapshot() if len(self.memory) else {}
 
@@ -96,6 +103,9 @@ class _Executor(_Committer):
                             {"attempt": attempts, "error": describe(exc), "delay": delay},
                         )
                         await asyncio.sleep(delay)
+                        # Others spent while this attempt ran and waited: clamp the next
+                        # attempt to what is left now (or refuse it, naming the task).
+                        runnable = self._replan(task, inp, runnable)
                         continue
                     raise
                 break
