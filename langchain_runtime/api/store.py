@@ -4,8 +4,14 @@ A :class:`RunRecord` holds what the API reports about a run (the request, its
 status as JSON, timestamps); its event log is stored beside it. The server writes a
 run's final status and its remaining events in one transaction *before* it reports
 the run finished, so a finished run is never lost, and a restart reads it back
-as it was. Runs still ``pending``/``running`` when the server stopped were not
-resumed: :meth:`RunStore.mark_interrupted` marks them ``failed`` (at-most-once).
+as it was. Runs still ``pending``/``running`` when the server stopped are not
+resumed by themselves: :meth:`RunStore.mark_interrupted` marks them ``failed``
+with the error code ``interrupted`` (at-most-once).
+
+The SQLite store (:class:`~langchain_runtime.store.SQLiteRunStore`, aliased here as
+``SqliteRunStore``) is also the durable run store: in it a run's tasks are stored
+as they commit, so an interrupted run keeps its completed tasks and can be resumed
+(``POST /api/v1/runs/{id}/resume``). :class:`MemoryRunStore` keeps no durable runs.
 """
 
 from __future__ import annotations

@@ -118,14 +118,9 @@ def _orchestrator(
         loaded.policy, budget=amount, max_parallelism=source.get("max_parallelism")
     )
     built = loaded.config.build_workflow(loaded.name, policy_override=policy)
-    return Orchestrator(
-        built.graph,
-        policy=built.policy,
-        catalog=built.catalog,
-        input_keys=built.input_keys,
-        name=built.name,
-        store=store,
-    )
+    # the whole RunResult (not one output task's output), kept in the store
+    resumed: Orchestrator = built.model_copy(update={"output": None, "store": store})
+    return resumed
 
 
 def resume_local(

@@ -123,14 +123,7 @@ def _whole_result(orchestrator: Orchestrator, store: Any = None) -> Orchestrator
     ``output`` task, whose output alone a chain would receive), kept in ``store``."""
     if orchestrator.output is None and store is None:
         return orchestrator
-    return Orchestrator(
-        orchestrator.graph,
-        policy=orchestrator.policy,
-        catalog=orchestrator.catalog,
-        input_keys=orchestrator.input_keys,
-        name=orchestrator.name,
-        store=store,
-    )
+    return orchestrator.model_copy(update={"output": None, "store": store})
 
 
 def _file_order(loaded: LoadedWorkflow, orchestrator: Orchestrator) -> list[str]:

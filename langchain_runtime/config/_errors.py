@@ -30,6 +30,8 @@ LineFinder = Callable[[Loc], "int | None"]
 
 _PLAIN_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _MAX_SHOWN = 60
+
+
 @dataclass(frozen=True)
 class ConfigIssue:
     """One problem in a configuration.

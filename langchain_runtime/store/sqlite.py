@@ -544,6 +544,21 @@ class SQLiteRunStore(RecordsMixin):
             ).fetchall()
         return [r[0] for r in rows if r[0].startswith(prefix)]  # LIKE ignores case
 
+    def interrupt_run(self, run_id: str) -> bool:
+        """Record that ``run_id`` no longer executes (its owner died): ``interrupted``.
+
+        For a caller that knows the owner is gone without asking it: a server that
+        restarts on its (exclusively held) store and finds its own runs in flight.
+        True if the run was ``running``.
+        """
+        with self._write():
+            cursor = self._db.execute(
+                "UPDATE durable_runs SET state = 'interrupted' "
+                "WHERE run_id = ? AND state = 'running'",
+                (run_id,),
+            )
+        return cursor.rowcount == 1
+
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (a commit does it too): for long calls."""
         with self._write():

@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
@@ -203,10 +204,9 @@ def serve(
         )
     limits = create_app_kwargs.get("limits")
     server = uvicorn.Server(_uvicorn_config(app, limits, host=host, port=port, log_level=log_level))
-    try:
+    # uvicorn re-raises the Ctrl-C it shut down on: that is a clean stop
+    with contextlib.suppress(KeyboardInterrupt):
         server.run()
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on: a clean stop
-        pass
 
 
 def serve_in_thread(

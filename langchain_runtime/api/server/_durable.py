@@ -27,6 +27,7 @@ from langchain_runtime.domain import (
     TaskState,
     Usage,
 )
+from langchain_runtime.errors import StoreError
 from langchain_runtime.store import StoredRun, decode
 
 __all__ = ["interrupted_record", "resume_budget", "stored_result"]
@@ -34,15 +35,14 @@ __all__ = ["interrupted_record", "resume_budget", "stored_result"]
 
 def stored_result(stored: StoredRun, *, state: RunState, error: TaskError | None) -> RunResult:
     """The run as its store has it: committed tasks as they were, the others cancelled."""
+    from langchain_runtime.orchestration._durable import stored_result as task_result
+
     tasks: dict[str, TaskResult] = {}
     for tid, record in stored.tasks.items():
-        data = dict(record.result)
-        data.pop("models", None)  # usage per model, for a resumed run's totals
         try:
-            output = decode(data.pop("output", None))
-        except Exception:  # an output this process cannot read back: shown as missing
-            output = None
-        tasks[tid] = TaskResult.model_validate(data).model_copy(update={"output": output})
+            tasks[tid] = task_result(record, decode)[0]
+        except StoreError:  # an output this process cannot read back: shown as missing
+            tasks[tid] = task_result(record, lambda _blob: None)[0]
     for tid in stored.header.fingerprint:
         if tid not in tasks or tasks[tid].state not in (
             TaskState.COMPLETED,

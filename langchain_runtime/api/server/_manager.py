@@ -187,13 +187,20 @@ class RunManager:
         if self._durable is None:
             return []
         kept = []
+        interrupt = getattr(self._durable, "interrupt_run", None)
         for run_id in run_ids:
-            stored = self._durable.load_run(run_id)
-            record = self.store.load(run_id)
-            if stored is None or record is None:
-                continue  # it never started executing: nothing was committed
-            reason = RESUMABLE.format(run_id=run_id)
-            self.store.save(interrupted_record(record, stored, reason))
+            try:
+                if callable(interrupt):  # this server's own run: no one else executes it
+                    interrupt(run_id)
+                stored = self._durable.load_run(run_id)
+                record = self.store.load(run_id)
+                if stored is None or record is None:
+                    continue  # it never started executing: nothing was committed
+                reason = RESUMABLE.format(run_id=run_id)
+                self.store.save(interrupted_record(record, stored, reason))
+            except Exception:  # one unreadable run must not keep the server from starting
+                logger.exception("run %s: its committed tasks could not be read back", run_id)
+                continue
             kept.append(run_id)
         return kept
 

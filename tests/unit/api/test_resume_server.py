@@ -148,8 +148,9 @@ def test_a_memory_store_cannot_resume(client: TestClient) -> None:
     assert r.status_code == 422 and "keeps no durable runs" in r.json()["message"]
 
 
+@pytest.mark.parametrize("host", ["this host", "a renamed host"])
 def test_after_a_restart_an_interrupted_run_keeps_its_tasks_and_resumes(
-    make_app: AppFactory, path: Path
+    make_app: AppFactory, path: Path, host: str
 ) -> None:
     # what a server killed mid-run leaves in its store: the API record, still running,
     # and the durable run with the task it had committed
@@ -163,7 +164,10 @@ def test_after_a_restart_an_interrupted_run_keeps_its_tasks_and_resumes(
     assert flaky.calls == {"first": 1, "second": 1}
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True, timeout=60)  # fmt: skip
-    owner = f"{dead.stdout.strip()}@{socket.gethostname()}"  # a process of this host, gone
+    # a process of this host, gone; or a server whose host name has changed since
+    # (a container restarted), whose heartbeat is still recent
+    name = socket.gethostname() if host == "this host" else "old-container-name"
+    owner = f"{dead.stdout.strip()}@{name}"
     with first._write():  # as if that process had died after the first commit
         first._db.execute("DELETE FROM tasks WHERE run_id = 'r1' AND task_id = 'second'")
         first._db.execute("UPDATE durable_runs SET state = 'running', owner = ?", (owner,))

@@ -318,3 +318,18 @@ def test_sources_and_run_id_prefixes(store: SQLiteRunStore) -> None:
     assert store.match_run_ids("abc") == ["abc-1", "abc-2"]
     assert store.match_run_ids("ab_") == ["ab_x"]  # _ and % are literal
     assert store.match_run_ids("abc-2") == ["abc-2"] and store.match_run_ids("zz") == []
+
+
+def test_interrupt_run_ends_a_run_whose_owner_is_known_to_be_gone(path: Path) -> None:
+    store = SQLiteRunStore(path)
+    store.begin_run(header("remote", owner="4242@elsewhere"))  # live by its heartbeat
+    store.close()
+    store = SQLiteRunStore(path)
+    assert store.is_live("remote")
+    assert store.interrupt_run("remote") and not store.interrupt_run("remote")
+    run = store.load_run("remote")
+    assert run is not None and (run.state, run.live) == ("interrupted", False)
+    assert store.list_runs(state="interrupted")[1] == 1
+    store.begin_run(header("remote", owner=local_owner()), resume=True)
+    assert store.is_live("remote") and store.load_run("remote").resumes == 1  # type: ignore[union-attr]
+    store.close()
