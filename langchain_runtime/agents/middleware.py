@@ -14,6 +14,7 @@ from langchain_runtime.cost import _limits
 from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import install_quiet_refusals
+from langchain_runtime.cost.pricing import cache_write_ttl
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
@@ -169,8 +170,8 @@ class BudgetMiddleware(AgentMiddleware):
             return self._refused(exc)
         try:
             response = handler(self._clamped(request, plan))
-        except BaseException:
-            self._settle_failed(plan)
+        except BaseException as exc:
+            self._settle_failed(plan, exc)
             raise
         self._settle(plan, response)
         return response
@@ -187,8 +188,8 @@ class BudgetMiddleware(AgentMiddleware):
             return self._refused(exc)
         try:
             response = await handler(self._clamped(request, plan))
-        except BaseException:
-            self._settle_failed(plan)
+        except BaseException as exc:
+            self._settle_failed(plan, exc)
             raise
         self._settle(plan, response)
         return response
@@ -209,7 +210,12 @@ class BudgetMiddleware(AgentMiddleware):
         )
         call_id = f"agent:{uuid4().hex}"
         res = self.enforcer.reserve_up_to(
-            call_id, name, input_tokens, ceiling.tokens, min_output_tokens=self.min_output_tokens
+            call_id,
+            name,
+            input_tokens,
+            ceiling.tokens,
+            min_output_tokens=self.min_output_tokens,
+            cache_write=cache_write_ttl(messages, request.tools, dict(request.model_settings)),
         )
         return _Plan(call_id, name, _limits.limit_name(model), res.output_tokens, input_tokens)
 
@@ -246,9 +252,14 @@ class BudgetMiddleware(AgentMiddleware):
             )
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
 
-    def _settle_failed(self, plan: _Plan) -> None:
-        # Nothing came back: the input may have been billed, the output cannot be known.
-        usage = Usage(input_tokens=plan.input_tokens, estimated=True)
+    def _settle_failed(self, plan: _Plan, error: BaseException) -> None:
+        if not isinstance(error, Exception):
+            # Cancelled or interrupted (asyncio.wait_for, Ctrl-C) after it was sent: the
+            # provider may bill up to the limit it was given, so that is what it costs.
+            usage = Usage(input_tokens=plan.input_tokens, output_tokens=plan.limit, estimated=True)
+        else:
+            # The provider answered with an error: its input may have been billed.
+            usage = Usage(input_tokens=plan.input_tokens, estimated=True)
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
 
     # -- where we stand ----------------------------------------------------------------

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from langchain_runtime.cost._budget_rules import Held, check_fits, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
-from langchain_runtime.cost.pricing import CostCalculator
+from langchain_runtime.cost.pricing import CacheWriteTTL, CostCalculator
 from langchain_runtime.cost.tracking import UsageTracker, call_key
 from langchain_runtime.domain import Budget, Cost, Usage
 from langchain_runtime.errors import BudgetExceededError, ConfigurationError
@@ -158,6 +158,7 @@ class BudgetEnforcer:
         *,
         required: bool,
         cache_creation_1h_tokens: int = 0,
+        cache_write: CacheWriteTTL | None = None,
     ) -> Decimal:
         """Cost of those tokens on ``model``; 0 (with a warning) only if no limit needs it."""
         catalog = self.calculator.catalog
@@ -170,6 +171,8 @@ class BudgetEnforcer:
                 "be priced. Name the model (with_budget(..., default_model='gpt-4o-mini'), "
                 "BudgetCallbackHandler(default_model=...), or the task's model)."
             )
+        if info is not None and cache_write is not None:  # all input at that write rate
+            return self.calculator.hold_amount(info, input_tokens, output_tokens, cache_write)
         if info is not None:
             return self.calculator.amount(
                 info,
@@ -194,10 +197,14 @@ class BudgetEnforcer:
         input_tokens: int,
         max_output_tokens: int,
         task_id: str | None = None,
+        *,
+        cache_write: CacheWriteTTL | None = None,
     ) -> Reservation:
         """Hold budget for a call before it is sent (and in the ledger's scopes).
 
-        Reserving again under a held ``call_id`` replaces that hold.
+        Reserving again under a held ``call_id`` replaces that hold. ``cache_write``
+        (``"5m"``/``"1h"``: :func:`~langchain_runtime.cost.pricing.cache_write_ttl`)
+        holds the input at that cache-write rate.
 
         Raises:
             BudgetExceededError: The call does not fit in what is left, here or in a
@@ -208,7 +215,9 @@ class BudgetEnforcer:
         if input_tokens < 0 or max_output_tokens < 0:
             raise ValueError("token counts must be >= 0")
         required = self._needs_price(task_id)
-        cost = self._price(model, input_tokens, max_output_tokens, required=required)
+        cost = self._price(
+            model, input_tokens, max_output_tokens, required=required, cache_write=cache_write
+        )
         res = Reservation(call_key(call_id), model, task_id, input_tokens, max_output_tokens, cost)
         with self._lock:
             old = self._reservations.pop(res.call_id, None)
@@ -234,6 +243,7 @@ class BudgetEnforcer:
         task_id: str | None = None,
         *,
         min_output_tokens: int = 1,
+        cache_write: CacheWriteTTL | None = None,
     ) -> Reservation:
         """Hold budget for a call with as much output as is still affordable.
 
@@ -260,10 +270,14 @@ class BudgetEnforcer:
             if old is not None:
                 self._hold(old, -1)
             wanted = max_output_tokens
-            affordable = self._affordable_locked(model, input_tokens, task_id, headroom)
+            affordable = self._affordable_locked(
+                model, input_tokens, task_id, headroom, cache_write=cache_write
+            )
             if affordable is not None and affordable < wanted:
                 wanted = max(affordable, min_output_tokens)
-            cost = self._price(model, input_tokens, wanted, required=required)
+            cost = self._price(
+                model, input_tokens, wanted, required=required, cache_write=cache_write
+            )
             res = Reservation(key, model, task_id, input_tokens, wanted, cost)
             check_fits(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
             task_budget = self.task_budget(task_id)
@@ -419,6 +433,7 @@ class BudgetEnforcer:
         task_id: str | None = None,
         *,
         ledger: bool = True,
+        cache_write: CacheWriteTTL | None = None,
     ) -> int | None:
         """Most output tokens a call with ``input_tokens`` input could still pay for.
 
@@ -432,7 +447,9 @@ class BudgetEnforcer:
         """
         headroom = self.gate.headroom() if ledger and self.gate is not None else None
         with self._lock:
-            return self._affordable_locked(model, input_tokens, task_id, headroom)
+            return self._affordable_locked(
+                model, input_tokens, task_id, headroom, cache_write=cache_write
+            )
 
     def _affordable_locked(
         self,
@@ -440,6 +457,8 @@ class BudgetEnforcer:
         input_tokens: int,
         task_id: str | None,
         headroom: Headroom | None = None,
+        *,
+        cache_write: CacheWriteTTL | None = None,
     ) -> int | None:
         budgets: list[tuple[Budget, str | None]] = [(self.budget, None)]
         task_budget = self.task_budget(task_id)
@@ -459,7 +478,7 @@ class BudgetEnforcer:
                     raise AssertionError("unreachable")
                 limits.append(
                     self.calculator.affordable_output_tokens(
-                        model, input_tokens, max(cost_left, Decimal(0))
+                        model, input_tokens, max(cost_left, Decimal(0)), cache_write=cache_write
                     )
                 )
         if headroom is not None:
@@ -472,7 +491,7 @@ class BudgetEnforcer:
                     raise AssertionError("unreachable")
                 limits.append(
                     self.calculator.affordable_output_tokens(
-                        model, input_tokens, max(money, Decimal(0))
+                        model, input_tokens, max(money, Decimal(0)), cache_write=cache_write
                     )
                 )
         return min(limits) if limits else None

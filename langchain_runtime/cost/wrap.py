@@ -18,7 +18,12 @@ from pydantic import ConfigDict
 
 from langchain_runtime.cost import _limits
 from langchain_runtime.cost.catalog import ModelCatalog
-from langchain_runtime.cost.handler import SCOPE_METADATA_KEY, BudgetCallbackHandler
+from langchain_runtime.cost.handler import (
+    RESERVATION_METADATA_KEY,
+    SCOPE_METADATA_KEY,
+    BudgetCallbackHandler,
+)
+from langchain_runtime.cost.pricing import cache_write_ttl
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
@@ -75,7 +80,7 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
 
     def _clamp(
         self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]
-    ) -> tuple[RunnableConfig, dict[str, Any], UUID | None]:
+    ) -> tuple[RunnableConfig, dict[str, Any], str | None]:
         """For a chat model: reserve the call and clamp its output limit to what is left.
 
         Returns the config (with the call's run id) and kwargs (with the limit) to call
@@ -104,15 +109,27 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         ceiling = _limits.ceiling(
             model, name, params, enforcer.calculator.catalog, budget.expected_output_tokens
         )
+        # A key of our own, never the caller's run_id: a reused run_id must not replace
+        # the hold or the record of an earlier call (the handler adopts it by metadata).
         given = config.get("run_id")
-        run_id = given if isinstance(given, UUID) else uuid4()
-        res = enforcer.reserve_up_to(run_id, name, input_tokens, ceiling.tokens)
+        key = self.handler.new_call_key(given if isinstance(given, UUID) else uuid4())
+        cache_write = cache_write_ttl(messages, params)
+        res = enforcer.reserve_up_to(
+            key, name, input_tokens, ceiling.tokens, cache_write=cache_write
+        )
         clamped = {k: v for k, v in kwargs.items() if k not in _limits.OUTPUT_LIMIT_NAMES}
         clamped[_limits.limit_name(model)] = res.output_tokens
-        return {**config, "run_id": run_id}, clamped, run_id
+        metadata = {**config.get("metadata", {}), RESERVATION_METADATA_KEY: key}
+        return {**config, "metadata": metadata}, clamped, key
 
-    def _done(self, scope: str, run_id: UUID | None) -> None:
-        self.handler.release_pending(scope)
+    def _done(self, scope: str, run_id: str | None, error: BaseException | None = None) -> None:
+        if error is not None and not isinstance(error, Exception):
+            # Cancelled or interrupted (asyncio.wait_for, a task timeout, Ctrl-C): a call
+            # that started may have been sent and will be billed; it costs its hold.
+            self.handler.charge_pending(scope)
+        else:
+            # Anything still open was stopped before sending (another handler refused).
+            self.handler.release_pending(scope)
         if run_id is not None:
             self.handler.enforcer.release(run_id)  # a call stopped before it started
 
@@ -123,6 +140,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
             return self.bound.invoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -133,6 +153,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
             return await self.bound.ainvoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -143,6 +166,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
             yield from self.bound.stream(input, config, **kwargs)
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -154,6 +180,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         try:
             async for chunk in self.bound.astream(input, config, **kwargs):
                 yield chunk
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
