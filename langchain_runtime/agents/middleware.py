@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,6 +12,7 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_runtime.cost import _limits
+from langchain_runtime.cost._arguments import budget_from_arguments, refuse_unknown_arguments
 from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import install_quiet_refusals
@@ -130,8 +132,11 @@ class BudgetMiddleware(AgentMiddleware):
         estimator: TokenEstimator | None = None,
         min_output_tokens: int = 1,
         expected_output_tokens: int = 1024,
+        **unknown: Any,
     ) -> None:
         super().__init__()
+        known = inspect.signature(BudgetMiddleware.__init__).parameters
+        refuse_unknown_arguments("BudgetMiddleware", unknown, set(known) - {"self", "unknown"})
         if exit_behavior not in ("end", "error"):
             raise ConfigurationError(
                 f"exit_behavior must be 'end' or 'error', got {exit_behavior!r}"
@@ -140,8 +145,9 @@ class BudgetMiddleware(AgentMiddleware):
             raise ConfigurationError(f"min_output_tokens must be >= 1, got {min_output_tokens}")
         self.exit_behavior: ExitBehavior = exit_behavior
         self.enforcer = BudgetEnforcer(
-            Budget(
-                max_cost=Decimal(str(max_cost)) if max_cost is not None else None,
+            budget_from_arguments(
+                "BudgetMiddleware",
+                max_cost=max_cost,
                 max_tokens=max_tokens,
                 expected_output_tokens=expected_output_tokens,
             ),

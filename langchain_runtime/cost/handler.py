@@ -10,6 +10,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from langchain_runtime.cost._arguments import refuse_unknown_arguments
 from langchain_runtime.cost._call_state import (
     CallBook,
     CallState,
@@ -63,6 +64,9 @@ SCOPE_METADATA_KEY = "lcr_budget_scope"
 #: Config metadata set by ``with_budget`` naming the reservation it made for the call.
 RESERVATION_METADATA_KEY = "lcr_reservation"
 
+_HANDLER_ARGS = (
+    "budget", "enforcer", "catalog", "estimator", "default_model", "per_task", "ledger", "scopes",
+)  # fmt: skip
 _MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
 
 
@@ -137,7 +141,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         per_task: Budget | Mapping[str, Budget] | None = None,
         ledger: BudgetLedger | None = None,
         scopes: Sequence[str] = (),
+        **unknown: Any,
     ) -> None:
+        refuse_unknown_arguments("BudgetCallbackHandler", unknown, _HANDLER_ARGS)
         if enforcer is not None and (
             budget is not None or per_task is not None or ledger is not None or scopes
         ):

@@ -17,6 +17,7 @@ from langchain_core.utils.pydantic import TypeBaseModel
 from pydantic import ConfigDict
 
 from langchain_runtime.cost import _limits
+from langchain_runtime.cost._arguments import budget_from_arguments, refuse_unknown_arguments
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import (
     RESERVATION_METADATA_KEY,
@@ -252,6 +253,12 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         self.handler.close()
 
 
+_WITH_BUDGET_ARGS = (
+    "runnable", "max_cost", "max_tokens", "catalog", "expected_output_tokens",
+    "default_model", "estimator", "budget", "ledger", "scopes",
+)  # fmt: skip
+
+
 def with_budget(
     runnable: Runnable[Input, Output] | Callable[[Input], Output],
     *,
@@ -264,6 +271,7 @@ def with_budget(
     budget: Budget | None = None,
     ledger: BudgetLedger | None = None,
     scopes: Sequence[str] = (),
+    **unknown: Any,
 ) -> BudgetedRunnable[Input, Output]:
     """Wrap ``runnable`` so that all its model calls share one hard budget.
 
@@ -324,14 +332,14 @@ def with_budget(
         max_cost is not None or max_tokens is not None or expected_output_tokens is not None
     ):
         raise ValueError("pass either budget= or max_cost/max_tokens/expected_output_tokens")
+    refuse_unknown_arguments("with_budget", unknown, _WITH_BUDGET_ARGS)
     if budget is None:
-        fields: dict[str, Any] = {
-            "max_cost": Decimal(str(max_cost)) if max_cost is not None else None,
-            "max_tokens": max_tokens,
-        }
-        if expected_output_tokens is not None:
-            fields["expected_output_tokens"] = expected_output_tokens
-        budget = Budget(**fields)
+        budget = budget_from_arguments(
+            "with_budget",
+            max_cost=max_cost,
+            max_tokens=max_tokens,
+            expected_output_tokens=expected_output_tokens,
+        )
     handler = BudgetCallbackHandler(
         budget,
         catalog=catalog,
