@@ -49,7 +49,12 @@ class _Plan:
         self.input_tokens = input_tokens
 
 
-def _ran_out(exc: BudgetExceededError) -> str:
+def _ran_out(
+    exc: BudgetExceededError,
+    held: Decimal = Decimal(0),
+    in_flight: int = 0,
+    settled: Decimal | None = None,
+) -> str:
     if isinstance(exc, LedgerUnavailableError):
         return f"The shared budget ledger is unavailable, so the call was not sent: {exc}"
     if " in scope " in str(exc):  # a shared ledger scope refused: its message names it
@@ -57,6 +62,16 @@ def _ran_out(exc: BudgetExceededError) -> str:
     if isinstance(exc.limit, Decimal):
         spent = exc.spent if exc.spent is not None else Decimal(0)
         what = f"${spent:.6f} of ${exc.limit} spent"
+        if held > 0:
+            # The money is only promised to calls still running: say so, truthfully.
+            calls = "call" if in_flight == 1 else "calls"
+            spent = settled if settled is not None else spent
+            return (
+                f"Not sent: the budget has no room for this call now: "
+                f"${spent:.6f} of ${exc.limit} spent, "
+                f"${held:.6f} held by {in_flight} {calls} in flight; not even a minimal "
+                "answer fits in what is left."
+            )
     else:
         what = f"{exc.spent} of {exc.limit} tokens used"
     return f"The budget ran out: {what}; not even a minimal answer fits in what is left."
@@ -101,6 +116,8 @@ class BudgetMiddleware(AgentMiddleware):
         min_output_tokens: Smallest answer worth sending a call for (default 1).
         expected_output_tokens: Ceiling for a model whose maximum output is unknown
             (no profile, not in the catalog) and that sets no limit itself.
+        max_output_tokens: The most output one call may be clamped to (and hold), so
+            that parallel runs share what is left instead of the first taking it all.
 
     Raises:
         ConfigurationError: A bad ``exit_behavior``; ``scopes`` without ``ledger``
@@ -132,6 +149,7 @@ class BudgetMiddleware(AgentMiddleware):
         estimator: TokenEstimator | None = None,
         min_output_tokens: int = 1,
         expected_output_tokens: int = 1024,
+        max_output_tokens: int | None = None,
         **unknown: Any,
     ) -> None:
         super().__init__()
@@ -157,6 +175,13 @@ class BudgetMiddleware(AgentMiddleware):
         self.estimator = estimator or TokenEstimator()
         self.default_model = default_model
         self.min_output_tokens = min_output_tokens
+        if max_output_tokens is not None and max_output_tokens < min_output_tokens:
+            raise ConfigurationError(
+                f"max_output_tokens must be >= min_output_tokens ({min_output_tokens}), "
+                f"got {max_output_tokens}"
+            )
+        #: Most output one call may hold, so that parallel runs share what is left.
+        self.max_output_tokens = max_output_tokens
         install_quiet_refusals()
 
     def __repr__(self) -> str:
@@ -219,7 +244,7 @@ class BudgetMiddleware(AgentMiddleware):
             call_id,
             name,
             input_tokens,
-            ceiling.tokens,
+            min(ceiling.tokens, self.max_output_tokens or ceiling.tokens),
             min_output_tokens=self.min_output_tokens,
             cache_write=cache_write_ttl(messages, request.tools, dict(request.model_settings)),
         )
@@ -239,7 +264,9 @@ class BudgetMiddleware(AgentMiddleware):
         if self.exit_behavior == "error":
             raise exc
         metadata = {"finish_reason": BUDGET_FINISH_REASON}
-        return ModelResponse(result=[AIMessage(_ran_out(exc), response_metadata=metadata)])
+        enforcer = self.enforcer
+        text = _ran_out(exc, enforcer.reserved.amount, enforcer.in_flight, enforcer.spent.amount)
+        return ModelResponse(result=[AIMessage(text, response_metadata=metadata)])
 
     # -- settling ----------------------------------------------------------------------
 

@@ -58,8 +58,7 @@ class BudgetEnforcer:
     would fail together. Settled usage is kept in a :class:`UsageTracker` (one record
     per call id).
 
-    A budget that is overrun by a call's real usage (a model that ignored
-    ``max_tokens``) refuses every later call.
+    A budget overrun by a call's real usage (``max_tokens`` ignored) refuses all later calls.
 
     With a ``gate`` (a :class:`~langchain_runtime.cost.ledger.LedgerGate`), every
     reservation is also held in the gate's shared ledger scopes, all or nothing: the
@@ -249,10 +248,9 @@ class BudgetEnforcer:
 
         The output reserved is ``max_output_tokens`` or, when that does not fit, the
         most the remaining budget (and the ledger's headroom) can pay for; the call
-        must then be sent with that limit (``reservation.output_tokens``). Deciding
-        and holding happen under one lock, so concurrent calls never both take the
-        same remaining money; the ledger's reservation decides for its scopes (another
-        process may have taken the headroom meanwhile: the call is then refused).
+        must then be sent with that limit (``reservation.output_tokens``). Deciding and
+        holding are one locked step; the ledger decides for its scopes (if another
+        process took the headroom meanwhile, the call is refused).
 
         Raises:
             BudgetExceededError: Not even ``min_output_tokens`` fit (nothing is held).
@@ -401,6 +399,10 @@ class BudgetEnforcer:
         """Cost held by calls in flight."""
         with self._lock:
             return Cost(amount=self._held.cost, currency=self.calculator.catalog.currency)
+
+    @property
+    def in_flight(self) -> int:  # calls holding a reservation
+        return len(self._reservations)
 
     @property
     def reserved_tokens(self) -> int:

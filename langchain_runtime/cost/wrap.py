@@ -28,6 +28,7 @@ from langchain_runtime.cost.pricing import cache_write_ttl
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
+from langchain_runtime.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.ledger import BudgetLedger
@@ -61,6 +62,8 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
 
     bound: Runnable[Input, Output]
     handler: BudgetCallbackHandler
+    #: Most output one call of a wrapped chat model may hold (None: what is left).
+    max_output_tokens: int | None = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -116,7 +119,11 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         key = self.handler.new_call_key(given if isinstance(given, UUID) else uuid4())
         cache_write = cache_write_ttl(messages, params)
         res = enforcer.reserve_up_to(
-            key, name, input_tokens, ceiling.tokens, cache_write=cache_write
+            key,
+            name,
+            input_tokens,
+            min(ceiling.tokens, self.max_output_tokens or ceiling.tokens),
+            cache_write=cache_write,
         )
         clamped = {k: v for k, v in kwargs.items() if k not in _limits.OUTPUT_LIMIT_NAMES}
         clamped[_limits.limit_name(model)] = res.output_tokens
@@ -255,7 +262,7 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
 
 _WITH_BUDGET_ARGS = (
     "runnable", "max_cost", "max_tokens", "catalog", "expected_output_tokens",
-    "default_model", "estimator", "budget", "ledger", "scopes",
+    "default_model", "estimator", "budget", "ledger", "scopes", "max_output_tokens",
 )  # fmt: skip
 
 
@@ -271,6 +278,7 @@ def with_budget(
     budget: Budget | None = None,
     ledger: BudgetLedger | None = None,
     scopes: Sequence[str] = (),
+    max_output_tokens: int | None = None,
     **unknown: Any,
 ) -> BudgetedRunnable[Input, Output]:
     """Wrap ``runnable`` so that all its model calls share one hard budget.
@@ -303,6 +311,9 @@ def with_budget(
             across runs, processes and machines).
         scopes: The ledger scopes every call reserves in, all at once or not at all
             (``["team:research", "user:42"]``); required with ``ledger``.
+        max_output_tokens: Over a chat model, the most output one call may be
+            clamped to (and hold), so that parallel calls share what is left instead
+            of the first one taking it all.
 
     Returns:
         A :class:`BudgetedRunnable` exposing ``.usage``, ``.spent``, ``.remaining``
@@ -349,4 +360,10 @@ def with_budget(
         scopes=scopes,
     )
     bound = coerce_to_runnable(runnable)
-    return BudgetedRunnable(bound=bound, handler=handler)
+    if max_output_tokens is not None and (
+        isinstance(max_output_tokens, bool) or max_output_tokens < 1
+    ):
+        raise ConfigurationError(
+            f"with_budget: max_output_tokens must be >= 1, got {max_output_tokens!r}"
+        )
+    return BudgetedRunnable(bound=bound, handler=handler, max_output_tokens=max_output_tokens)
