@@ -67,15 +67,15 @@ def _pack(console: Console, heading: str, pairs: Sequence[tuple[str, str]]) -> N
         if line.cell_len > 2 and line.cell_len + 3 + item.cell_len > console.width:
             console.print(line, no_wrap=True, overflow="ignore")
             line = Text("  ")
-        line += Text(" · ") + item if line.cell_len > 2 else item
+        line += Text("   ") + item if line.cell_len > 2 else item
     if line.cell_len > 2:
         console.print(line, no_wrap=True, overflow="ignore")
 
 
 def _title(console: Console, title: str | None) -> None:
-    """The title above the table, in the console's width (its lines never split)."""
+    """The title above the table, wrapped between words to the console's width."""
     if title:
-        console.print(Text.from_markup(title, style="italic"), no_wrap=True, overflow="ignore")
+        console.print(Text.from_markup(title, style="italic"))
 
 
 def print_fitted(

@@ -279,8 +279,12 @@ def estimate(
     json: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Estimate a run's tokens and cost per task, as ranges, without calling any model."""
-    from langchain_runtime.cli.estimate import estimate_file
+    """Estimate a run's tokens and cost per task, as ranges, without calling any model.
+
+    Exit status: 0 estimated; 2 bad file or input, or a cost budget is set and a
+    task's model has no price (so the cost cannot be known: add it under `prices:`).
+    """
+    from langchain_runtime.cli.estimate import estimate_file, unpriced_hint
     from langchain_runtime.cli.estimate_view import estimate_json, print_estimate
     from langchain_runtime.cli.render import print_json
 
@@ -291,6 +295,11 @@ def estimate(
         print_json(estimate_json(result))
     else:
         print_estimate(_out(), result)
+    hint = unpriced_hint(result, file, workflow)
+    if hint is not None:
+        if result.budget is not None and result.budget.max_cost is not None:
+            raise errors.CliError(f"the workflow has a cost budget, but {hint}")
+        _err().print(f"warning: {hint}", markup=False, soft_wrap=True)
 
 
 class LogFormat(str, Enum):

@@ -34,8 +34,10 @@ def test_estimate_rows_stay_short_and_say_output_once(cli: Cli) -> None:
     assert len(rows) <= 2 * 7
     assert len(task_lines) >= 7
     assert "= exp" in out.stdout and "≈ max" in out.stdout
-    assert "outline ≈ (from research)" in out.stdout
-    assert "max output ≤ the model's max_tokens" in out.stdout
+    prose = " ".join(line.rstrip() for line in out.stdout.splitlines())  # wrapped at words
+    assert all(len(line) <= 80 for line in out.stdout.splitlines())
+    assert "outline ≈ (from research)" in prose
+    assert "max output ≤ the model's max_tokens" in prose
 
 
 def test_models_never_cut_a_name(cli: Cli) -> None:

@@ -199,3 +199,81 @@ def test_serve_on_a_port_in_use_is_one_line(cli: Cli) -> None:
         out = cli("serve", "--port", str(port), "--store", ":memory:")
     assert out.exit_code == 2
     assert out.stderr == f"error: port {port} is in use; pick another with --port\n"
+
+
+# -- budgets, models, estimate ---------------------------------------------------------------
+@pytest.mark.parametrize("width", WIDTHS)
+def test_budgets_show_never_cuts_the_scope(cli: Cli, tmp_path: Path, width: str) -> None:
+    ledger = f"sqlite:///{tmp_path / 'b.db'}"
+    assert cli("budgets", "set", "team:research", "--ledger", ledger, "--max-cost", "25",
+               "--window", "day").exit_code == 0  # fmt: skip
+    for args in (("show", "team:research"), ("list",)):
+        out = cli("budgets", *args, "--ledger", ledger, env={"COLUMNS": width})
+        assert out.exit_code == 0, out.stderr
+        _fits(out.stdout, width)
+        assert "team:research" in _words(out.stdout) and "$25.000000" in out.stdout
+
+
+def test_budgets_show_of_a_misspelled_scope_suggests_the_known_one(
+    cli: Cli, tmp_path: Path
+) -> None:
+    ledger = f"sqlite:///{tmp_path / 'b.db'}"
+    cli("budgets", "set", "team:research", "--ledger", ledger, "--max-cost", "25")
+    out = cli("budgets", "show", "team:reserch", "--ledger", ledger)
+    assert out.exit_code == 1
+    assert "no limits set for 'team:reserch'" in out.stderr
+    assert "did you mean 'team:research'?" in out.stderr
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_models_show_whole_provider_names(cli: Cli, width: str) -> None:
+    out = cli("models", "--config", EXAMPLE, env={"COLUMNS": width})
+    assert out.exit_code == 0, out.stderr
+    _fits(out.stdout, width)
+    assert "vertex_ai" not in out.stdout
+    assert re.search(r"^gemini-2\.5-pro\s+google\s", out.stdout, re.M)
+    assert "latency=0.15, max_tokens=200, response_tokens=80" in out.stdout  # whole
+    google = cli("models", "--provider", "google", "--json")
+    assert google.exit_code == 0
+    assert {m["id"] for m in google.json()["models"]} >= {"gemini-2.5-pro", "gemini-2.5-flash"}
+
+
+def test_models_refuses_an_unknown_provider(cli: Cli) -> None:
+    out = cli("models", "--provider", "openaii")
+    assert out.exit_code == 2
+    assert "unknown provider 'openaii'; did you mean 'openai'?" in out.stderr
+    assert "known: anthropic, google, openai, simulated" in out.stderr
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_estimate_never_splits_a_task_id(cli: Cli, width: str) -> None:
+    out = cli("estimate", EXAMPLE, "-i", "topic=owls", env={"COLUMNS": width})
+    assert out.exit_code == 0, out.stderr
+    _fits(out.stdout, width)
+    words = _words(out.stdout)
+    for task in TASKS:
+        assert task in words
+    assert "usion" not in words
+
+
+UNPRICED = """\
+name: local
+models:
+  mine: {provider: simulated, model: my-llm-7b}
+model: mine
+tasks:
+  - id: a
+    prompt: "Say hi about {topic}."
+"""
+
+
+def test_estimate_of_an_unpriced_model_says_how_to_price_it(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "local.yaml"
+    path.write_text(UNPRICED, encoding="utf-8")
+    hint = "add it under `prices:`, e.g. prices: {my-llm-7b: {input: 1.0, output: 2.0}}"
+    free = cli("estimate", path, "-i", "topic=owls")
+    assert free.exit_code == 0
+    assert hint in free.stderr and free.stderr.startswith("warning: ")
+    capped = cli("estimate", path, "-i", "topic=owls", "--max-cost", "1")
+    assert capped.exit_code == 2
+    assert hint in capped.stderr and "cost budget" in capped.stderr
