@@ -131,10 +131,11 @@ def print_models(
     console.print(table)
     if config is None or not config.models:
         return
-    rows, notes = [], {}
+    entries: list[list[str]] = []
+    notes: dict[int, str] = {}
     for i, (model_id, entry) in enumerate(config.models.items()):
         priced = catalog.find(registry_name(config, model_id))
-        rows.append(
+        entries.append(
             [
                 escape(model_id),
                 escape(entry.provider),
@@ -156,7 +157,7 @@ def print_models(
             Column("input", "right"),
             Column("output", "right"),
         ],
-        rows=rows,
+        rows=entries,
         notes=notes,
     )
 
