@@ -263,10 +263,16 @@ def resume(
 
 @app.command()
 def validate(file: File, workflow: WorkflowName = None, debug: Debug = False) -> None:
-    """Check a workflow file and its configuration without running anything."""
-    from langchain_runtime.cli.validate import print_summaries, validate
+    """Check a workflow file and its configuration without running anything.
+
+    No API key is needed; a model whose key variable is not set gets a warning.
+    """
+    from langchain_runtime.cli.validate import missing_keys, print_summaries, validate
+    from langchain_runtime.config import load_config
 
     print_summaries(_out(), file, validate(file, workflow))
+    for warning in missing_keys(load_config(file)):
+        _err().print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

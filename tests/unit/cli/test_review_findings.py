@@ -277,3 +277,59 @@ def test_estimate_of_an_unpriced_model_says_how_to_price_it(cli: Cli, tmp_path: 
     capped = cli("estimate", path, "-i", "topic=owls", "--max-cost", "1")
     assert capped.exit_code == 2
     assert hint in capped.stderr and "cost budget" in capped.stderr
+
+
+# -- validate says what run would say -----------------------------------------------------
+SCOPED = """\
+name: scoped
+model: simulated
+scopes: [team:research]
+policy:
+  budget: {max_cost: 0.01}
+tasks:
+  - id: a
+    prompt: "hi {topic}"
+"""
+
+
+def test_validate_refuses_scopes_without_a_ledger_as_run_does(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "scoped.yaml"
+    path.write_text(SCOPED, encoding="utf-8")
+    checked = cli("validate", path)
+    ran = cli("run", path, "-i", "topic=x")
+    assert checked.exit_code == ran.exit_code == 2
+    assert checked.stderr == ran.stderr
+    assert f"{path}:3: scopes: the scopes ['team:research'] need a shared budget ledger" in (
+        checked.stderr
+    )
+    ledger = tmp_path / "budgets.db"
+    path.write_text(SCOPED + f"ledger: sqlite:///{ledger}\n", encoding="utf-8")
+    ok = cli("validate", path)
+    assert ok.exit_code == 0, ok.stderr
+    assert not ledger.exists()  # checking a file opens no ledger
+
+
+def test_validate_warns_of_a_missing_api_key(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    example = EXAMPLE.with_name("research-openai.yaml")
+    out = cli("validate", example)
+    assert out.exit_code == 0
+    assert out.stderr.startswith("warning: running needs $OPENAI_API_KEY, which is not set")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    assert "warning" not in cli("validate", example).stderr
+
+
+def test_simulated_only_options_are_refused_for_a_real_provider(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "real.yaml"
+    path.write_text(
+        "models:\n  gpt: {provider: openai, model: gpt-4o-mini, latency: 0.1, max_tokens: 50}\n"
+        "model: gpt\ntasks:\n  - id: a\n    prompt: hi\n",
+        encoding="utf-8",
+    )
+    out = cli("validate", path)
+    assert out.exit_code == 2
+    assert (
+        f"{path}:2: models.gpt.latency: only the simulated provider understands 'latency'; "
+        "provider 'openai' would receive it as a model parameter" in out.stderr
+    )
+    assert "max_tokens" not in out.stderr  # every provider takes that one
