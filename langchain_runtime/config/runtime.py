@@ -322,8 +322,9 @@ class RuntimeConfig:
             scopes = tuple(dict.fromkeys((*policy.scopes, *workflow.scopes)))
             policy = policy.model_copy(update={"scopes": scopes})
         if policy.scopes and self._spec.ledger is None:
+            where = "scopes" if workflow.scopes else "policy"  # where the scopes are written
             issue = self._issue(
-                ("workflows", resolved, "scopes"),
+                ("workflows", resolved, where),
                 f"the scopes {list(policy.scopes)} need a shared budget ledger: set "
                 "`ledger: sqlite:///budgets.db` (or postgresql://...) at the top level",
             )
