@@ -87,8 +87,10 @@ def print_models(
 ) -> None:
     """The catalog's prices per 1M tokens, then the file's registry and what it costs."""
     cur = catalog.currency
+    shown = _catalog_rows(catalog, provider)
+    count = f"{len(shown)} of {len(catalog)}" if provider is not None else str(len(catalog))
     table = Table(
-        title=f"Model catalog ({len(catalog)} models): prices in {cur} per 1M tokens",
+        title=f"Model catalog ({count} models): prices in {cur} per 1M tokens",
         title_justify="left",
         # no borders: at 80 columns every id and price fits whole
         box=None,
@@ -120,7 +122,7 @@ def print_models(
             _rate(info.output_price),
             _window(info.context_window),
         )
-        for info in _catalog_rows(catalog, provider)
+        for info in shown
     ]
     for i, (name, justify) in enumerate(columns):
         # a model's id is what a user copies, and a name or price is read whole: never cut
