@@ -236,7 +236,7 @@ def test_models_show_whole_provider_names(cli: Cli, width: str) -> None:
     google = cli("models", "--provider", "google", "--json")
     assert google.exit_code == 0
     assert {m["id"] for m in google.json()["models"]} >= {"gemini-2.5-pro", "gemini-2.5-flash"}
-    assert "(3 of 25 models)" in cli("models", "--provider", "google").stdout
+    assert re.search(r"\(3 of \d+ models\)", cli("models", "--provider", "google").stdout)
 
 
 def test_models_refuses_an_unknown_provider(cli: Cli) -> None:
