@@ -104,7 +104,12 @@ InputFile = Annotated[
 ]
 BudgetAmount = Annotated[
     str | None,
-    typer.Option("--budget", metavar="AMOUNT", help="Cost limit for the run, e.g. 0.05 (USD)."),
+    typer.Option(
+        "--max-cost",
+        "--budget",
+        metavar="AMOUNT",
+        help="Cost limit for the run, e.g. 0.05 (USD); --budget is the same option.",
+    ),
 ]
 Url = Annotated[str, typer.Option("--url", envvar=_URL_ENV, help="The sidecar's base URL.")]
 Token = Annotated[
@@ -115,6 +120,14 @@ StorePath = Annotated[
     str | None,
     typer.Option(
         "--store", metavar="PATH", help="A run store file (SQLite): keep runs there, to resume."
+    ),
+]
+ReadStore = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="PATH",
+        help="Read a run store file (from `run --store` or `serve --store`) instead of a sidecar.",
     ),
 ]
 
@@ -129,7 +142,8 @@ app = typer.Typer(
 )
 runs_app = typer.Typer(
     cls=_Group,
-    help="Runs on a sidecar server (list, status, wait, abort, events), or in a store file.",
+    help="Runs on a sidecar server (list, status, wait, abort, events); `list` and `status` "
+    "also read a store file (--store).",
     no_args_is_help=True,
 )
 app.add_typer(runs_app, name="runs")
@@ -249,10 +263,16 @@ def resume(
 
 @app.command()
 def validate(file: File, workflow: WorkflowName = None, debug: Debug = False) -> None:
-    """Check a workflow file and its configuration without running anything."""
-    from langchain_runtime.cli.validate import print_summaries, validate
+    """Check a workflow file and its configuration without running anything.
+
+    No API key is needed; a model whose key variable is not set gets a warning.
+    """
+    from langchain_runtime.cli.validate import missing_keys, print_summaries, validate
+    from langchain_runtime.config import load_config
 
     print_summaries(_out(), file, validate(file, workflow))
+    for warning in missing_keys(load_config(file)):
+        _err().print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -265,8 +285,12 @@ def estimate(
     json: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Estimate a run's tokens and cost per task, as ranges, without calling any model."""
-    from langchain_runtime.cli.estimate import estimate_file
+    """Estimate a run's tokens and cost per task, as ranges, without calling any model.
+
+    Exit status: 0 estimated; 2 bad file or input, or a cost budget is set and a
+    task's model has no price (so the cost cannot be known: add it under `prices:`).
+    """
+    from langchain_runtime.cli.estimate import estimate_file, unpriced_hint
     from langchain_runtime.cli.estimate_view import estimate_json, print_estimate
     from langchain_runtime.cli.render import print_json
 
@@ -277,6 +301,11 @@ def estimate(
         print_json(estimate_json(result))
     else:
         print_estimate(_out(), result)
+    hint = unpriced_hint(result, file, workflow)
+    if hint is not None:
+        if result.budget is not None and result.budget.max_cost is not None:
+            raise errors.CliError(f"the workflow has a cost budget, but {hint}")
+        _err().print(f"warning: {hint}", markup=False, soft_wrap=True)
 
 
 class LogFormat(str, Enum):
@@ -333,6 +362,7 @@ def serve(
     """
     from langchain_runtime.cli.remote import serve as start
 
+    _check_port(host, port)
     if log_format is LogFormat.json:
         from langchain_runtime.observability._logging import configure_logging
 
@@ -346,6 +376,27 @@ def serve(
             raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
     start(host=host, port=port, config=config, store=store, token=token,
           allowed_hosts=allowed_hosts, limits=limit)  # fmt: skip
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another process listens on, in one line, before the server starts.
+
+    Bound the way uvicorn binds (``SO_REUSEADDR``), so a port in ``TIME_WAIT`` passes.
+    """
+    import errno
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise errors.CliError(
+                    f"port {port} is in use; pick another with --port", errors.EXIT_USAGE
+                ) from None
+            raise errors.CliError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
 
 
 @app.command()
@@ -381,7 +432,7 @@ def _remote(url: str, token: str | None, json: bool) -> Any:
     return RemoteRuns(url, token, _out(), as_json=json)
 
 
-RunId = Annotated[str, typer.Argument(help="The run's id.", metavar="RUN_ID")]
+RunId = Annotated[str, typer.Argument(help="The run's id (or a unique prefix).", metavar="RUN_ID")]
 
 
 @runs_app.command("list")
@@ -390,7 +441,7 @@ def runs_list(
     token: Token = None,
     state: Annotated[str | None, typer.Option("--state", help="Only runs in this state.")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="Most runs shown.")] = None,
-    store: StorePath = None,
+    store: ReadStore = None,
     json: Json = False,
     debug: Debug = False,
 ) -> None:
@@ -405,10 +456,15 @@ def runs_list(
 
 @runs_app.command()
 def status(
-    run_id: RunId, url: Url = _DEFAULT_URL, token: Token = None, json: Json = False,
-    debug: Debug = False,
+    run_id: RunId, url: Url = _DEFAULT_URL, token: Token = None, store: ReadStore = None,
+    json: Json = False, debug: Debug = False,
 ) -> None:  # fmt: skip
-    """A run's state, and each task's state, tokens and cost."""
+    """A run's state, and each task's state, tokens and cost (a sidecar's, or --store's)."""
+    if store is not None:
+        from langchain_runtime.cli.durable import status_stored
+
+        status_stored(run_id, store_path=store, as_json=json, out=_out())
+        return
     _remote(url, token, json).status(run_id)
 
 

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
-from langchain_runtime.cli.errors import CliError
+from langchain_runtime.cli.errors import EXIT_FAILED, CliError
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.ledger import BudgetLedger, ScopeStatus, Window
@@ -137,10 +136,16 @@ def status_json(status: ScopeStatus) -> dict[str, Any]:
     }
 
 
-def _table(statuses: list[ScopeStatus], title: str) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("scope", "window", "since (UTC)", "limit", "spent", "reserved", "remaining"):
-        table.add_column(name, justify="left" if name in ("scope", "window") else "right")
+def _print(statuses: list[ScopeStatus], title: str, as_json: bool, many: bool) -> None:
+    if as_json:
+        from langchain_runtime.cli.render import print_json
+
+        data = [status_json(s) for s in statuses]
+        print_json(data if many else data[0])
+        return
+    from langchain_runtime.cli._fit import Column, print_fitted
+
+    rows = []
     for s in statuses:
         since = "—" if s.window_start is None else s.window_start.strftime("%Y-%m-%d %H:%M")
         limit = " / ".join(
@@ -156,24 +161,30 @@ def _table(statuses: list[ScopeStatus], title: str) -> Table:
             (s.reserved, s.reserved_tokens),
             (s.remaining, s.remaining_tokens),
         ]
-        table.add_row(
-            escape(s.scope),
-            _window_text(s.window),
-            since,
-            limit or "no limit",
-            *(f"{_money(cost)} · {_tokens(tokens)} tok" for cost, tokens in cells),
+        rows.append(
+            [
+                escape(s.scope),
+                _window_text(s.window),
+                since,
+                limit or "no limit",
+                *(f"{_money(cost)} · {_tokens(tokens)} tok" for cost, tokens in cells),
+            ]
         )
-    return table
+    names = ("scope", "window", "since (UTC)", "limit", "spent", "reserved", "remaining")
+    columns = [Column(n, "left" if n in ("scope", "window") else "right") for n in names]
+    print_fitted(Console(highlight=False), title=escape(title), columns=columns, rows=rows)
 
 
-def _print(statuses: list[ScopeStatus], title: str, as_json: bool, many: bool) -> None:
-    if as_json:
-        from langchain_runtime.cli.render import print_json
-
-        data = [status_json(s) for s in statuses]
-        print_json(data if many else data[0])
-    else:
-        Console(highlight=False).print(_table(statuses, title))
+def _unknown(status: ScopeStatus) -> bool:
+    """True for a scope with no limit and nothing spent or held: most likely a typo."""
+    return (
+        status.max_cost is None
+        and status.max_tokens is None
+        and not status.spent
+        and not status.spent_tokens
+        and not status.reserved
+        and not status.reserved_tokens
+    )
 
 
 @budgets_app.command("set")
@@ -207,9 +218,26 @@ def set_budget(
 def show_budget(
     scope: Scope, ledger: LedgerUrl = "", json: Json = False, debug: Debug = False
 ) -> None:
-    """A scope's limits, and what is spent, reserved and left in its current window."""
+    """A scope's limits, and what is spent, reserved and left in its current window.
+
+    Exit status: 0 shown; 1 the ledger knows nothing of the scope (no limit, no spend:
+    a misspelled name?); 2 bad usage.
+    """
     with _ledger(ledger) as opened:
-        _print([opened.status(scope)], f"Budget {scope}", json, many=False)
+        status = opened.status(scope)
+        if _unknown(status):
+            from langchain_runtime.config._errors import did_you_mean
+
+            known = opened.list_scopes()
+            close = did_you_mean(scope, known)
+            hint = f"; did you mean {close!r}?" if close else ""
+            listed = f" (known: {', '.join(known)})" if known and not close else ""
+            raise CliError(
+                f"no limits set for {scope!r} and nothing spent in it{hint}{listed}; "
+                f"set one with: langchain-runtime budgets set {scope} --max-cost AMOUNT",
+                EXIT_FAILED,
+            )
+        _print([status], f"Budget {scope}", json, many=False)
 
 
 @budgets_app.command("list")

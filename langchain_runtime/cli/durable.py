@@ -16,12 +16,13 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from langchain_runtime.cli._fit import Column, print_fitted
 from langchain_runtime.cli.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE, CliError
 from langchain_runtime.cli.options import load, parse_budget, with_overrides
 from langchain_runtime.cli.render import format_money, print_json, print_run, run_json
-from langchain_runtime.domain import Budget, RunResult
+from langchain_runtime.domain import Budget, RunResult, RunState
+from langchain_runtime.errors import StoreError
 from langchain_runtime.orchestration import Orchestrator
 from langchain_runtime.store import SQLiteRunStore
 
@@ -32,6 +33,8 @@ __all__ = [
     "resume_local",
     "resume_remote",
     "save_source",
+    "status_stored",
+    "stopped_on",
 ]
 
 #: ``source["kind"]`` of a run started by ``langchain-runtime run --store``.
@@ -39,15 +42,41 @@ CLI_SOURCE = "cli"
 
 
 def open_store(path: str | Path, *, create: bool) -> SQLiteRunStore:
-    """The store at ``path``; without ``create``, a missing file is a usage error."""
+    """The store at ``path``; without ``create``, a missing file is a usage error.
+
+    Raises:
+        CliError: The file is missing (without ``create``), damaged, or not a run
+            store (exit 2: the option names a wrong file).
+    """
     if not create and str(path) != ":memory:" and not Path(path).exists():
-        raise CliError(f"no run store at {path} (--store names the file of a run --store)")
-    return SQLiteRunStore(path)
+        raise CliError(
+            f"no run store at {path}: --store names a file written by "
+            "`langchain-runtime run --store` (or `serve --store`)"
+        )
+    try:
+        return SQLiteRunStore(path)
+    except StoreError as exc:
+        raise CliError(str(exc), EXIT_USAGE) from exc
 
 
-def resume_hint(run_id: str, store: str | Path) -> str:
-    """The command that resumes ``run_id``."""
-    return f"langchain-runtime resume {run_id} --store {store}"
+def resume_hint(run_id: str, store: str | Path, over: Budget | None = None) -> str:
+    """The command that resumes ``run_id``.
+
+    Args:
+        over: The budget a run stopped on: the command then raises its limits (to
+            twice the old ones), since resuming under the same limits stops again.
+    """
+    hint = f"langchain-runtime resume {run_id} --store {store}"
+    if over is not None and over.max_cost is not None:
+        hint += f" --max-cost {(over.max_cost * 2).normalize():f}"
+    if over is not None and over.max_tokens is not None:
+        hint += f" --max-tokens {over.max_tokens * 2}"
+    return hint
+
+
+def stopped_on(result: RunResult, budget: Budget | None) -> Budget | None:
+    """``budget`` when ``result`` stopped on it (to suggest higher limits), else None."""
+    return budget if result.state is RunState.BUDGET_EXCEEDED else None
 
 
 def save_source(
@@ -165,10 +194,10 @@ def resume_local(
         print_run(out, result, list(orchestrator.graph.order))
     if not result.ok:
         reason = f": {result.error.message}" if result.error is not None else ""
-        raise CliError(
-            f"run {rid} ended {result.state.value}{reason}; {resume_hint(rid, store_path)}",
-            EXIT_FAILED,
+        hint = resume_hint(
+            rid, store_path, stopped_on(result, budget or orchestrator.policy.budget)
         )
+        raise CliError(f"run {rid} ended {result.state.value}{reason}; {hint}", EXIT_FAILED)
 
 
 def resume_remote(
@@ -182,7 +211,7 @@ def resume_remote(
     out: Console,
 ) -> None:
     """Ask a sidecar to resume one of its runs (it answers at once)."""
-    from langchain_runtime.cli.remote import RemoteRuns
+    from langchain_runtime.cli.remote import RemoteRuns, by_id_or_prefix
 
     budget: dict[str, Any] | None = None
     if max_cost is not None or max_tokens is not None:
@@ -193,12 +222,56 @@ def resume_remote(
             budget["max_tokens"] = max_tokens
     remote = RemoteRuns(url, token, out, as_json=as_json)
     with remote.client() as client:
-        accepted = client.resume_run(run_id, budget)  # type: ignore[attr-defined]
+        resume = client.resume_run  # type: ignore[attr-defined]
+        run_id, accepted = by_id_or_prefix(client, run_id, lambda rid: resume(rid, budget))
     data = accepted.model_dump(mode="json") if hasattr(accepted, "model_dump") else accepted
     if as_json:
         print_json(data)
     else:
         out.print(f"run {escape(run_id)}: {escape(str(data.get('state', 'running')))} (resumed)")
+
+
+def status_stored(run_id: str, *, store_path: str, as_json: bool, out: Console) -> None:
+    """A stored run's state, and each task's (tasks not committed yet show ``pending``).
+
+    Raises:
+        CliError: No such store file or run (exit 2).
+    """
+    from langchain_runtime.cli.remote import RemoteRuns
+
+    store = open_store(store_path, create=False)
+    try:
+        rid = _run_id(store, run_id)
+        stored = store.load_run(rid)
+    finally:
+        store.close()
+    assert stored is not None  # _run_id found it
+    tasks: dict[str, Any] = {tid: {"state": "pending"} for tid in stored.header.fingerprint}
+    total_tokens = 0
+    total_cost = Decimal(0)
+    for tid, record in stored.tasks.items():
+        result = dict(record.result)
+        result.pop("output", None)
+        tasks[tid] = {**result, "state": record.state}
+        usage = result.get("usage")
+        cost = result.get("cost")
+        if isinstance(usage, Mapping) and isinstance(usage.get("total_tokens"), int):
+            total_tokens += usage["total_tokens"]
+        if isinstance(cost, Mapping) and cost.get("amount") is not None:
+            total_cost += Decimal(str(cost["amount"]))
+    data = {
+        "run_id": rid,
+        "name": stored.header.name,
+        "state": stored.state,
+        "live": stored.live,
+        "usage": {"total_tokens": total_tokens},
+        "cost": {"amount": str(total_cost), "currency": "USD"},
+        "tasks": tasks,
+        "error": dict(stored.error) if stored.error is not None else None,
+    }
+    RemoteRuns(store_path, None, out, as_json=as_json).show(data)
+    if not as_json and stored.state not in ("completed", "running"):
+        out.print(f"resume it with: {resume_hint(rid, store_path)}", soft_wrap=True)
 
 
 def list_stored(
@@ -230,20 +303,20 @@ def list_stored(
             }
         )
         return
-    table = Table(title=f"Runs in {escape(store_path)}", title_justify="left")
-    table.add_column("run", no_wrap=True, overflow="fold")
-    for name in ("name", "state", "done", "cost", "updated"):
-        table.add_column(name)
-    for s in page:
-        table.add_row(
+    rows = [
+        [
             escape(s.run_id),
             escape(s.name),
             escape(s.state),
             f"{s.completed}/{s.tasks}",
             format_money(Decimal(s.cost) if s.cost is not None else None),
             s.updated_at.strftime("%Y-%m-%d %H:%M:%S"),
-        )
-    out.print(table)
+        ]
+        for s in page
+    ]
+    columns = [Column("run"), Column("name"), Column("state"), Column("done", "right"),
+               Column("cost", "right"), Column("updated")]  # fmt: skip
+    print_fitted(out, title=f"Runs in {escape(store_path)}", columns=columns, rows=rows)
     if total > len(page):
         out.print(f"{len(page)} of {total} runs shown (--limit to see more)")
     resumable = [s for s in page if s.state not in ("completed", "running")]

@@ -34,7 +34,14 @@ from langchain_runtime.cost.estimate import (
 from langchain_runtime.orchestration import Task, TaskGraph
 from langchain_runtime.testing import SimulatedChatModel
 
-__all__ = ["Bound", "RunEstimate", "TaskEstimate", "estimate", "estimate_file"]
+__all__ = [
+    "Bound",
+    "RunEstimate",
+    "TaskEstimate",
+    "estimate",
+    "estimate_file",
+    "unpriced_hint",
+]
 
 _SIMULATED = "simulated"
 
@@ -105,3 +112,17 @@ def estimate_file(
     if amount is not None:
         loaded = replace(loaded, policy=with_overrides(loaded.policy, budget=amount))
     return estimate(loaded, run_input)
+
+
+def unpriced_hint(est: RunEstimate, path: Path, workflow: str | None) -> str | None:
+    """What to add to ``path`` when some tasks' models have no price (None when all do)."""
+    config = load(path, workflow).config
+    missing = sorted({priced_name(config, t.model) for t in est.tasks if t.cost_low is None})
+    if not missing:
+        return None
+    example = missing[0]
+    return (
+        f"no price for {', '.join(map(repr, missing))}, so the cost cannot be known; add it "
+        f"under `prices:`, e.g. prices: {{{example}: {{input: 1.0, output: 2.0}}}} (USD per "
+        "1M tokens)"
+    )

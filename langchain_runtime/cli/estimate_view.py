@@ -7,8 +7,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from langchain_runtime.cli._fit import Column, print_fitted
 from langchain_runtime.cli.estimate import Bound, RunEstimate, TaskEstimate
 from langchain_runtime.cli.render import format_money, format_tokens
 
@@ -28,10 +28,10 @@ def _tokens(bound: Bound) -> str:
 
 
 def _money(low: Decimal | None, high: Decimal | None, currency: str) -> str:
-    # wraps at the space after "-", never inside an amount
+    # on two lines, broken after the "-": an amount is never split
     if low is None:
         return "no price"
-    return f"{format_money(low, currency)}- {format_money(high, currency)}"
+    return f"{format_money(low, currency)}-\n{format_money(high, currency)}"
 
 
 def _prompt(task: TaskEstimate) -> str:
@@ -67,7 +67,7 @@ def _legend(est: RunEstimate) -> str:
 def _verdict(est: RunEstimate) -> str:
     budget = est.budget
     if budget is None or (budget.max_cost is None and budget.max_tokens is None):
-        return "No budget: nothing stops this run early. Set one with --budget AMOUNT."
+        return "No budget: nothing stops this run early. Set one with --max-cost AMOUNT."
     limits = []
     if budget.max_cost is not None:
         limits.append(format_money(budget.max_cost, budget.currency))
@@ -94,51 +94,57 @@ def _verdict(est: RunEstimate) -> str:
 def print_estimate(console: Console, est: RunEstimate) -> None:
     """The estimate as a table, with what each range rests on and the budget verdict."""
     cur = est.currency
-    table = Table(
+    rows = []
+    for task in est.tasks:
+        model = (
+            escape(task.model)
+            if task.priced_as in (None, task.model)
+            else f"{escape(task.model)}\n({escape(task.priced_as or '')})"
+        )
+        rows.append(
+            [
+                escape(task.task_id),
+                model,
+                _tokens(task.input),
+                _tokens(task.output),
+                _money(task.cost_low, task.cost_high, cur),
+                escape(_how(task)),
+            ]
+        )
+    print_fitted(
+        console,
         title=(
             f"Estimate for workflow {escape(est.workflow)!r} ({escape(est.source)}): "
             "no model is called"
         ),
-        title_justify="left",
-        show_footer=True,
+        columns=[
+            Column("task"),
+            Column("model"),
+            Column("input\ntokens", "right"),
+            Column("output\ntokens", "right"),
+            Column("cost", "right"),
+            Column("how"),
+        ],
+        rows=rows,
+        footer=[
+            "total",
+            "",
+            _tokens(est.input),
+            _tokens(est.output),
+            _money(est.cost_low, est.cost_high, cur),
+            "",
+        ],
     )
-    table.add_column("task", footer="total", overflow="fold")
-    table.add_column("model")
-    table.add_column("input tokens", justify="right", footer=_tokens(est.input))
-    table.add_column("output tokens", justify="right", footer=_tokens(est.output))
-    money = [format_money(v, cur) for t in est.tasks for v in (t.cost_low, t.cost_high)]
-    table.add_column(
-        "cost", justify="right", footer=_money(est.cost_low, est.cost_high, cur),
-        min_width=max(map(len, [*money, format_money(est.cost_high, cur)])) + 1,
-    )  # fmt: skip
-    table.add_column("how", no_wrap=True)
-    for task in est.tasks:
-        model = (
-            task.model
-            if task.priced_as in (None, task.model)
-            else (f"{task.model} ({task.priced_as})")
-        )
-        table.add_row(
-            escape(task.task_id),
-            escape(model),
-            _tokens(task.input),
-            _tokens(task.output),
-            _money(task.cost_low, task.cost_high, cur),
-            escape(_how(task)),
-        )
-    console.print(table)
-    console.print(escape(_legend(est)), soft_wrap=True, highlight=False)
+    console.print(escape(_legend(est)), highlight=False)
     for task in est.tasks:
         for note in task.notes:
-            console.print(f"Note ({escape(task.task_id)}): {escape(note)}", soft_wrap=True,
-                          highlight=False)  # fmt: skip
+            console.print(f"Note ({escape(task.task_id)}): {escape(note)}", highlight=False)
     console.print(
         f"Input: prompt text counted exactly ({escape(est.counting)}). Each range adds the "
         "per-message framing (a few tokens; providers count it differently) and, for a "
         "prompt marked ≈, the upstream outputs: from 0 up to their output bound, ±1 token "
         "per inserted value. Output: from 0 up to the bound shown. Cost: the catalog's "
         "prices, the low end at the cheaper of the input and cached-input rates.",
-        soft_wrap=True,
         highlight=False,
     )
     if est.has_retries:
@@ -147,12 +153,11 @@ def print_estimate(console: Console, est: RunEstimate) -> None:
             f"Not in the ranges: retries (up to {escape(retrying)}). With every retry: up to "
             f"{format_tokens(est.retry_tokens_high)} tokens, "
             f"{format_money(est.retry_cost_high, cur)}.",
-            soft_wrap=True,
             highlight=False,
         )
     for note in est.notes:
-        console.print(f"Note: {escape(note)}", soft_wrap=True, highlight=False)
-    console.print(_verdict(est), soft_wrap=True, highlight=False)
+        console.print(f"Note: {escape(note)}", highlight=False)
+    console.print(_verdict(est), highlight=False)
 
 
 def _bound_json(bound: Bound) -> dict[str, int | None]:

@@ -9,11 +9,13 @@ from rich.console import Console, JustifyMethod
 from rich.markup import escape
 from rich.table import Table
 
+from langchain_runtime.cli._fit import Column, print_fitted
+from langchain_runtime.cli.errors import CliError
 from langchain_runtime.cli.options import priced_name as registry_name
 from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.cost import ModelCatalog, ModelInfo
 
-__all__ = ["models_json", "print_models"]
+__all__ = ["models_json", "print_models", "shown_provider"]
 
 
 def _window(tokens: int | None) -> str:
@@ -31,9 +33,49 @@ def _rate(value: Decimal | None) -> str:
     return "—" if value is None else f"{value.normalize():f}"
 
 
+#: How a catalog provider is shown: the name a user knows it by (the bundled
+#: catalog calls Gemini's provider by its LiteLLM name).
+_SHOWN = {"vertex_ai-language-models": "google"}
+#: Other names ``--provider`` accepts for a catalog provider.
+_ALIASES = {
+    "google": "vertex_ai-language-models",
+    "google_genai": "vertex_ai-language-models",
+    "google_vertexai": "vertex_ai-language-models",
+    "gemini": "vertex_ai-language-models",
+}
+
+
+def shown_provider(provider: str | None) -> str:
+    """``provider`` as the table shows it (``google`` for the catalog's Gemini models)."""
+    return _SHOWN.get(provider or "", provider or "")
+
+
+def _catalog_provider(catalog: ModelCatalog, provider: str) -> str:
+    """The catalog's name for ``provider`` (which may be an alias such as ``google``).
+
+    Raises:
+        CliError: No model of the catalog has that provider (exit 2), with the
+            closest known name.
+    """
+    from langchain_runtime.config._errors import did_you_mean
+
+    known = {m.provider for m in catalog if m.provider}
+    wanted = _ALIASES.get(provider, provider)
+    if wanted in known:
+        return wanted
+    names = sorted(
+        {shown_provider(p) for p in known} | {p for p in _ALIASES if _ALIASES[p] in known}
+    )
+    close = did_you_mean(provider, names)
+    hint = f"; did you mean {close!r}?" if close else ""
+    listed = ", ".join(sorted(shown_provider(p) for p in known))
+    raise CliError(f"unknown provider {provider!r}{hint} (known: {listed})")
+
+
 def _catalog_rows(catalog: ModelCatalog, provider: str | None) -> list[ModelInfo]:
-    rows = [m for m in catalog if provider is None or (m.provider or "") == provider]
-    return sorted(rows, key=lambda m: ((m.provider or "~"), m.id))
+    wanted = _catalog_provider(catalog, provider) if provider is not None else None
+    rows = [m for m in catalog if wanted is None or (m.provider or "") == wanted]
+    return sorted(rows, key=lambda m: (shown_provider(m.provider) or "~", m.id))
 
 
 def print_models(
@@ -45,8 +87,10 @@ def print_models(
 ) -> None:
     """The catalog's prices per 1M tokens, then the file's registry and what it costs."""
     cur = catalog.currency
+    shown = _catalog_rows(catalog, provider)
+    count = f"{len(shown)} of {len(catalog)}" if provider is not None else str(len(catalog))
     table = Table(
-        title=f"Model catalog ({len(catalog)} models): prices in {cur} per 1M tokens",
+        title=f"Model catalog ({count} models): prices in {cur} per 1M tokens",
         title_justify="left",
         # no borders: at 80 columns every id and price fits whole
         box=None,
@@ -71,43 +115,53 @@ def print_models(
     rows = [
         (
             escape(info.id),
-            escape(info.provider or ""),
+            escape(shown_provider(info.provider)),
             info.role or "",
             _rate(info.input_price),
             _rate(info.cached_input_price),
             _rate(info.output_price),
             _window(info.context_window),
         )
-        for info in _catalog_rows(catalog, provider)
+        for info in shown
     ]
     for i, (name, justify) in enumerate(columns):
-        if name in ("provider", "role"):
-            table.add_column(name, justify=justify, overflow="fold")
-        else:
-            # a model's id is what a user copies, and a price is read whole: never cut
-            widest = max([len(name), *(len(row[i]) for row in rows)])
-            table.add_column(name, justify=justify, no_wrap=True, min_width=widest)
+        # a model's id is what a user copies, and a name or price is read whole: never cut
+        widest = max([len(name), *(len(row[i]) for row in rows)])
+        table.add_column(name, justify=justify, no_wrap=True, min_width=widest)
     for row in rows:
         table.add_row(*row)
     console.print(table)
     if config is None or not config.models:
         return
-    registry = Table(title=f"Model registry of {escape(config.source)}", title_justify="left")
-    for name in ("id", "provider", "model", "priced as", "input", "output", "parameters"):
-        registry.add_column(name, overflow="fold", no_wrap=name == "id")
-    for model_id, entry in config.models.items():
+    entries: list[list[str]] = []
+    notes: dict[int, str] = {}
+    for i, (model_id, entry) in enumerate(config.models.items()):
         priced = catalog.find(registry_name(config, model_id))
-        params = ", ".join(f"{k}={v}" for k, v in sorted(entry.params.items()))
-        registry.add_row(
-            escape(model_id),
-            escape(entry.provider),
-            escape(registry_name(config, model_id)),
-            escape(priced.id) if priced is not None else "[red]no price[/]",
-            _rate(priced.input_price) if priced is not None else "",
-            _rate(priced.output_price) if priced is not None else "",
-            escape(params),
+        entries.append(
+            [
+                escape(model_id),
+                escape(entry.provider),
+                escape(registry_name(config, model_id)),
+                escape(priced.id) if priced is not None else "[red]no price[/]",
+                _rate(priced.input_price) if priced is not None else "",
+                _rate(priced.output_price) if priced is not None else "",
+            ]
         )
-    console.print(registry)
+        notes[i] = escape(", ".join(f"{k}={v}" for k, v in sorted(entry.params.items())))
+    print_fitted(
+        console,
+        title=f"Model registry of {escape(config.source)}",
+        columns=[
+            Column("id"),
+            Column("provider"),
+            Column("model"),
+            Column("priced as"),
+            Column("input", "right"),
+            Column("output", "right"),
+        ],
+        rows=entries,
+        notes=notes,
+    )
 
 
 def _info_json(info: ModelInfo) -> dict[str, Any]:

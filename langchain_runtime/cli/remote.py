@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
+from langchain_runtime.cli._fit import Column, print_fitted, summary_title
 from langchain_runtime.cli.errors import EXIT_FAILED, CliError
 from langchain_runtime.cli.render import (
     format_duration,
@@ -28,7 +28,9 @@ from langchain_runtime.cli.render import (
 )
 from langchain_runtime.config import load_config
 
-__all__ = ["RemoteRuns", "serve"]
+__all__ = ["RemoteRuns", "by_id_or_prefix", "resolve", "serve"]
+
+T = TypeVar("T")
 
 _DONE = "completed"
 
@@ -123,6 +125,8 @@ def _tokens(data: Mapping[str, Any]) -> str:
 
 
 def _duration(data: Mapping[str, Any]) -> str:
+    if isinstance(data.get("duration"), int | float):  # a stored TaskResult
+        return format_duration(float(data["duration"]))
     try:
         start = datetime.fromisoformat(str(data["started_at"]))
         end = datetime.fromisoformat(str(data["ended_at"]))
@@ -180,6 +184,42 @@ def _by_prefix(client: _Client, prefix: str, not_found: Exception) -> str:
     )
 
 
+def _refused(exc: BaseException) -> bool:
+    """True when ``exc`` says nothing listens at the address (not a timeout or reset)."""
+    import httpx
+
+    cause = exc.__cause__
+    return isinstance(cause, httpx.ConnectError) and not isinstance(exc, TimeoutError)
+
+
+def resolve(client: _Client, run_id: str) -> str:
+    """``run_id``, or the one run whose id starts with it (a unique prefix).
+
+    Raises:
+        RunNotFoundError: No run has that id or prefix (the server's own error).
+        CliError: Several runs match the prefix.
+    """
+    try:
+        client.get_run(run_id)
+    except Exception as exc:
+        if getattr(exc, "code", None) != "run_not_found":
+            raise
+        return _by_prefix(client, run_id, exc)
+    return run_id
+
+
+def by_id_or_prefix(client: _Client, run_id: str, call: Callable[[str], T]) -> tuple[str, T]:
+    """``call(run_id)``; when no run has that id, ``call`` on the one run whose id
+    starts with it. Returns the id used and what ``call`` returned."""
+    try:
+        return run_id, call(run_id)
+    except Exception as exc:
+        if getattr(exc, "code", None) != "run_not_found":
+            raise
+        full = _by_prefix(client, run_id, exc)
+    return full, call(full)
+
+
 class RemoteRuns:
     """``runs list|status|wait|abort|events`` against one sidecar.
 
@@ -198,10 +238,19 @@ class RemoteRuns:
 
     @contextlib.contextmanager
     def client(self) -> Iterator[_Client]:
+        """A client of the sidecar; "no sidecar at URL" when nothing listens there."""
         make = _load("langchain_runtime.api.client", "RuntimeClient", "client")
         client: _Client = make(self.url, token=self.token)
         try:
             yield client
+        except ConnectionError as exc:
+            if not _refused(exc):
+                raise
+            raise CliError(
+                f"no sidecar at {self.url}: start one with `langchain-runtime serve`, "
+                "pass --url, or use --store FILE",
+                EXIT_FAILED,
+            ) from exc
         finally:
             close = getattr(client, "close", None)
             if callable(close):
@@ -220,22 +269,29 @@ class RemoteRuns:
             print_json(data)
             return
         items = data.get("items", []) if isinstance(data, Mapping) else data
-        table = Table(title=f"Runs at {escape(self.url)}", title_justify="left")
-        for name in ("run", "workflow", "state", "tasks", "tokens", "cost", "created"):
-            # a run id is what a user copies: never cut (the other columns give way)
-            table.add_column(name, no_wrap=name == "run", overflow="fold")
+        rows = []
         for run in items:
             tasks = run.get("tasks")
-            table.add_row(
-                escape(str(run.get("run_id", ""))),
-                escape(str(run.get("workflow") or "")),
-                escape(str(run.get("state", ""))),
-                str(len(tasks) if isinstance(tasks, Mapping) else tasks or 0),
-                _tokens(run),
-                _cost(run),
-                escape(_when(run.get("created_at"))),
+            rows.append(
+                [
+                    escape(str(run.get("run_id", ""))),
+                    escape(str(run.get("workflow") or "")),
+                    escape(str(run.get("state", ""))),
+                    str(len(tasks) if isinstance(tasks, Mapping) else tasks or 0),
+                    _tokens(run),
+                    _cost(run),
+                    escape(_when(run.get("created_at"))),
+                ]
             )
-        self.out.print(table)
+        names = ("run", "workflow", "state", "tasks", "tokens", "cost", "created")
+        print_fitted(
+            self.out,
+            title=f"Runs at {escape(self.url)}",
+            columns=[
+                Column(n, "right" if n in ("tasks", "tokens", "cost") else "left") for n in names
+            ],
+            rows=rows,
+        )
         total = data.get("total") if isinstance(data, Mapping) else None
         if isinstance(total, int) and total > len(items):
             self.out.print(f"{len(items)} of {total} runs shown (--limit to see more)")
@@ -243,19 +299,15 @@ class RemoteRuns:
     def status(self, run_id: str) -> None:
         """A run's status; ``run_id`` may be a unique prefix of the run's id."""
         with self.client() as client:
-            try:
-                data = client.get_run(run_id)
-            except Exception as exc:
-                if getattr(exc, "code", None) != "run_not_found":
-                    raise
-                data = client.get_run(_by_prefix(client, run_id, exc))
-            self._show(_plain(data))
+            _, data = by_id_or_prefix(client, run_id, client.get_run)
+            self.show(_plain(data))
 
     def wait(self, run_id: str, timeout: float) -> None:
         """Wait for the run to end; exit 1 unless it completed."""
         with self.client() as client:
-            data = _plain(client.wait(run_id, timeout))
-        self._show(data)
+            run_id, data = by_id_or_prefix(client, run_id, lambda rid: client.wait(rid, timeout))
+            data = _plain(data)
+        self.show(data)
         state = str(data.get("state", ""))
         if state != _DONE:
             reason = _error(data)
@@ -265,7 +317,8 @@ class RemoteRuns:
 
     def abort(self, run_id: str) -> None:
         with self.client() as client:
-            data = _plain(client.abort_run(run_id))
+            run_id, data = by_id_or_prefix(client, run_id, client.abort_run)
+            data = _plain(data)
         if self.as_json:
             print_json(data)
         else:
@@ -276,7 +329,7 @@ class RemoteRuns:
         import json
 
         with self.client() as client:
-            for event in client.events(run_id):
+            for event in client.events(resolve(client, run_id)):
                 data = _plain(event)
                 if self.as_json:
                     self.out.print(json.dumps(data, ensure_ascii=False), markup=False,
@@ -292,27 +345,30 @@ class RemoteRuns:
                 )
 
     # ------------------------------------------------------------------ display
-    def _show(self, data: Mapping[str, Any]) -> None:
+    def show(self, data: Mapping[str, Any]) -> None:
         if self.as_json:
             print_json(data)
             return
-        title = (
-            f"Run {escape(str(data.get('run_id', '')))} · {escape(str(data.get('state', '')))}"
-            f" · {_tokens(data)} tokens · {_cost(data)}"
+        title = summary_title(
+            self.out,
+            f"Run {escape(str(data.get('run_id', '')))}",
+            f"{escape(str(data.get('state', '')))} · {_tokens(data)} tokens · {_cost(data)}",
         )
-        table = Table(title=title, title_justify="left")
-        for name in ("task", "state", "duration", "tokens", "cost", "note"):
-            table.add_column(name)
         tasks = data.get("tasks")
-        for tid, task in tasks.items() if isinstance(tasks, Mapping) else ():
-            table.add_row(
-                escape(str(tid)),
-                escape(str(task.get("state", ""))),
-                _duration(task),
-                _tokens(task),
-                _cost(task),
-                escape(_error(task)),
+        rows, notes = [], {}
+        for i, (tid, task) in enumerate(tasks.items() if isinstance(tasks, Mapping) else ()):
+            rows.append(
+                [
+                    escape(str(tid)),
+                    escape(str(task.get("state", ""))),
+                    _duration(task),
+                    _tokens(task),
+                    _cost(task),
+                ]
             )
-        self.out.print(table)
+            notes[i] = escape(_error(task))
+        columns = [Column("task"), Column("state"), Column("duration", "right"),
+                   Column("tokens", "right"), Column("cost", "right")]  # fmt: skip
+        print_fitted(self.out, title=title, columns=columns, rows=rows, notes=notes)
         if _error(data):
-            self.out.print(f"error: {escape(_error(data))}", soft_wrap=True)
+            self.out.print(f"error: {escape(_error(data))}")

@@ -10,9 +10,9 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.rule import Rule
-from rich.table import Table
 from rich.text import Text
 
+from langchain_runtime.cli._fit import Column, print_fitted, summary_title
 from langchain_runtime.context.router import as_text
 from langchain_runtime.domain import RunResult, RunState, TaskResult, TaskState
 
@@ -126,41 +126,52 @@ def _note(tr: TaskResult) -> str:
     return note
 
 
-def task_table(result: RunResult, order: Sequence[str]) -> Table:
+def print_task_table(console: Console, result: RunResult, order: Sequence[str]) -> None:
     """One row per task: state, duration, tokens, cost, and (when any) why it did not
     complete. The title gives the run's wall time: less than the sum of the task
-    durations when tasks ran side by side."""
+    durations when tasks ran side by side. Nothing is cut to fit the console (see
+    :func:`langchain_runtime.cli._fit.print_fitted`)."""
     currency = result.cost.currency
     wall = _wall_time(result)
-    title = (
-        f"Run {escape(result.run_id)} · {_styled(result.state)}"
+    summary = (
+        _styled(result.state)
         + (f" · {format_duration(wall)}" if wall is not None else "")
         + f" · {format_tokens(result.usage.total_tokens)} tokens"
         f" · {format_money(result.cost.amount, currency)}"
     )
+    title = summary_title(console, f"Run {escape(result.run_id)}", summary)
     ids = [t for t in order if t in result.tasks] + [t for t in result.tasks if t not in order]
-    notes = {tid: _note(result.tasks[tid]) for tid in ids}
-    table = Table(title=title, title_justify="left", show_footer=True)
-    table.add_column("task", footer="total")
-    table.add_column("state")
-    table.add_column("duration", justify="right")
-    table.add_column("input", justify="right", footer=format_tokens(result.usage.input_tokens))
-    table.add_column("output", justify="right", footer=format_tokens(result.usage.output_tokens))
-    table.add_column("cost", justify="right", footer=format_money(result.cost.amount, currency))
-    if any(notes.values()):  # an empty column is noise
-        table.add_column("note", overflow="fold")
+    columns = [
+        Column("task"),
+        Column("state"),
+        Column("duration", "right"),
+        Column("input", "right"),
+        Column("output", "right"),
+        Column("cost", "right"),
+    ]
+    rows = []
     for tid in ids:
         tr: TaskResult = result.tasks[tid]
-        cells = [
-            escape(tid),
-            _styled(tr.state),
-            format_duration(tr.duration),
-            format_tokens(tr.usage.input_tokens),
-            format_tokens(tr.usage.output_tokens),
-            format_money(tr.cost.amount, currency),
-        ]
-        table.add_row(*cells, *([escape(notes[tid])] if any(notes.values()) else []))
-    return table
+        rows.append(
+            [
+                escape(tid),
+                _styled(tr.state),
+                format_duration(tr.duration),
+                format_tokens(tr.usage.input_tokens),
+                format_tokens(tr.usage.output_tokens),
+                format_money(tr.cost.amount, currency),
+            ]
+        )
+    footer = [
+        "total",
+        "",
+        "",
+        format_tokens(result.usage.input_tokens),
+        format_tokens(result.usage.output_tokens),
+        format_money(result.cost.amount, currency),
+    ]
+    notes = {i: escape(_note(result.tasks[tid])) for i, tid in enumerate(ids)}
+    print_fitted(console, title=title, columns=columns, rows=rows, notes=notes, footer=footer)
 
 
 def _output_text(value: Any) -> str:
@@ -188,7 +199,7 @@ def print_run(
         placeholder: Tasks whose output is the simulated model's placeholder text;
             their outputs are labelled so.
     """
-    console.print(task_table(result, order))
+    print_task_table(console, result, order)
     shown = [t for t in order if t in result.outputs]
     cut = False
     for tid in shown:

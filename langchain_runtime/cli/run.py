@@ -227,9 +227,10 @@ def run_workflow(
     result = outcome.result
     hint = ""
     if store is not None and (outcome.interrupted or not result.ok):
-        from langchain_runtime.cli.durable import resume_hint
+        from langchain_runtime.cli.durable import resume_hint, stopped_on
 
-        hint = f"; the run is kept, resume it with: {resume_hint(str(run_id), store)}"
+        over = stopped_on(result, policy.budget)
+        hint = f"; the run is kept, resume it with: {resume_hint(str(run_id), store, over)}"
     if outcome.interrupted:
         message = result.error.message if result.error else "interrupted"
         raise CliError(message + hint, EXIT_INTERRUPTED)

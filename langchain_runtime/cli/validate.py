@@ -14,7 +14,14 @@ from langchain_runtime.config import RuntimeConfig, load_config
 from langchain_runtime.domain import RunPolicy
 from langchain_runtime.errors import ConfigurationError
 
-__all__ = ["WorkflowSummary", "check_prices", "check_providers", "print_summaries", "validate"]
+__all__ = [
+    "WorkflowSummary",
+    "check_prices",
+    "check_providers",
+    "missing_keys",
+    "print_summaries",
+    "validate",
+]
 
 _SIMULATED = "simulated"
 
@@ -61,6 +68,32 @@ def check_prices(config: RuntimeConfig, name: str, policy: RunPolicy) -> None:
                 f"`prices:`, e.g. prices: {{{model}: {{input: 1.0, output: 2.0}}}} (USD per "
                 "1M tokens)"
             )
+
+
+def missing_keys(config: RuntimeConfig) -> list[str]:
+    """Warnings for registry entries whose API key variable is not set.
+
+    Not errors: a file is checked without keys; running it needs them.
+    """
+    import os
+
+    from langchain_runtime.config._providers import _KEY_VARIABLES, api_key_variable
+
+    needing: dict[str, list[str]] = {}
+    for model_id, entry in config.models.items():
+        if entry.provider == _SIMULATED:
+            continue
+        if entry.api_key_env is None and entry.provider not in _KEY_VARIABLES:
+            continue  # a provider whose credentials we cannot name (e.g. cloud logins)
+        variable = entry.api_key_env or api_key_variable(entry.provider)
+        if not os.environ.get(variable):
+            needing.setdefault(variable, []).append(f"{model_id!r} ({entry.provider})")
+    warnings = [
+        f"running needs ${variable}, which is not set (for model{'s' if len(models) > 1 else ''} "
+        f"{', '.join(models)})"
+        for variable, models in needing.items()
+    ]
+    return warnings
 
 
 def validate(path: Path, workflow: str | None = None) -> list[WorkflowSummary]:

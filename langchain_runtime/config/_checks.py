@@ -13,13 +13,23 @@ from collections.abc import Iterable, Iterator
 from pydantic import ValidationError
 
 from langchain_runtime.config._errors import Loc
-from langchain_runtime.config._providers import SimulatedParams, api_key_variable, find_secrets
+from langchain_runtime.config._providers import (
+    SimulatedParams,
+    api_key_variable,
+    find_secrets,
+    known_providers,
+)
 from langchain_runtime.config.schema import SIMULATED, ConfigSpec, ModelSpec, WorkflowSpec
 
 __all__ = ["check_config"]
 
 #: A problem: where it is (from the document root) and what is wrong.
 Problem = tuple[Loc, str]
+
+
+#: Parameters of the simulated provider that no real provider takes (``max_tokens``
+#: is everyone's).
+_SIMULATED_ONLY = frozenset(SimulatedParams.model_fields) - {"max_tokens"}
 
 
 def check_config(spec: ConfigSpec) -> list[Problem]:
@@ -48,6 +58,14 @@ def _check_model(loc: Loc, spec: ModelSpec) -> Iterator[Problem]:
             "api_key_env)",
         )
     if spec.provider != SIMULATED:
+        if spec.provider not in known_providers():
+            return  # a misspelled provider is reported as such (check_provider)
+        for name in [k for k in spec.params if k in _SIMULATED_ONLY]:
+            yield (
+                (*loc, name),
+                f"only the simulated provider understands {name!r}; provider "
+                f"{spec.provider!r} would receive it as a model parameter: remove it",
+            )
         return
     if spec.api_key_env is not None:
         yield (*loc, "api_key_env"), "the simulated provider takes no API key"

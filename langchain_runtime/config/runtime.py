@@ -306,22 +306,30 @@ class RuntimeConfig:
             policy = self.workflow_policy(resolved)
         else:
             policy = self._override(policy_override)
-        if workflow.scopes:  # the workflow's shared budgets, on top of the policy's own
-            scopes = tuple(dict.fromkeys((*policy.scopes, *workflow.scopes)))
-            policy = policy.model_copy(update={"scopes": scopes})
-        ledger = None
-        if policy.scopes:
-            ledger = self.ledger()
-            if ledger is None:
-                issue = self._issue(
-                    ("workflows", resolved, "scopes"),
-                    f"the scopes {list(policy.scopes)} need a shared budget ledger: set "
-                    "`ledger: sqlite:///budgets.db` (or postgresql://...) at the top level",
-                )
-                raise ConfigFileError(self._source, [issue])
+        policy = self._scoped(resolved, workflow, policy)
+        ledger = self.ledger() if policy.scopes else None
         return self._orchestrator(
             resolved, workflow, policy, self.model, self.catalog(), ledger=ledger
         )
+
+    def _scoped(self, resolved: str, workflow: WorkflowSpec, policy: RunPolicy) -> RunPolicy:
+        """``policy`` with the workflow's ``scopes:`` added to its own.
+
+        Raises:
+            ConfigFileError: There are scopes and the file names no ``ledger:``.
+        """
+        if workflow.scopes:  # the workflow's shared budgets, on top of the policy's own
+            scopes = tuple(dict.fromkeys((*policy.scopes, *workflow.scopes)))
+            policy = policy.model_copy(update={"scopes": scopes})
+        if policy.scopes and self._spec.ledger is None:
+            where = "scopes" if workflow.scopes else "policy"  # where the scopes are written
+            issue = self._issue(
+                ("workflows", resolved, where),
+                f"the scopes {list(policy.scopes)} need a shared budget ledger: set "
+                "`ledger: sqlite:///budgets.db` (or postgresql://...) at the top level",
+            )
+            raise ConfigFileError(self._source, [issue])
+        return policy
 
     def check(self, name: str | None = None) -> None:
         """Validate one workflow's graph (or every workflow's) offline.
@@ -340,9 +348,11 @@ class RuntimeConfig:
         else:
             names = sorted(self.workflows)
         for each in names:
-            self._orchestrator(
-                each, self.workflows[each], self.workflow_policy(each), lambda _: stand_in, None
-            )
+            workflow = self.workflows[each]
+            policy = self._scoped(each, workflow, self.workflow_policy(each))
+            # the ledger is not opened to check a file: the graph is checked without scopes
+            policy = policy.model_copy(update={"scopes": ()})
+            self._orchestrator(each, workflow, policy, lambda _: stand_in, None)
 
     def _override(self, override: PolicyOverride) -> RunPolicy:
         if isinstance(override, RunPolicy):

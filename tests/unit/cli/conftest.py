@@ -1,6 +1,7 @@
 from __future__ import annotations
 
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,21 @@ def write(tmp_path: Path) -> Write:
         return path
 
     return _write
+
+
+@pytest.fixture
+def sidecar() -> Iterator[str]:
+    pytest.importorskip("fastapi", reason="needs the 'server' extra")
+    from langchain_runtime.api import RuntimeClient
+    from langchain_runtime.api.server import create_app, serve_in_thread
+    from langchain_runtime.api.store import MemoryRunStore
+
+    with serve_in_thread(create_app(store=MemoryRunStore())) as server:
+        with RuntimeClient(server.url, timeout=10) as client:
+            for run_id in (str(uuid.uuid4()), str(uuid.uuid4()), "abc-1", "abc-2"):
+                client.start_run(
+                    tasks=[{"id": "a", "prompt": "hi", "model": "simulated"}], run_id=run_id
+                )
+            for run in client.list_runs().items:
+                client.wait(run.run_id, timeout=10, poll_interval=0.02)
+        yield server.url

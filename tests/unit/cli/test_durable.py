@@ -135,5 +135,5 @@ def test_a_damaged_store_is_one_line(cli: Cli, write: Write, tmp_path: Path) -> 
     db = tmp_path / "runs.db"
     db.write_text("not a database at all\n" * 20)
     out = cli("runs", "list", "--store", db)
-    assert out.exit_code == 1
+    assert out.exit_code == 2  # a wrong file given to --store: bad input, like a missing one
     assert out.stderr.strip() == f"error: run store {db} is not an SQLite database"

@@ -69,7 +69,7 @@ def test_the_demo_shows_parallel_drafts_in_file_order_and_labels_placeholders(cl
         "research", "outline", "draft_intro", "draft_body", "draft_conclusion", "review",
     ]  # fmt: skip
     assert all(seconds > 0 for seconds in durations.values())  # the example's latency
-    wall = float(re.search(r"· completed · ([0-9.]+)s ·", text).group(1))  # type: ignore[union-attr]
+    wall = float(re.search(r"^completed · ([0-9.]+)s ·", text, re.M).group(1))  # type: ignore[union-attr]
     assert wall < sum(durations.values())  # the drafts ran side by side
     assert "note" not in text.split("\n", 3)[2]  # no empty note column
     assert text.count("(simulated: placeholder text)") == 6
