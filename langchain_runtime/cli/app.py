@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from langchain_runtime._version import __version__
 from langchain_runtime.cli import errors
 from langchain_runtime.cli.budgets import budgets_app
+from langchain_runtime.cli.keys import keys_app
 
 __all__ = ["app"]
 
@@ -134,6 +135,7 @@ runs_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
