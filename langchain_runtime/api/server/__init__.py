@@ -89,6 +89,8 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     limits: ServerLimits | None = None,
     ledger: BudgetLedger | None = None,
+    database: str | None = None,
+    stale_after: float = 30.0,
 ) -> FastAPI:
     """The sidecar as an ASGI application.
 
@@ -115,6 +117,15 @@ def create_app(
         ledger: The shared budget ledger runs with scopes reserve in (API keys'
             scopes, workflows' ``scopes:``) and the budget routes read; default the
             config's ``ledger:``.
+        database: One URL for the run store and the ledger (instead of ``store``):
+            ``postgresql://...`` (:class:`~langchain_runtime.store.postgres.PostgresRunStore`
+            and :class:`~langchain_runtime.cost.ledger.PostgresLedger`: any number of
+            replicas on one database share runs, events, aborts and budgets) or
+            ``sqlite:///path`` (one server: the SQLite run store and ledger in one file).
+            A ``ledger:`` in the config still names the ledger.
+        stale_after: With a PostgreSQL ``database``: seconds without a heartbeat after
+            which another replica's run counts as interrupted (replicas sweep every
+            quarter of it).
 
     Raises:
         ImportError: FastAPI or uvicorn is not installed.
@@ -133,7 +144,16 @@ def create_app(
 
     if config is None:
         config = load_config({})
-    own_store = not isinstance(store, RunStore)
+    sweep_interval = max(stale_after / 4, 0.1)
+    if database is not None:
+        if store is not None:
+            raise ConfigurationError("give a store or a database, not both")
+        store, db_ledger = open_database(database, stale_after=stale_after)
+        if ledger is None and config.ledger() is None:
+            ledger = db_ledger
+        elif db_ledger is not None:
+            db_ledger.close()
+    own_store = not isinstance(store, RunStore) or database is not None
     if store is None:
         store = os.environ.get("LANGCHAIN_RUNTIME_DB") or DEFAULT_DB
     if not isinstance(store, RunStore):
@@ -169,6 +189,7 @@ def create_app(
         checkpoint_interval=checkpoint_interval,
         own_store=own_store,
         ledger=ledger,
+        sweep_interval=sweep_interval,
     )
     return build_app(
         manager,
@@ -178,6 +199,42 @@ def create_app(
         sse_keepalive=sse_keepalive,
         allowed_hosts=allowed_hosts,
         limits=limits,
+    )
+
+
+def open_database(url: str, *, stale_after: float = 30.0) -> tuple[RunStore, BudgetLedger]:
+    """The run store and the ledger a ``--database`` URL names.
+
+    Raises:
+        ConfigurationError: Not a ``postgresql://`` or ``sqlite:///`` URL.
+        ImportError: ``postgresql://`` without the ``postgres`` extra.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        from langchain_runtime.cost.ledger import PostgresLedger
+        from langchain_runtime.store.postgres import (  # type: ignore[import-not-found,unused-ignore]
+            PostgresRunStore,
+        )
+
+        pg_store: RunStore = PostgresRunStore(url, stale_after=stale_after)
+        try:
+            return pg_store, PostgresLedger(url)
+        except BaseException:
+            pg_store.close()
+            raise
+    if scheme == "sqlite" and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        from langchain_runtime.cost.ledger import SQLiteLedger
+
+        path = url[len("sqlite:///") :]
+        sqlite_store = SqliteRunStore(Path(path), exclusive=True)  # its tables first
+        try:
+            return sqlite_store, SQLiteLedger(path)
+        except BaseException:
+            sqlite_store.close()
+            raise
+    raise ConfigurationError(
+        f"database: expected postgresql://user@host/db or sqlite:///path.db, got "
+        f"{url.split('@')[-1]!r}"
     )
 
 

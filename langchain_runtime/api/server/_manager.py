@@ -55,6 +55,7 @@ from langchain_runtime.api.server._build import build_orchestrator, build_task
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
 from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._metrics import Metrics
+from langchain_runtime.api.server._replicas import ABORT_KEY, Sweeper, is_shared, remote_status
 from langchain_runtime.api.store import RunRecord, RunStore, interrupt_status
 from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
@@ -88,6 +89,7 @@ SHUT_DOWN = "the server shut down before this run ended"
 OWNER_KEY = "_owner"
 SCOPES_KEY = "_scopes"
 _LIST_PAGE = 500
+_UNFINISHED = ("pending", "running", "aborting")
 
 
 def client_request(request: Mapping[str, Any]) -> dict[str, Any]:
@@ -173,6 +175,8 @@ class RunManager:
         own_store: Close the store with the manager.
         ledger: The shared budget ledger the runs' scopes reserve in (an API key's
             scopes, a workflow's ``scopes:``); None: runs have no shared scopes.
+        sweep_interval: On a store replicas share (PostgreSQL), seconds between
+            sweeps for runs of stopped replicas (see :mod:`._replicas`).
 
     Every method taking a ``principal`` (the API key of the request; None in the
     single-user mode) acts only on that key's runs: another key's run is
@@ -189,6 +193,7 @@ class RunManager:
         checkpoint_interval: float = 1.0,
         own_store: bool = False,
         ledger: BudgetLedger | None = None,
+        sweep_interval: float = 5.0,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
@@ -207,6 +212,12 @@ class RunManager:
         self._durable: DurableRunStore | None = (
             store if isinstance(store, DurableRunStore) else None
         )
+        self._sweeper: Sweeper | None = None
+        self._shared = self._durable is not None and is_shared(store)
+        if self._shared:  # other replicas' runs are not ours to fail: only the dead ones
+            self.sweep()
+            self._sweeper = Sweeper(self.sweep, sweep_interval).start()
+            return
         interrupted = store.mark_interrupted(INTERRUPTED)
         resumable = self._keep_committed(interrupted)
         if interrupted:
@@ -239,6 +250,31 @@ class RunManager:
                 continue
             kept.append(run_id)
         return kept
+
+    def sweep(self) -> list[str]:
+        """Mark the runs of stopped replicas interrupted (resumable); their ids."""
+        assert self._durable is not None
+        stale: list[str] = self.store.mark_interrupted_stale()  # type: ignore[attr-defined]
+        for run_id in stale:
+            try:
+                record = self.store.load(run_id)
+                stored = self._durable.load_run(run_id)
+                if record is None or stored is None or record.state not in _UNFINISHED:
+                    continue
+                reason = RESUMABLE.format(run_id=run_id)
+                self.store.save(interrupted_record(record, stored, reason))
+            except Exception:
+                logger.exception("run %s: could not be marked interrupted", run_id)
+        if stale:
+            logger.warning("%d run(s) of stopped replicas marked interrupted: %s",
+                           len(stale), ", ".join(stale[:20]))  # fmt: skip
+        return stale
+
+    def _elsewhere(self, record: RunRecord) -> Any:
+        """The stored durable run of an unfinished run not executing here, or None."""
+        if not self._shared or self._durable is None or record.state not in _UNFINISHED:
+            return None
+        return self._durable.load_run(record.run_id)
 
     # -- submission -----------------------------------------------------------------
     def submit(self, request: RunRequest, principal: Principal | None = None) -> RunAccepted:
@@ -425,7 +461,8 @@ class RunManager:
             except ResumeError as exc:
                 exc.code = "resume_refused"  # the graph differs (live was checked above)
                 raise
-            running = replace(record, state="running", updated_at=_now())
+            request_json = {k: v for k, v in record.request.items() if k != ABORT_KEY}
+            running = replace(record, state="running", updated_at=_now(), request=request_json)
             self.store.save(running)
             live, thread = self._watch_in_background(run_id, handle, running, default_model)
         self.metrics.run_submitted()
@@ -488,6 +525,8 @@ class RunManager:
                 if handle.done():
                     continue
             if self._durable is not None:
+                if self._shared and not live.aborting:
+                    self._abort_if_asked(live)
                 continue  # the run writes its own commits
             try:
                 snap = handle.snapshot()
@@ -495,6 +534,18 @@ class RunManager:
             except Exception:
                 logger.exception("checkpoint of run %s failed", live.run_id)
         self._finalize(live, result, failure)
+
+    def _abort_if_asked(self, live: _Live) -> None:
+        """Abort a live run another replica asked to abort (in its stored record)."""
+        try:
+            record = self.store.load(live.run_id)
+        except Exception:
+            logger.exception("run %s: its record could not be read", live.run_id)
+            return
+        if record is not None and record.request.get(ABORT_KEY):
+            logger.info("run %s: aborted on another replica's request", live.run_id)
+            live.aborting = True
+            live.handle.abort()
 
     def _finalize(
         self, live: _Live, result: RunResult | None, failure: BaseException | None
@@ -587,6 +638,14 @@ class RunManager:
             result: dict[str, Any] = json.loads(self._live_body(live))
             return result
         record = self._load(run_id, principal)
+        stored = self._elsewhere(record)
+        if stored is not None and stored.live:
+            return remote_status(record, stored)
+        if stored is not None and stored.state == "interrupted":
+            # its replica stopped: what the next sweep will write
+            return dict(
+                interrupted_record(record, stored, RESUMABLE.format(run_id=run_id)).status or {}
+            )
         if record.status is not None:
             return dict(record.status)
         return RunStatus(
@@ -697,7 +756,16 @@ class RunManager:
                 live.aborting = True
                 return RunAccepted(run_id=run_id, state="aborting")
             raise _finished_error(run_id, live.handle.status().value)
-        raise _finished_error(run_id, self._load(run_id, principal).state)
+        record = self._load(run_id, principal)
+        stored = self._elsewhere(record)
+        if stored is not None and stored.live:  # the executing replica polls for this
+            asked = dict(record.request)
+            asked[ABORT_KEY] = True
+            self.store.save(replace(record, request=asked, updated_at=_now()))
+            return RunAccepted(run_id=run_id, state="aborting")
+        if stored is not None and stored.state == "interrupted":
+            raise RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
+        raise _finished_error(run_id, record.state)
 
     def enqueue(
         self, run_id: str, spec: TaskSpec, principal: Principal | None = None
@@ -705,7 +773,15 @@ class RunManager:
         """Add a task to a live run (validated like the tasks of a request)."""
         live = self._visible_live(run_id, principal)
         if live is None:
-            raise _finished_error(run_id, self._load(run_id, principal).state)
+            record = self._load(run_id, principal)
+            stored = self._elsewhere(record)
+            if stored is not None and stored.live:
+                raise _refused(
+                    f"run {run_id} executes on another replica ({stored.header.owner}); "
+                    "tasks can be added only there",
+                    "run_live",
+                )
+            raise _finished_error(run_id, record.state)
         if live.aborting:
             raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
         task = build_task(self.config, spec, live.default_model, "task")
@@ -721,6 +797,9 @@ class RunManager:
                 return
             self._closed = True
             lives = list(self._live.values())
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        with self._lock:
             threads = list(self._threads)
         for live in lives:
             live.aborting = True
