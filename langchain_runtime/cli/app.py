@@ -300,6 +300,17 @@ def serve(
         str | None,
         typer.Option("--store", metavar="PATH", help="SQLite file for runs, or :memory:."),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", metavar="URL", help="Runs and budgets in one database: "
+                     "postgresql://... (replicas share it) or sqlite:///path."),
+    ] = None,
+    stale_after: Annotated[
+        float,
+        typer.Option("--stale-after", min=0.5, metavar="SECONDS", help="With --database "
+                     "postgresql://: another replica's run is interrupted after this long "
+                     "without a heartbeat."),
+    ] = 30.0,
     token: Token = None,
     log_format: Annotated[
         LogFormat,
@@ -346,8 +357,11 @@ def serve(
             setup_otlp()
         except (ImportError, ValueError) as exc:
             raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
+    if database is not None and store is not None:
+        raise errors.CliError("give --store or --database, not both")
+    extra = {"database": database, "stale_after": stale_after} if database else {}
     start(host=host, port=port, config=config, store=store, token=token,
-          allowed_hosts=allowed_hosts, limits=limit)  # fmt: skip
+          allowed_hosts=allowed_hosts, limits=limit, **extra)  # fmt: skip
 
 
 @app.command()

@@ -56,12 +56,11 @@ from langchain_runtime.api.server._durable import interrupted_record, resume_bud
 from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._metrics import Metrics
 from langchain_runtime.api.server._replicas import ABORT_KEY, Sweeper, is_shared, remote_status
+from langchain_runtime.api.server._tenancy import scoped
 from langchain_runtime.api.store import RunRecord, RunStore, interrupt_status
 from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
 from langchain_runtime.errors import (
-    BudgetExceededError,
-    ConfigurationError,
     InvalidInputError,
     LangChainRuntimeError,
     ResumeError,
@@ -340,38 +339,7 @@ class RunManager:
         return RunAccepted(run_id=run_id, state=self._state(live, handle.status().value))
 
     def _scoped(self, orch: Orchestrator, key_scopes: tuple[str, ...]) -> Orchestrator:
-        """``orch`` reserving in the key's scopes too, on the server's ledger.
-
-        Raises:
-            BudgetExceededError: A scope has no money or tokens left (402, naming it).
-            LedgerUnavailableError: The ledger cannot answer (503).
-        """
-        policy = orch.policy
-        own = tuple(getattr(policy, "scopes", ()) or ())
-        scopes = tuple(dict.fromkeys((*own, *key_scopes)))
-        if not scopes:
-            return orch
-        if self.ledger is None:
-            raise ConfigurationError(
-                f"scopes {', '.join(scopes)}: this server has no budget ledger (set "
-                "`ledger:` in its config, or serve --database)"
-            )
-        if "scopes" not in type(policy).model_fields:  # pragma: no cover - old domain
-            raise ConfigurationError("this build of the runtime has no shared-budget scopes")
-        for scope in scopes:
-            status = self.ledger.status(scope)
-            money, tokens = status.remaining, status.remaining_tokens
-            if (money is not None and money <= 0) or (tokens is not None and tokens <= 0):
-                limit = status.max_cost if money is not None and money <= 0 else status.max_tokens
-                raise BudgetExceededError(
-                    f"budget scope {scope!r} has nothing left in its current window "
-                    f"(spent {status.spent}, reserved {status.reserved}, limit {limit}); "
-                    "the run was not started",
-                    limit=limit,
-                    spent=status.spent,
-                )
-        scoped = policy.model_copy(update={"scopes": scopes})
-        return orch.model_copy(update={"policy": scoped, "ledger": self.ledger})
+        return scoped(orch, key_scopes, self.ledger)
 
     def _watch_in_background(
         self, run_id: str, handle: RunHandle, record: RunRecord, default_model: str | None
