@@ -296,6 +296,10 @@ class RunPolicy(_Model):
             run's cost estimate is computed and a run whose upper bound (every retry
             included) exceeds the budget, or has none, is refused with
             ``BudgetExceededError`` carrying the estimate.
+        scopes: Shared-budget scopes (``"team:research"``, ``"user:42"``) every model
+            call of the run also reserves in, all at once with the run's own budget
+            or not at all; the ledger is the orchestrator's (``Orchestrator(...,
+            ledger=...)``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -309,6 +313,22 @@ class RunPolicy(_Model):
     retry_backoff: float = Field(default=0.5, ge=0)
     retry_backoff_max: float = Field(default=10.0, ge=0)
     admission: Literal["per_call", "worst_case"] = "per_call"
+    scopes: tuple[str, ...] = ()
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _check_scopes(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = (value,)
+        if isinstance(value, (list, tuple)):
+            for scope in value:
+                if not isinstance(scope, str) or not scope.strip() or scope != scope.strip():
+                    raise ValueError(
+                        "each scope is a non-empty string without outer spaces, such as "
+                        f"'team:research'; got {scope!r}"
+                    )
+            return tuple(dict.fromkeys(value))
+        return value
 
 
 class TaskError(_Model):

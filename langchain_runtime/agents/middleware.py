@@ -4,20 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import uuid4
 
 from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResponse
 from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_runtime.cost import _limits
-from langchain_runtime.cost.budget import BudgetEnforcer
+from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import install_quiet_refusals
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
-from langchain_runtime.errors import BudgetExceededError, ConfigurationError
+from langchain_runtime.errors import (
+    BudgetExceededError,
+    ConfigurationError,
+    LedgerUnavailableError,
+)
+
+if TYPE_CHECKING:
+    from langchain_runtime.cost.ledger import BudgetLedger
 
 __all__ = ["BudgetMiddleware"]
 
@@ -40,6 +47,10 @@ class _Plan:
 
 
 def _ran_out(exc: BudgetExceededError) -> str:
+    if isinstance(exc, LedgerUnavailableError):
+        return f"The shared budget ledger is unavailable, so the call was not sent: {exc}"
+    if " in scope " in str(exc):  # a shared ledger scope refused: its message names it
+        return f"The budget ran out: {exc}"
     if isinstance(exc.limit, Decimal):
         spent = exc.spent if exc.spent is not None else Decimal(0)
         what = f"${spent:.6f} of ${exc.limit} spent"
@@ -78,8 +89,10 @@ class BudgetMiddleware(AgentMiddleware):
         max_tokens: Most tokens (input + output) all calls may use.
         exit_behavior: ``"end"`` (default) or ``"error"``, when the budget runs out.
         catalog: Prices (the bundled table by default).
-        ledger: A shared budget ledger (not supported yet: must be None).
-        scopes: Ledger scopes (not supported yet: must be empty).
+        ledger: A shared :class:`~langchain_runtime.cost.ledger.BudgetLedger`: each
+            call also reserves in ``scopes`` (all or nothing with the limits above),
+            and its output limit is clamped to what they have left.
+        scopes: The ledger scopes (``"team:research"``...); required with ``ledger``.
         default_model: Model name for pricing a model that does not name itself.
         estimator: Token counter (a default :class:`TokenEstimator`).
         min_output_tokens: Smallest answer worth sending a call for (default 1).
@@ -87,7 +100,8 @@ class BudgetMiddleware(AgentMiddleware):
             (no profile, not in the catalog) and that sets no limit itself.
 
     Raises:
-        ConfigurationError: A bad ``exit_behavior``, or ``ledger``/``scopes`` given.
+        ConfigurationError: A bad ``exit_behavior``; ``scopes`` without ``ledger``
+            (or the reverse), or a bad scope name.
 
     Example:
         >>> from langchain.agents import create_agent
@@ -109,7 +123,7 @@ class BudgetMiddleware(AgentMiddleware):
         *,
         exit_behavior: ExitBehavior = "end",
         catalog: ModelCatalog | None = None,
-        ledger: Any = None,
+        ledger: BudgetLedger | None = None,
         scopes: Sequence[str] = (),
         default_model: str | None = None,
         estimator: TokenEstimator | None = None,
@@ -121,11 +135,6 @@ class BudgetMiddleware(AgentMiddleware):
             raise ConfigurationError(
                 f"exit_behavior must be 'end' or 'error', got {exit_behavior!r}"
             )
-        if ledger is not None or scopes:
-            raise ConfigurationError(
-                "BudgetMiddleware(ledger=..., scopes=...): shared ledgers are not supported "
-                "yet; use max_cost/max_tokens"
-            )
         if min_output_tokens < 1:
             raise ConfigurationError(f"min_output_tokens must be >= 1, got {min_output_tokens}")
         self.exit_behavior: ExitBehavior = exit_behavior
@@ -136,6 +145,7 @@ class BudgetMiddleware(AgentMiddleware):
                 expected_output_tokens=expected_output_tokens,
             ),
             catalog,
+            gate=ledger_gate(ledger, scopes, "BudgetMiddleware"),
         )
         self.estimator = estimator or TokenEstimator()
         self.default_model = default_model
@@ -204,7 +214,8 @@ class BudgetMiddleware(AgentMiddleware):
         return _Plan(call_id, name, _limits.limit_name(model), res.output_tokens, input_tokens)
 
     def _clamped(self, request: ModelRequest[Any], plan: _Plan) -> ModelRequest[Any]:
-        if self.budget.max_cost is None and self.budget.max_tokens is None:
+        limited = self.budget.max_cost is not None or self.budget.max_tokens is not None
+        if not limited and self.enforcer.gate is None:
             return request  # nothing to enforce: only track, and leave the call alone
         settings = {
             k: v for k, v in request.model_settings.items() if k not in _limits.OUTPUT_LIMIT_NAMES
@@ -272,5 +283,9 @@ class BudgetMiddleware(AgentMiddleware):
         return self.enforcer.tracker.by_model()
 
     def reset(self) -> None:
-        """Start the budget over: forget all spending so far."""
+        """Start the budget over: forget all spending so far (the ledger keeps its own)."""
         self.enforcer.reset()
+
+    def close(self) -> None:
+        """Stop renewing the ledger leases of calls still in flight (no-op without one)."""
+        self.enforcer.close()

@@ -256,6 +256,13 @@ class RuntimeConfig:
         """The shared-budget scopes a workflow's model calls reserve in (``scopes:``)."""
         return self._resolve(name)[1].scopes
 
+    def close(self) -> None:
+        """Close the ledger this configuration opened, if any."""
+        with self._lock:
+            ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            ledger.close()
+
     def workflow(self, name: str | None = None) -> WorkflowSpec:
         """The workflow called ``name``; ``None`` means the only one.
 
@@ -292,8 +299,12 @@ class RuntimeConfig:
             policy_override: Run under this policy instead of the workflow's: a
                 ``RunPolicy``, a policy name, or a mapping of policy fields.
 
+        The workflow's ``scopes:`` are added to the policy's, and the orchestrator
+        reserves in them in the file's ``ledger:`` (opened once per configuration).
+
         Raises:
-            ConfigurationError: Unknown workflow or policy, or a model cannot be built.
+            ConfigurationError: Unknown workflow or policy, a model cannot be built,
+                or scopes without a ``ledger:``.
             GraphValidationError: The tasks do not form a valid graph (a cycle, a
                 prompt variable nothing provides); the message starts with the file.
         """
@@ -302,7 +313,22 @@ class RuntimeConfig:
             policy = self.workflow_policy(resolved)
         else:
             policy = self._override(policy_override)
-        return self._orchestrator(resolved, workflow, policy, self.model, self.catalog())
+        if workflow.scopes:  # the workflow's shared budgets, on top of the policy's own
+            scopes = tuple(dict.fromkeys((*policy.scopes, *workflow.scopes)))
+            policy = policy.model_copy(update={"scopes": scopes})
+        ledger = None
+        if policy.scopes:
+            ledger = self.ledger()
+            if ledger is None:
+                issue = self._issue(
+                    ("workflows", resolved, "scopes"),
+                    f"the scopes {list(policy.scopes)} need a shared budget ledger: set "
+                    "`ledger: sqlite:///budgets.db` (or postgresql://...) at the top level",
+                )
+                raise ConfigFileError(self._source, [issue])
+        return self._orchestrator(
+            resolved, workflow, policy, self.model, self.catalog(), ledger=ledger
+        )
 
     def check(self, name: str | None = None) -> None:
         """Validate one workflow's graph (or every workflow's) offline.
@@ -343,6 +369,8 @@ class RuntimeConfig:
         policy: RunPolicy,
         model: Callable[[str], BaseChatModel],
         catalog: ModelCatalog | None,
+        *,
+        ledger: BudgetLedger | None = None,
     ) -> Orchestrator:
         try:
             tasks = [
@@ -368,6 +396,7 @@ class RuntimeConfig:
                 output=workflow.output,
                 input_keys=workflow.input_keys,
                 name=name,
+                ledger=ledger,
             )
         except GraphValidationError as exc:
             where = self._task_issue(name, workflow, exc.task_ids, str(exc))

@@ -7,15 +7,23 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import TYPE_CHECKING
 from uuid import UUID
 
+from langchain_runtime.cost._budget_rules import Held, check_fits, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.pricing import CostCalculator
 from langchain_runtime.cost.tracking import UsageTracker, call_key
 from langchain_runtime.domain import Budget, Cost, Usage
 from langchain_runtime.errors import BudgetExceededError, ConfigurationError
 
-__all__ = ["BudgetEnforcer", "Reservation"]
+if TYPE_CHECKING:
+    from langchain_runtime.cost.ledger import LedgerGate
+
+#: What a ledger can still give: the least money and tokens left in any scope.
+Headroom = tuple[Decimal | None, int | None]
+
+__all__ = ["BudgetEnforcer", "Reservation", "ledger_gate"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,22 +46,6 @@ class Reservation:
         return self.input_tokens + self.output_tokens
 
 
-class _Held:
-    __slots__ = ("cost", "tokens")
-
-    def __init__(self) -> None:
-        self.cost = Decimal(0)
-        self.tokens = 0
-
-    def add(self, res: Reservation, sign: int) -> None:
-        self.cost += sign * res.cost
-        self.tokens += sign * res.tokens
-
-
-def _money(amount: Decimal, currency: str) -> str:
-    return f"${amount:,.6f}" if currency == "USD" else f"{amount:,.6f} {currency}"
-
-
 class BudgetEnforcer:
     """Reserve-then-settle enforcement of a :class:`~langchain_runtime.domain.Budget`.
 
@@ -69,6 +61,15 @@ class BudgetEnforcer:
     A budget that is overrun by a call's real usage (a model that ignored
     ``max_tokens``) refuses every later call.
 
+    With a ``gate`` (a :class:`~langchain_runtime.cost.ledger.LedgerGate`), every
+    reservation is also held in the gate's shared ledger scopes, all or nothing: the
+    local budget is one more scope of the same reservation. The ledger is asked
+    outside the lock (it may be a database); when it refuses, or cannot answer
+    (:class:`~langchain_runtime.errors.LedgerUnavailableError`), the local hold is
+    undone and the call is refused before it is sent. Settlements and releases are
+    passed on to the ledger; :meth:`reset` leaves the ledger alone (its spend is
+    shared with others).
+
     Args:
         budget: The overall limits (no limit by default).
         pricing: A :class:`CostCalculator` or a :class:`ModelCatalog` (the bundled
@@ -76,6 +77,7 @@ class BudgetEnforcer:
         per_task: Limits for each task (one Budget for every task, or a Budget per
             task id), on top of the overall ones.
         tracker: Where settled usage is recorded (a new tracker by default).
+        gate: Shared ledger scopes every call also reserves in (none by default).
 
     Raises:
         ConfigurationError: A cost limit in a currency the catalog does not price in.
@@ -97,8 +99,10 @@ class BudgetEnforcer:
         *,
         per_task: Budget | Mapping[str, Budget] | None = None,
         tracker: UsageTracker | None = None,
+        gate: LedgerGate | None = None,
     ) -> None:
         self.budget = budget if budget is not None else Budget()
+        self.gate = gate
         if isinstance(pricing, CostCalculator):
             self.calculator = pricing
         else:
@@ -113,8 +117,8 @@ class BudgetEnforcer:
                 )
         self._lock = threading.Lock()
         self._reservations: dict[str, Reservation] = {}
-        self._held = _Held()
-        self._task_held: dict[str, _Held] = {}
+        self._held = Held()
+        self._task_held: dict[str, Held] = {}
         self._unpriced_warned: set[str] = set()
 
     def __repr__(self) -> str:
@@ -137,8 +141,11 @@ class BudgetEnforcer:
 
     def _needs_price(self, task_id: str | None) -> bool:
         task_budget = self.task_budget(task_id)
-        return self.budget.max_cost is not None or (
-            task_budget is not None and task_budget.max_cost is not None
+        # a ledger scope may have a cost limit: never hold $0 for a call it must pay for
+        return (
+            self.gate is not None
+            or self.budget.max_cost is not None
+            or (task_budget is not None and task_budget.max_cost is not None)
         )
 
     def _price(
@@ -188,10 +195,14 @@ class BudgetEnforcer:
         max_output_tokens: int,
         task_id: str | None = None,
     ) -> Reservation:
-        """Hold budget for a call before it is sent.
+        """Hold budget for a call before it is sent (and in the ledger's scopes).
+
+        Reserving again under a held ``call_id`` replaces that hold.
 
         Raises:
-            BudgetExceededError: The call does not fit in what is left (nothing is held).
+            BudgetExceededError: The call does not fit in what is left, here or in a
+                ledger scope (nothing is held).
+            LedgerUnavailableError: The ledger cannot answer (nothing is held).
             ConfigurationError: A cost limit applies and ``model`` has no price.
         """
         if input_tokens < 0 or max_output_tokens < 0:
@@ -203,14 +214,15 @@ class BudgetEnforcer:
             old = self._reservations.pop(res.call_id, None)
             if old is not None:
                 self._hold(old, -1)
-            self._check(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
+            check_fits(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
             task_budget = self.task_budget(task_id)
             if task_budget is not None and task_id is not None:
-                held = self._task_held.get(task_id) or _Held()
+                held = self._task_held.get(task_id) or Held()
                 settled = self.tracker.cost_and_tokens(task_id)
-                self._check(task_budget, settled, held, res, task_id)
+                check_fits(task_budget, settled, held, res, task_id)
             self._reservations[res.call_id] = res
             self._hold(res, 1)
+        self._reserve_in_ledger(res, replaced=old is not None)
         return res
 
     def reserve_up_to(
@@ -226,12 +238,15 @@ class BudgetEnforcer:
         """Hold budget for a call with as much output as is still affordable.
 
         The output reserved is ``max_output_tokens`` or, when that does not fit, the
-        most the remaining budget can pay for; the call must then be sent with that
-        limit (``reservation.output_tokens``). Deciding and holding happen under one
-        lock, so concurrent calls never both take the same remaining money.
+        most the remaining budget (and the ledger's headroom) can pay for; the call
+        must then be sent with that limit (``reservation.output_tokens``). Deciding
+        and holding happen under one lock, so concurrent calls never both take the
+        same remaining money; the ledger's reservation decides for its scopes (another
+        process may have taken the headroom meanwhile: the call is then refused).
 
         Raises:
             BudgetExceededError: Not even ``min_output_tokens`` fit (nothing is held).
+            LedgerUnavailableError: The ledger cannot answer (nothing is held).
             ConfigurationError: A cost limit applies and ``model`` has no price.
         """
         if input_tokens < 0 or max_output_tokens < 0 or min_output_tokens < 0:
@@ -239,71 +254,49 @@ class BudgetEnforcer:
         required = self._needs_price(task_id)
         self._price(model, input_tokens, 0, required=required)  # an unknown price raises here
         key = call_key(call_id)
+        headroom = self.gate.headroom() if self.gate is not None else None  # never under the lock
         with self._lock:
             old = self._reservations.pop(key, None)
             if old is not None:
                 self._hold(old, -1)
             wanted = max_output_tokens
-            affordable = self._affordable_locked(model, input_tokens, task_id)
+            affordable = self._affordable_locked(model, input_tokens, task_id, headroom)
             if affordable is not None and affordable < wanted:
                 wanted = max(affordable, min_output_tokens)
             cost = self._price(model, input_tokens, wanted, required=required)
             res = Reservation(key, model, task_id, input_tokens, wanted, cost)
-            self._check(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
+            check_fits(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
             task_budget = self.task_budget(task_id)
             if task_budget is not None and task_id is not None:
-                held = self._task_held.get(task_id) or _Held()
+                held = self._task_held.get(task_id) or Held()
                 settled = self.tracker.cost_and_tokens(task_id)
-                self._check(task_budget, settled, held, res, task_id)
+                check_fits(task_budget, settled, held, res, task_id)
             self._reservations[key] = res
             self._hold(res, 1)
+        self._reserve_in_ledger(res, replaced=old is not None)
         return res
+
+    def _reserve_in_ledger(self, res: Reservation, *, replaced: bool) -> None:
+        """Hold ``res`` in the ledger's scopes too, or undo the local hold and raise."""
+        if self.gate is None:
+            return
+        try:
+            self.gate.reserve(res.call_id, res.cost, res.tokens)
+        except BaseException as exc:
+            with self._lock:
+                if self._reservations.get(res.call_id) is res:
+                    del self._reservations[res.call_id]
+                    self._hold(res, -1)
+            if replaced:  # the call's earlier hold is gone here: let it go there too
+                self.gate.release(res.call_id)
+            if isinstance(exc, BudgetExceededError) and exc.task_id is None:
+                exc.task_id = res.task_id
+            raise
 
     def _hold(self, res: Reservation, sign: int) -> None:
         self._held.add(res, sign)
         if res.task_id is not None:
-            self._task_held.setdefault(res.task_id, _Held()).add(res, sign)
-
-    def _check(
-        self,
-        budget: Budget,
-        settled: tuple[Decimal, int],
-        held: _Held,
-        res: Reservation,
-        scope_task: str | None,
-    ) -> None:
-        settled_cost, settled_tokens = settled
-        whose = f"task {scope_task!r}'s" if scope_task is not None else "the"
-        call = f"a call to {res.model or 'an unknown model'}"
-        if budget.max_cost is not None:
-            committed = settled_cost + held.cost
-            if committed + res.cost > budget.max_cost:
-                left = max(budget.max_cost - committed, Decimal(0))
-                cur = budget.currency
-                raise BudgetExceededError(
-                    f"Budget exceeded: {call} needs up to {_money(res.cost, cur)} "
-                    f"({res.input_tokens} input + up to {res.output_tokens} output tokens) but "
-                    f"only {_money(left, cur)} of {whose} {_money(budget.max_cost, cur)} "
-                    f"budget is left ({_money(settled_cost, cur)} spent, "
-                    f"{_money(held.cost, cur)} reserved by calls in flight)",
-                    limit=budget.max_cost,
-                    spent=committed,
-                    task_id=res.task_id,
-                )
-        if budget.max_tokens is not None:
-            committed_tokens = settled_tokens + held.tokens
-            if committed_tokens + res.tokens > budget.max_tokens:
-                left_tokens = max(budget.max_tokens - committed_tokens, 0)
-                raise BudgetExceededError(
-                    f"Token budget exceeded: {call} needs up to {res.tokens} tokens "
-                    f"({res.input_tokens} input + up to {res.output_tokens} output) but only "
-                    f"{left_tokens} of {whose} {budget.max_tokens}-token budget is left "
-                    f"({settled_tokens} used, {held.tokens} reserved by calls "
-                    "in flight)",
-                    limit=budget.max_tokens,
-                    spent=committed_tokens,
-                    task_id=res.task_id,
-                )
+            self._task_held.setdefault(res.task_id, Held()).add(res, sign)
 
     def settle(
         self,
@@ -340,26 +333,40 @@ class BudgetEnforcer:
             if res is not None:
                 self._hold(res, -1)
             self.tracker.record(key, usage, cost=cost, model=model, task_id=task_id)
+        if res is not None and self.gate is not None:
+            # the first settlement of an id counts in the ledger (a replay is a duplicate)
+            self.gate.settle(key, cost.amount, usage.total_tokens)
         return cost
 
     def release(self, call_id: str | UUID) -> bool:
         """Drop a reservation whose call will not happen; True if there was one."""
+        key = call_key(call_id)
         with self._lock:
-            res = self._reservations.pop(call_key(call_id), None)
+            res = self._reservations.pop(key, None)
             if res is not None:
                 self._hold(res, -1)
-            return res is not None
+        if res is not None and self.gate is not None:
+            self.gate.release(key)
+        return res is not None
 
     def reservation(self, call_id: str | UUID) -> Reservation | None:
         """The reservation held for ``call_id``, if any."""
         with self._lock:
             return self._reservations.get(call_key(call_id))
 
+    def close(self) -> None:
+        """Stop renewing the ledger leases of calls in flight (they then expire)."""
+        if self.gate is not None:
+            self.gate.close()
+
     def reset(self) -> None:
-        """Forget all spending and reservations (the limits stay)."""
+        """Forget all spending and reservations (the limits stay).
+
+        The ledger is left alone: its spend is shared, and real.
+        """
         with self._lock:
             self._reservations.clear()
-            self._held = _Held()
+            self._held = Held()
             self._task_held.clear()
             self.tracker.reset()
 
@@ -406,21 +413,33 @@ class BudgetEnforcer:
         return max(left, 0)
 
     def affordable_output_tokens(
-        self, model: str | None, input_tokens: int, task_id: str | None = None
+        self,
+        model: str | None,
+        input_tokens: int,
+        task_id: str | None = None,
+        *,
+        ledger: bool = True,
     ) -> int | None:
         """Most output tokens a call with ``input_tokens`` input could still pay for.
 
         None when no limit applies. Use it to clamp a chat model's ``max_tokens``
-        (:meth:`reserve_up_to` clamps and holds in one step).
+        (:meth:`reserve_up_to` clamps and holds in one step). With a gate, the
+        ledger's headroom clamps it too (``ledger=False``: the local budget only).
 
         Raises:
             ConfigurationError: A cost limit applies and ``model`` has no price.
+            LedgerUnavailableError: The ledger cannot answer.
         """
+        headroom = self.gate.headroom() if ledger and self.gate is not None else None
         with self._lock:
-            return self._affordable_locked(model, input_tokens, task_id)
+            return self._affordable_locked(model, input_tokens, task_id, headroom)
 
     def _affordable_locked(
-        self, model: str | None, input_tokens: int, task_id: str | None
+        self,
+        model: str | None,
+        input_tokens: int,
+        task_id: str | None,
+        headroom: Headroom | None = None,
     ) -> int | None:
         budgets: list[tuple[Budget, str | None]] = [(self.budget, None)]
         task_budget = self.task_budget(task_id)
@@ -429,7 +448,7 @@ class BudgetEnforcer:
         limits: list[int] = []
         for budget, tid in budgets:
             spent_cost, spent_tokens = self.tracker.cost_and_tokens(tid)
-            held = (self._task_held.get(tid) or _Held()) if tid else self._held
+            held = (self._task_held.get(tid) or Held()) if tid else self._held
             cost_left = (budget.max_cost or Decimal(0)) - spent_cost - held.cost
             tokens_left = (budget.max_tokens or 0) - spent_tokens - held.tokens
             if budget.max_tokens is not None:
@@ -441,6 +460,19 @@ class BudgetEnforcer:
                 limits.append(
                     self.calculator.affordable_output_tokens(
                         model, input_tokens, max(cost_left, Decimal(0))
+                    )
+                )
+        if headroom is not None:
+            money, tokens = headroom
+            if tokens is not None:
+                limits.append(max(tokens - input_tokens, 0))
+            if money is not None:
+                if model is None:
+                    self._price(None, 0, 0, required=True)  # raises, naming the problem
+                    raise AssertionError("unreachable")
+                limits.append(
+                    self.calculator.affordable_output_tokens(
+                        model, input_tokens, max(money, Decimal(0))
                     )
                 )
         return min(limits) if limits else None

@@ -11,6 +11,7 @@ from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
+from langchain_runtime.cost._call_state import CallState, corrected_usage, request_cache_ttls
 from langchain_runtime.cost._limits import (
     declared_limit,
     explained_refusal,
@@ -21,17 +22,20 @@ from langchain_runtime.cost._limits import (
     token_text,
 )
 from langchain_runtime.cost._quiet import install_quiet_refusals
-from langchain_runtime.cost.budget import BudgetEnforcer
+from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals, UsageTracker
 from langchain_runtime.cost.usage import usage_from_result
 from langchain_runtime.domain import Budget, Cost, Usage
-from langchain_runtime.errors import BudgetExceededError
+from langchain_runtime.errors import BudgetExceededError, LedgerUnavailableError
+from langchain_runtime.observability import _budget_events as budget_events
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
     from langchain_core.outputs import ChatGenerationChunk, GenerationChunk, LLMResult
+
+    from langchain_runtime.cost.ledger import BudgetLedger
 
 __all__ = [
     "MODEL_METADATA_KEY",
@@ -51,31 +55,6 @@ MODEL_METADATA_KEY = "lcr_model"
 SCOPE_METADATA_KEY = "lcr_budget_scope"
 
 _MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
-
-
-class _Call:
-    __slots__ = (
-        "input_tokens", "model", "output_limit", "pieces", "produced", "scope", "soft", "task_id"
-    )  # fmt: skip
-
-    def __init__(
-        self,
-        model: str | None,
-        task_id: str | None,
-        input_tokens: int,
-        scope: str | None,
-        output_limit: int,
-        soft: bool,
-    ) -> None:
-        self.model = model
-        self.task_id = task_id
-        self.input_tokens = input_tokens
-        self.scope = scope
-        self.output_limit = output_limit  # output reserved: a stream passing it is stopped
-        # True when the model was told no limit and may answer longer than reserved
-        self.soft = soft
-        self.produced = 0  # output tokens streamed so far, as counted here
-        self.pieces = 0  # non-empty streamed pieces so far: each holds one token or more
 
 
 def _str(value: Any) -> str | None:
@@ -118,6 +97,12 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         estimator: Token counter (a default :class:`TokenEstimator`).
         default_model: Model name for calls whose model cannot be discovered.
         per_task: Per-task limits, as for :class:`BudgetEnforcer`.
+        ledger: A shared :class:`~langchain_runtime.cost.ledger.BudgetLedger`: every
+            call also reserves in its ``scopes``, all or nothing with ``budget``.
+        scopes: The ledger scopes (``"team:research"``...); required with ``ledger``.
+
+    Raises:
+        ConfigurationError: ``scopes`` without a ``ledger``, or the reverse.
 
     Example:
         >>> from langchain_core.language_models import FakeListChatModel
@@ -141,14 +126,23 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         estimator: TokenEstimator | None = None,
         default_model: str | None = None,
         per_task: Budget | Mapping[str, Budget] | None = None,
+        ledger: BudgetLedger | None = None,
+        scopes: Sequence[str] = (),
     ) -> None:
-        if enforcer is not None and (budget is not None or per_task is not None):
-            raise ValueError("pass either an enforcer or a budget/per_task, not both")
-        self.enforcer = enforcer or BudgetEnforcer(budget, catalog, per_task=per_task)
+        if enforcer is not None and (
+            budget is not None or per_task is not None or ledger is not None or scopes
+        ):
+            raise ValueError("pass either an enforcer or a budget/per_task/ledger, not both")
+        self.enforcer = enforcer or BudgetEnforcer(
+            budget,
+            catalog,
+            per_task=per_task,
+            gate=ledger_gate(ledger, scopes, "BudgetCallbackHandler"),
+        )
         self.estimator = estimator or TokenEstimator()
         self.default_model = default_model
         self._lock = threading.Lock()
-        self._calls: dict[UUID, _Call] = {}
+        self._calls: dict[UUID, CallState] = {}
         self._scopes: dict[str, set[UUID]] = {}
         install_quiet_refusals()
 
@@ -202,7 +196,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         except Exception:  # never block a call because a message could not be counted
             logger.exception("could not count input tokens; using a character estimate")
             tokens = math.ceil(len(repr(flat)) / self.estimator.chars_per_token)
-        self._begin(run_id, model, meta, params, tokens)
+        call = self._begin(run_id, model, meta, params, tokens)
+        call.cache_ttls = request_cache_ttls(flat, params)
+        call.streamed = bool(params.get("stream"))
 
     def on_llm_start(
         self,
@@ -247,12 +243,14 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         metadata: Mapping[str, Any],
         params: Mapping[str, Any],
         input_tokens: int,
-    ) -> None:
+    ) -> CallState:
         task_id = _str(metadata.get(TASK_METADATA_KEY))
         planned = self.enforcer.reservation(run_id)
+        currency = self.enforcer.calculator.catalog.currency
         if planned is not None:
             # with_budget over a chat model reserved (and clamped) this call already
             max_output, soft = planned.output_tokens, False
+            budget_events.reserved(run_id, planned, currency)
         else:
             limit = limit_in(params) or declared_limit(metadata)
             provider = _str(metadata.get("ls_provider"))
@@ -260,22 +258,29 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             soft = source == "expected"
             held = self.estimator.reservation_tokens(input_tokens, model)
             try:
-                self.enforcer.reserve(run_id, model, held, max_output, task_id)
+                reservation = self.enforcer.reserve(run_id, model, held, max_output, task_id)
             except BudgetExceededError as exc:
                 # LangChain sends no end or error event for a call refused here.
                 self.enforcer.release(run_id)
-                if source == "call":
+                explain = source != "call" and not isinstance(exc, LedgerUnavailableError)
+                refusal = explained_refusal(exc, max_output, source) if explain else exc
+                budget_events.refused(
+                    run_id, refusal, model=model, task_id=task_id, currency=currency
+                )
+                if refusal is exc:
                     raise
-                raise explained_refusal(exc, max_output, source) from None
+                raise refusal from None
             except BaseException:
                 self.enforcer.release(run_id)
                 raise
+            budget_events.reserved(run_id, reservation, currency)
         scope = _str(metadata.get(SCOPE_METADATA_KEY))
-        call = _Call(model, task_id, input_tokens, scope, max_output, soft)
+        call = CallState(model, task_id, input_tokens, scope, max_output, soft)
         with self._lock:
             self._calls[run_id] = call
             if scope is not None:
                 self._scopes.setdefault(scope, set()).add(run_id)
+        return call
 
     # -- while it streams ------------------------------------------------------------
 
@@ -300,6 +305,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         call = self._calls.get(run_id)
         if call is None:
             return
+        call.streamed = True
         text = token_text(token)
         produced = self.estimator.count_text(text, call.model) if text else 0
         message = getattr(chunk, "message", None)
@@ -316,7 +322,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
 
     # -- after the call --------------------------------------------------------------
 
-    def _pop(self, run_id: UUID) -> _Call | None:
+    def _pop(self, run_id: UUID) -> CallState | None:
         with self._lock:
             call = self._calls.pop(run_id, None)
             if call is not None and call.scope is not None:
@@ -343,7 +349,11 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                 output_tokens=self._count_output(response, model),
                 estimated=True,
             )
-        self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
+        else:
+            usage = corrected_usage(usage, call)
+        task_id = call.task_id if call else None
+        cost = self.enforcer.settle(run_id, usage, model=model, task_id=task_id)
+        budget_events.settled(run_id, usage, cost, model=model, task_id=task_id)
 
     def on_llm_error(
         self,
@@ -364,8 +374,12 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             output = self._count_output(response, call.model) if response is not None else 0
             output = max(output, call.produced, call.pieces)
             usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
+        else:
+            usage = corrected_usage(usage, call)
         model = call.model if call else None
-        self.enforcer.settle(run_id, usage, model=model, task_id=call.task_id if call else None)
+        task_id = call.task_id if call else None
+        cost = self.enforcer.settle(run_id, usage, model=model, task_id=task_id)
+        budget_events.settled(run_id, usage, cost, model=model, task_id=task_id)
 
     def _count_output(self, response: LLMResult, model: str | None) -> int:
         # the first candidate of each prompt: the others are alternatives to it
@@ -436,8 +450,12 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         """Usage, cost and calls per model."""
         return self.tracker.by_model()
 
+    def close(self) -> None:
+        """Stop renewing the ledger leases of calls in flight (no-op without a ledger)."""
+        self.enforcer.close()
+
     def reset(self) -> None:
-        """Forget all spending and pending calls (the limits stay)."""
+        """Forget all spending and pending calls (the limits stay; the ledger is kept)."""
         with self._lock:
             self._calls.clear()
             self._scopes.clear()

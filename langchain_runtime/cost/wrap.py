@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from decimal import Decimal
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID, uuid4
 
 from langchain_core.callbacks import BaseCallbackManager
@@ -22,6 +22,9 @@ from langchain_runtime.cost.handler import SCOPE_METADATA_KEY, BudgetCallbackHan
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
+
+if TYPE_CHECKING:
+    from langchain_runtime.cost.ledger import BudgetLedger
 
 __all__ = ["BudgetedRunnable", "with_budget"]
 
@@ -43,6 +46,11 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
 
     The budget is cumulative over every call of this object, in any thread or event
     loop; :meth:`reset` starts it over. Build it with :func:`with_budget`.
+
+    With a shared ledger, every call also reserves in the ledger's scopes before it
+    is sent (all or nothing with this object's own budget) and its output limit is
+    clamped to what they have left too. Leases of calls in flight are renewed by a
+    thread that runs only while calls are in flight; :meth:`close` stops it.
     """
 
     bound: Runnable[Input, Output]
@@ -78,7 +86,8 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
             BudgetExceededError: Not even one output token fits; nothing is sent.
         """
         budget = self.handler.budget
-        if budget.max_cost is None and budget.max_tokens is None:
+        shared = self.handler.enforcer.gate is not None
+        if budget.max_cost is None and budget.max_tokens is None and not shared:
             return config, kwargs, None
         found = _limits.unwrap_chat_model(self.bound)
         if found is None:
@@ -206,8 +215,12 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         return self.handler.by_model()
 
     def reset(self) -> None:
-        """Start the budget over: forget all spending so far."""
+        """Start the budget over: forget all spending so far (the ledger keeps its own)."""
         self.handler.reset()
+
+    def close(self) -> None:
+        """Stop renewing the ledger leases of calls still in flight (no-op without one)."""
+        self.handler.close()
 
 
 def with_budget(
@@ -220,6 +233,8 @@ def with_budget(
     default_model: str | None = None,
     estimator: TokenEstimator | None = None,
     budget: Budget | None = None,
+    ledger: BudgetLedger | None = None,
+    scopes: Sequence[str] = (),
 ) -> BudgetedRunnable[Input, Output]:
     """Wrap ``runnable`` so that all its model calls share one hard budget.
 
@@ -247,14 +262,21 @@ def with_budget(
         default_model: Model name for calls whose model cannot be discovered.
         estimator: Token counter (a default :class:`TokenEstimator`).
         budget: A ready :class:`~langchain_runtime.domain.Budget` instead of the above.
+        ledger: A shared :class:`~langchain_runtime.cost.ledger.BudgetLedger` (budgets
+            across runs, processes and machines).
+        scopes: The ledger scopes every call reserves in, all at once or not at all
+            (``["team:research", "user:42"]``); required with ``ledger``.
 
     Returns:
         A :class:`BudgetedRunnable` exposing ``.usage``, ``.spent``, ``.remaining``
         and ``.handler``.
 
     Raises:
-        ConfigurationError: (at call time) a cost limit applies to a model whose price
-            is unknown.
+        ConfigurationError: ``scopes`` without ``ledger`` (or the reverse), a bad
+            scope name; at call time, a cost limit (or a ledger) applies to a model
+            whose price is unknown.
+        LedgerUnavailableError: (at call time) the ledger cannot answer: the call is
+            refused, never sent unmetered.
 
     Example:
         >>> from langchain_core.language_models import FakeListChatModel
@@ -282,7 +304,12 @@ def with_budget(
             fields["expected_output_tokens"] = expected_output_tokens
         budget = Budget(**fields)
     handler = BudgetCallbackHandler(
-        budget, catalog=catalog, estimator=estimator, default_model=default_model
+        budget,
+        catalog=catalog,
+        estimator=estimator,
+        default_model=default_model,
+        ledger=ledger,
+        scopes=scopes,
     )
     bound = coerce_to_runnable(runnable)
     return BudgetedRunnable(bound=bound, handler=handler)

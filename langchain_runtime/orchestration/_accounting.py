@@ -8,6 +8,10 @@ counted on the real prompt, its ``max_tokens`` is clamped to what the remaining
 budget can pay for, and that reservation is held until the call makes its own.
 In batched mode the plans are made in task-id order at the start of the batch,
 so every budget decision is the same whatever the completion timing.
+
+With ``RunPolicy(scopes=...)`` and the orchestrator's ledger, the enforcer holds
+every reservation (plans included) in those shared scopes too, all or nothing with
+the run's own budget, and clamps ``max_tokens`` to what the scopes have left.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from langchain_runtime.errors import BudgetExceededError, ConfigurationError
 
 if TYPE_CHECKING:
     from langchain_runtime.cost import BudgetCallbackHandler, ModelCatalog
+    from langchain_runtime.cost.ledger import BudgetLedger
     from langchain_runtime.orchestration.graph import TaskGraph
     from langchain_runtime.orchestration.task import Task
 
@@ -39,10 +44,15 @@ def model_name(task: Task) -> str | None:
 
 
 def check_prices(
-    graph: TaskGraph | Iterable[Task], budget: Budget | None, catalog: ModelCatalog | None
+    graph: TaskGraph | Iterable[Task],
+    budget: Budget | None,
+    catalog: ModelCatalog | None,
+    *,
+    shared: bool = False,
 ) -> None:
-    """A cost budget over a task whose model has no known price is refused up front."""
-    run_cost = budget is not None and budget.max_cost is not None
+    """A cost budget (or shared scopes) over a task whose model has no known price is
+    refused up front."""
+    run_cost = shared or (budget is not None and budget.max_cost is not None)
     if not run_cost and not any(t.budget and t.budget.max_cost is not None for t in graph):
         return
     from langchain_runtime.cost import ModelCatalog
@@ -68,15 +78,23 @@ class RunAccounting:
         catalog: ModelCatalog | None,
         run_id: str,
         task_budgets: dict[str, Budget] | None = None,
+        *,
+        ledger: BudgetLedger | None = None,
     ):
         from langchain_runtime.cost import BudgetCallbackHandler
 
         self.budget = policy.budget
         #: Per-task limits; the enforcer reads this dict, so tasks added later count.
         self.task_budgets: dict[str, Budget] = task_budgets if task_budgets is not None else {}
+        scopes = policy.scopes if ledger is not None or policy.scopes else ()
         self.handler: BudgetCallbackHandler = BudgetCallbackHandler(
-            policy.budget, catalog=catalog, per_task=self.task_budgets
+            policy.budget,
+            catalog=catalog,
+            per_task=self.task_budgets,
+            ledger=ledger if scopes else None,
+            scopes=scopes,
         )
+        self.shared = self.handler.enforcer.gate is not None
         self._run_id = run_id
         self._plans: dict[str, str] = {}
 
@@ -105,7 +123,7 @@ class RunAccounting:
             BudgetExceededError: Not even one output token fits: the task must not
                 start.
         """
-        budget = self.budget or task.budget
+        budget = self.budget or task.budget or (Budget() if self.shared else None)
         if budget is None or task.prompt is None:
             return None
         model = task.model
@@ -122,6 +140,10 @@ class RunAccounting:
         wanted = own if isinstance(own, int) and own > 0 else budget.expected_output_tokens
         affordable = enforcer.affordable_output_tokens(name, input_tokens, task.id)
         limit = wanted if affordable is None else min(wanted, affordable)
+        if limit < 1 and self.shared:
+            local = enforcer.affordable_output_tokens(name, input_tokens, task.id, ledger=False)
+            if local is None or local >= 1:
+                limit = 1  # a shared scope is what is short: its refusal below names it
         if limit < 1:
             left = enforcer.remaining
             raise BudgetExceededError(
@@ -136,6 +158,10 @@ class RunAccounting:
         enforcer.reserve(call_id, name, input_tokens, limit, task_id=task.id)
         self._plans[task.id] = call_id
         return task.prompt | model.bind(max_tokens=limit)
+
+    def close(self) -> None:
+        """Stop renewing ledger leases (the run is over); no-op without a ledger."""
+        self.handler.close()
 
     def release_plan(self, task_id: str) -> None:
         """Drop a task's plan just before its call reserves for itself."""

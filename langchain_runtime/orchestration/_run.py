@@ -25,7 +25,7 @@ import threading
 import uuid
 from collections.abc import Awaitable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.callbacks.manager import AsyncCallbackManagerForChainRun
 from langchain_core.runnables import RunnableConfig
@@ -58,6 +58,9 @@ from langchain_runtime.orchestration.graph import TaskGraph
 from langchain_runtime.orchestration.task import Task
 from langchain_runtime.store import DurableRunStore, StoredRun
 
+if TYPE_CHECKING:
+    from langchain_runtime.cost.ledger import BudgetLedger
+
 logger = logging.getLogger(__name__)
 
 __all__ = ["Run", "TaskListener"]
@@ -81,6 +84,7 @@ class Run(_Scheduler):
         catalog: Any = None,
         store: DurableRunStore | None = None,
         restored: StoredRun | None = None,
+        ledger: BudgetLedger | None = None,
     ):
         self.graph = graph.copy() if live or restored is not None else graph
         self.policy = policy
@@ -126,7 +130,11 @@ class Run(_Scheduler):
         self.done = threading.Event()
         self._catalog = catalog
         self.accounting = RunAccounting(
-            policy, catalog, self.run_id, {t.id: t.budget for t in graph if t.budget is not None}
+            policy,
+            catalog,
+            self.run_id,
+            {t.id: t.budget for t in graph if t.budget is not None},
+            ledger=ledger,
         )
         self._prepared: dict[str, Prepared] = {}
         self.limit = policy.max_parallelism
@@ -275,7 +283,9 @@ class Run(_Scheduler):
                     f"cannot add task {task.id!r}"
                 )
             needed = self.router.validate_task(task, self.graph)
-            check_prices([task], self.policy.budget, self._catalog)  # as at construction
+            check_prices(
+                [task], self.policy.budget, self._catalog, shared=bool(self.policy.scopes)
+            )  # as at construction
             missing = sorted(k for k in needed if k not in self.run_input)
             if missing:
                 raise InvalidInputError(
@@ -313,6 +323,7 @@ class Run(_Scheduler):
             self._begin_durable()
         except BaseException:
             self.state = RunState.FAILED
+            self.accounting.close()
             self.done.set()
             raise
         with self._lock:
@@ -411,6 +422,7 @@ class Run(_Scheduler):
         finally:
             if beat is not None:
                 beat.cancel()
+            self.accounting.close()  # no ledger lease renewer outlives the run
             self.done.set()
             unbind_memory(memory_token)
         if external_cancel is not None:

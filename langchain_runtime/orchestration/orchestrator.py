@@ -29,6 +29,7 @@ from langchain_runtime.orchestration.task import Task
 from langchain_runtime.store import DurableRunStore
 
 if TYPE_CHECKING:
+    from langchain_runtime.cost.ledger import BudgetLedger
     from langchain_runtime.observability._svg import Svg
 
 __all__ = ["Orchestrator"]
@@ -52,6 +53,9 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         input_keys: The run input's keys, when known: prompt variables are then
             checked against them at construction. Without it, prompt variables no
             dependency provides are required keys of the run input.
+        store: A durable run store (``SQLiteRunStore``...) for resumable runs.
+        ledger: A shared :class:`~langchain_runtime.cost.ledger.BudgetLedger`: every
+            model call of a run also reserves in the policy's ``scopes`` there.
 
     Example:
         >>> from langchain_runtime import Orchestrator, Task
@@ -75,6 +79,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
     output: str | None = None
     input_keys: tuple[str, ...] | None = None
     store: Any = None
+    ledger: Any = None
 
     _router: ContextRouter = PrivateAttr(default_factory=ContextRouter)
     _required_inputs: frozenset[str] = PrivateAttr(default=frozenset())
@@ -88,6 +93,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         output: str | None = None,
         input_keys: Sequence[str] | None = None,
         store: DurableRunStore | None = None,
+        ledger: BudgetLedger | None = None,
         **kwargs: Any,
     ) -> None:
         _refuse_unknown(kwargs)
@@ -103,10 +109,12 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             output=output,
             input_keys=tuple(input_keys) if input_keys is not None else None,
             store=store,
+            ledger=ledger,
             **kwargs,
         )
+        _check_ledger(self.policy, ledger)
         self._required_inputs = frozenset(self._router.validate(graph, self.input_keys))
-        check_prices(graph, self.policy.budget, self.catalog)
+        check_prices(graph, self.policy.budget, self.catalog, shared=bool(self.policy.scopes))
 
     # ------------------------------------------------------------------ schema
     @property
@@ -195,6 +203,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             live=live,
             catalog=self.catalog,
             store=self.store,
+            ledger=self.ledger,
         )
 
     def _make_resume(
@@ -222,7 +231,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         policy = RunPolicy.model_validate(stored.header.policy)
         if budget is not None:  # a top-up after budget_exceeded, or a new limit
             policy = policy.model_copy(update={"budget": budget})
-        check_prices(graph, policy.budget, self.catalog)
+        check_prices(graph, policy.budget, self.catalog, shared=bool(policy.scopes))
         run_input = decode(stored.header.input)
         cfg = ensure_config(config)
         return Run(
@@ -237,6 +246,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             live=live,
             catalog=self.catalog,
             store=self.store,
+            ledger=self.ledger,
             restored=stored,
         )
 
@@ -419,6 +429,23 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         """
         run = self._make_run(input, config, live=True, run_id=run_id)
         return RunHandle.launch(run)
+
+
+def _check_ledger(policy: RunPolicy, ledger: Any) -> None:
+    """Scopes need a ledger to reserve in; a ledger must be one."""
+    if ledger is not None:
+        from langchain_runtime.cost.ledger import BudgetLedger
+
+        if not isinstance(ledger, BudgetLedger):
+            raise ConfigurationError(
+                "Orchestrator: ledger must be a BudgetLedger (InMemoryLedger, SQLiteLedger, "
+                f"PostgresLedger), got {type(ledger).__name__}"
+            )
+    elif policy.scopes:
+        raise ConfigurationError(
+            f"Orchestrator: the policy's scopes {list(policy.scopes)} need a shared ledger "
+            "to reserve in: Orchestrator(..., ledger=SQLiteLedger('budgets.db'))"
+        )
 
 
 def _refuse_unknown(kwargs: Mapping[str, Any]) -> None:

@@ -41,6 +41,7 @@ import pytest
 import respx
 from langchain_anthropic import ChatAnthropic
 from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage
 from langchain_google_genai import ChatGoogleGenerativeAI
 from langchain_openai import ChatOpenAI
 
@@ -464,17 +465,33 @@ def test_the_issues_numbers() -> None:
 
 # The API sends the TTL breakdown in message_start only; langchain-anthropic 1.7.10
 # builds streamed usage from message_delta alone, so LangChain never sees it and the
-# 1-hour writes look like 5-minute writes. Strict: this starts failing once fixed.
-UPSTREAM_GAP = pytest.mark.xfail(
-    strict=True,
-    reason="langchain-anthropic drops message_start's cache_creation breakdown when streaming",
-)
+# 1-hour writes would look like 5-minute writes. The budget handler reads the
+# request's cache_control TTLs instead: a request whose every marker asks for 1 hour
+# can only have written 1-hour entries.
 ANTHROPIC_1H_START_ONLY = _anthropic_case(
     "anthropic-1h-breakdown-in-message-start-only", 0, 2000, breakdown_in_delta=False
 )
+ONE_HOUR = {"type": "ephemeral", "ttl": "1h"}
 
 
-@UPSTREAM_GAP
+def _cached_question(*markers: dict[str, str]) -> list[HumanMessage]:
+    blocks: list[str | dict[str, Any]] = [
+        {"type": "text", "text": f"Part {i}", "cache_control": marker}
+        for i, marker in enumerate(markers)
+    ]
+    return [HumanMessage(content=[*blocks, {"type": "text", "text": "Hello"}])]
+
+
+def _stream_text(model: BaseChatModel, path: str, inp: Any, config: Any) -> str:
+    if path == "stream":
+        return "".join(chunk.text for chunk in model.stream(inp, config=config))
+
+    async def collect() -> str:
+        return "".join([c.text async for c in model.astream(inp, config=config)])
+
+    return asyncio.run(collect())
+
+
 @pytest.mark.parametrize("path", ["stream", "astream"])
 def test_streamed_1h_writes_with_the_breakdown_only_in_message_start(
     api: respx.MockRouter, path: str
@@ -482,9 +499,37 @@ def test_streamed_1h_writes_with_the_breakdown_only_in_message_start(
     case = ANTHROPIC_1H_START_ONLY
     _mock(api, case, stream=True)
     handler = BudgetCallbackHandler()
-    run(case.make_model(), path, {"callbacks": [handler]})
+    _stream_text(case.make_model(), path, _cached_question(ONE_HOUR), {"callbacks": [handler]})
     assert handler.usage.cache_creation_tokens == 2000  # this part LangChain does get
-    assert handler.usage == case.usage
+    assert handler.usage == case.usage  # exact: every marker asked for 1 hour
+    assert handler.spent.amount == case.cost()
+
+
+@pytest.mark.parametrize("path", ["stream", "astream"])
+def test_streamed_mixed_ttl_writes_are_priced_at_the_upper_bound(
+    api: respx.MockRouter, path: str
+) -> None:
+    # 500 five-minute and 1,500 one-hour writes, the split lost in the stream: the
+    # budget counts all 2,000 as 1-hour writes (never under), and says it estimated
+    case = _anthropic_case("anthropic-mixed-start-only", 500, 1500, breakdown_in_delta=False)
+    _mock(api, case, stream=True)
+    handler = BudgetCallbackHandler()
+    question = _cached_question({"type": "ephemeral"}, ONE_HOUR)
+    _stream_text(case.make_model(), path, question, {"callbacks": [handler]})
+    assert handler.usage == case.usage.model_copy(
+        update={"cache_creation_1h_tokens": 2000, "estimated": True}
+    )
+    upper = _anthropic_case("anthropic-all-1h", 0, 2000).cost()
+    assert handler.spent.amount == upper > case.cost()
+
+
+def test_streamed_writes_of_a_5m_request_stay_5m(api: respx.MockRouter) -> None:
+    case = ANTHROPIC_5M_BREAKDOWN
+    _mock(api, case, stream=True)
+    handler = BudgetCallbackHandler()
+    question = _cached_question({"type": "ephemeral", "ttl": "5m"})
+    _stream_text(case.make_model(), "stream", question, {"callbacks": [handler]})
+    assert handler.usage == case.usage and handler.spent.amount == case.cost()
 
 
 def test_with_budget_spends_what_anthropic_billed_for_1h_writes(api: respx.MockRouter) -> None:

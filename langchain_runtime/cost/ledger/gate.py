@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
@@ -65,8 +66,10 @@ class LedgerGate:
         else:
             raise ValueError(f"renew_every must be a timedelta or None, got {renew_every!r}")
         self._lock = threading.Lock()
+        # wakes the renewer when the last live lease goes (it then exits) or on close
+        self._changed = threading.Condition(self._lock)
         self._live: dict[str, Lease] = {}
-        self._stop = threading.Event()
+        self._closed = False
         self._renewer: threading.Thread | None = None
 
     def __repr__(self) -> str:
@@ -96,7 +99,7 @@ class LedgerGate:
             ) from exc
         with self._lock:
             self._live[lease.id] = lease
-        self._start_renewer()
+            self._start_renewer_locked()
         return lease
 
     def settle(
@@ -108,8 +111,7 @@ class LedgerGate:
         at all (logged as an error).
         """
         key = str(call_id)
-        with self._lock:
-            self._live.pop(key, None)
+        self._forget(key)
         try:
             return self.ledger.settle(key, cost=cost, tokens=tokens)
         except Exception:
@@ -119,8 +121,7 @@ class LedgerGate:
     def release(self, call_id: str) -> bool:
         """Drop the hold of a call that was not sent; never raises."""
         key = str(call_id)
-        with self._lock:
-            self._live.pop(key, None)
+        self._forget(key)
         try:
             return self.ledger.release(key)
         except Exception as exc:
@@ -159,34 +160,57 @@ class LedgerGate:
                     renewed += 1
                 else:
                     logger.warning("lease %s had already expired and was not renewed", lease_id)
-                    with self._lock:
-                        self._live.pop(lease_id, None)
+                    self._forget(lease_id)
             except Exception as exc:  # the renewer thread must outlive a ledger hiccup
                 logger.warning("could not renew lease %s: %s", lease_id, exc)
         return renewed
 
-    def _start_renewer(self) -> None:
-        if self.renew_every is None or self._renewer is not None:
-            return
+    @property
+    def renewing(self) -> bool:
+        """Whether the renewer thread is running (only while calls are in flight)."""
         with self._lock:
-            if self._renewer is not None:
-                return
-            self._renewer = threading.Thread(
-                target=self._renew_loop, name="ledger-lease-renewer", daemon=True
-            )
-            self._renewer.start()
+            return self._renewer is not None
+
+    def _forget(self, lease_id: str) -> None:
+        with self._lock:
+            self._live.pop(lease_id, None)
+            if not self._live:
+                self._changed.notify_all()
+
+    def _start_renewer_locked(self) -> None:
+        if self.renew_every is None or self._renewer is not None or self._closed:
+            return
+        self._renewer = threading.Thread(
+            target=self._renew_loop, name="ledger-lease-renewer", daemon=True
+        )
+        self._renewer.start()
 
     def _renew_loop(self) -> None:
+        # Runs only while some call is in flight: it exits as soon as none is (or on
+        # close), so a gate nobody closes leaves no thread behind once its calls end.
         assert self.renew_every is not None
         interval = self.renew_every.total_seconds()
-        while not self._stop.wait(interval):
+        while True:
+            with self._lock:
+                deadline = time.monotonic() + interval
+                while self._live and not self._closed:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._changed.wait(left)
+                if self._closed or not self._live:
+                    self._renewer = None
+                    return
             self.renew_all()
 
     def close(self) -> None:
         """Stop renewing (leases still live then expire on their own)."""
-        self._stop.set()
-        if self._renewer is not None:
-            self._renewer.join(timeout=5.0)
+        with self._lock:
+            self._closed = True
+            renewer = self._renewer
+            self._changed.notify_all()
+        if renewer is not None and renewer is not threading.current_thread():
+            renewer.join(timeout=5.0)
 
     def __enter__(self) -> LedgerGate:
         return self

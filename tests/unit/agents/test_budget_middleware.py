@@ -22,6 +22,7 @@ import langchain_runtime
 from langchain_runtime import BudgetMiddleware
 from langchain_runtime.agents.middleware import BUDGET_FINISH_REASON
 from langchain_runtime.cost import CostCalculator, TokenEstimator
+from langchain_runtime.cost.ledger import InMemoryLedger
 from langchain_runtime.domain import Usage
 from langchain_runtime.errors import BudgetExceededError, ConfigurationError
 from tests.unit.agents.openai_api import MODEL, NO_LIMIT, URL, FakeOpenAI, chat_openai
@@ -217,10 +218,14 @@ def test_a_failed_call_is_charged_its_input_and_frees_its_reservation() -> None:
 def test_bad_arguments_are_refused_clearly() -> None:
     with pytest.raises(ConfigurationError, match="exit_behavior"):
         BudgetMiddleware(max_cost=1, exit_behavior="stop")  # type: ignore[arg-type]
-    with pytest.raises(ConfigurationError, match="not supported yet"):
+    with pytest.raises(ConfigurationError, match="need a shared ledger"):
         BudgetMiddleware(max_cost=1, scopes=("team:research",))
-    with pytest.raises(ConfigurationError, match="not supported yet"):
-        BudgetMiddleware(max_cost=1, ledger=object())
+    with pytest.raises(ConfigurationError, match="must be a BudgetLedger"):
+        BudgetMiddleware(max_cost=1, ledger=object(), scopes=("team:research",))  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="needs the scopes"):
+        BudgetMiddleware(max_cost=1, ledger=InMemoryLedger())
+    with pytest.raises(ConfigurationError, match="non-empty string"):
+        BudgetMiddleware(max_cost=1, ledger=InMemoryLedger(), scopes=("",))
     budget = BudgetMiddleware(max_cost="0.5", max_tokens=100)
     assert budget.budget.max_cost == D("0.5") and budget.budget.max_tokens == 100
     assert budget.remaining is not None and budget.remaining.amount == D("0.5")
