@@ -220,3 +220,77 @@ def test_a_bad_budget_body_or_scope_name_is_400(scoped: TestClient) -> None:
     assert scoped.put("/api/v1/budgets/team:a", json={"window": "fortnight"},
                       headers=A).status_code == 400  # fmt: skip
     assert scoped.get("/api/v1/budgets/%20x", headers=ROOT).status_code == 400
+
+
+# -- scopes: a key's runs reserve in its scopes ---------------------------------------------
+def test_a_keys_runs_reserve_in_its_scopes(scoped: TestClient) -> None:
+    for scope in ("team:a", "team:b"):
+        scoped.put(f"/api/v1/budgets/{scope}", json={"max_cost": "1"}, headers=ROOT)
+    run_id = scoped.post("/api/v1/runs", json=HELLO, headers=A).json()["run_id"]
+    run = finished(scoped, run_id, A)
+    assert run["state"] == "completed", run
+    cost = run["cost"]["amount"]
+    assert float(cost) > 0
+    for scope in ("key:alice", "team:a"):
+        status = scoped.get(f"/api/v1/budgets/{scope}", headers=A).json()
+        assert status["spent"] == cost and status["reserved"] == "0", status
+    assert scoped.get("/api/v1/budgets/team:b", headers=ROOT).json()["spent"] == "0"
+
+
+def test_an_exhausted_scope_refuses_the_run_with_402_naming_it(scoped: TestClient) -> None:
+    scoped.put("/api/v1/budgets/team:a", json={"max_cost": "0"}, headers=ROOT)
+    refused = scoped.post("/api/v1/runs", json=HELLO, headers=A)
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["code"] == "budget_exceeded"
+    assert "'team:a'" in refused.json()["message"]
+    assert scoped.get("/api/v1/runs", headers=A).json()["total"] == 0
+    # bob's scopes are untouched: his run goes
+    ok = scoped.post("/api/v1/runs", json=HELLO, headers=B)
+    assert ok.status_code == 202
+    assert finished(scoped, ok.json()["run_id"], B)["state"] == "completed"
+
+
+def test_a_scope_too_small_for_one_call_stops_the_run_before_any_model_call(
+    scoped: TestClient,
+) -> None:
+    scoped.put("/api/v1/budgets/team:a", json={"max_cost": "0.0000001"}, headers=ROOT)
+    run_id = scoped.post("/api/v1/runs", json=HELLO, headers=A).json()["run_id"]
+    run = finished(scoped, run_id, A)
+    assert run["state"] == "budget_exceeded", run
+    assert run["usage"]["total_tokens"] == 0  # nothing was sent, so nothing was billed
+    assert run["tasks"]["greet"]["error"]["code"] == "budget_exceeded"
+    assert "team:a" in run["tasks"]["greet"]["error"]["message"]
+    status = scoped.get("/api/v1/budgets/team:a", headers=A).json()
+    assert status["spent"] == "0" and status["reserved"] == "0"
+
+
+def test_a_ledger_that_cannot_answer_refuses_calls_and_writes_with_503(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    from langchain_runtime.cost.ledger import SQLiteLedger
+
+    ledger_file = tmp_path / "held.db"
+    ledger = SQLiteLedger(ledger_file, timeout=0.2)
+    ledger.set_limit("team:a", max_cost="1")
+    app = make_app(config=load_config(keyed_config(tmp_path)), ledger=ledger)
+    holder = sqlite3.connect(ledger_file, isolation_level=None)
+    try:
+        with TestClient(app) as client:
+            holder.execute("BEGIN EXCLUSIVE")  # another process holds the file
+            put = client.put("/api/v1/budgets/team:a", json={"max_cost": "9"}, headers=A)
+            assert put.status_code == 503, put.text
+            assert put.json()["code"] == "ledger_unavailable"
+            assert "refused" in put.json()["message"] or "another process" in put.json()["message"]
+            # a run's first call can not reserve: refused, never sent unmetered
+            run_id = client.post("/api/v1/runs", json=HELLO, headers=A).json()["run_id"]
+            run = finished(client, run_id, A)
+            assert run["state"] != "completed", run
+            assert run["usage"]["total_tokens"] == 0
+            assert run["tasks"]["greet"]["error"]["code"] == "ledger_unavailable", run
+            holder.execute("ROLLBACK")
+            assert client.get("/api/v1/budgets/team:a", headers=A).json()["max_cost"] == "1"
+    finally:
+        holder.close()
+        ledger.close()
