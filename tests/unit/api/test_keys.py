@@ -81,6 +81,6 @@ def test_the_client_reads_and_sets_its_own_budgets_on_a_real_server(tmp_path: Pa
             assert client.get_budget("team:y").max_cost is None
             with pytest.raises(ScopeNotFoundError):
                 client.get_budget("team:x")
-        with RuntimeClient(server.url, token="nobody-" + "n" * 30, timeout=10) as client:
-            with pytest.raises(UnauthorizedError):
-                client.list_budgets()
+        nobody = RuntimeClient(server.url, token="nobody-" + "n" * 30, timeout=10)
+        with nobody, pytest.raises(UnauthorizedError):
+            nobody.list_budgets()
