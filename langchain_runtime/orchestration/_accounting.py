@@ -16,6 +16,7 @@ the run's own budget, and clamps ``max_tokens`` to what the scopes have left.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -154,7 +155,8 @@ class RunAccounting:
                 spent=enforcer.spent.amount,
                 task_id=task.id,
             )
-        call_id = f"plan:{self._run_id}:{task.id}"
+        # unique per attempt: a resumed run (same run id) must not reuse a released id
+        call_id = f"plan:{self._run_id}:{task.id}:{uuid.uuid4().hex[:12]}"
         enforcer.reserve(call_id, name, input_tokens, limit, task_id=task.id)
         self._plans[task.id] = call_id
         return task.prompt | model.bind(max_tokens=limit)
