@@ -27,6 +27,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="needs the 'server' extra")
 pytest.importorskip("psycopg", reason="needs the 'postgres' extra")
+pytest.importorskip("langchain_runtime.store.postgres", reason="needs PostgresRunStore")
 
 from langchain_runtime.api.server._keys import hash_key
 
