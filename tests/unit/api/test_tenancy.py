@@ -294,3 +294,22 @@ def test_a_ledger_that_cannot_answer_refuses_calls_and_writes_with_503(
     finally:
         holder.close()
         ledger.close()
+
+
+def test_a_store_that_cannot_filter_by_owner_still_lists_only_the_keys_runs(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    from langchain_runtime.api.store import MemoryRunStore
+
+    app = make_app(config=load_config(keyed_config(tmp_path, scopes=False)), store=MemoryRunStore())
+    with TestClient(app) as client:
+        ids = [client.post("/api/v1/runs", json=HELLO, headers=h).json()["run_id"]
+               for h in (A, B, A, B, A)]  # fmt: skip
+        for run_id in ids:
+            finished(client, run_id, ROOT)
+        page = client.get("/api/v1/runs?limit=2", headers=A).json()
+        assert page["total"] == 3 and len(page["items"]) == 2
+        rest = client.get("/api/v1/runs?limit=2&offset=2", headers=A).json()
+        mine = {i["run_id"] for i in page["items"] + rest["items"]}
+        assert mine == {ids[0], ids[2], ids[4]}
+        assert client.get("/api/v1/runs", headers=B).json()["total"] == 2
