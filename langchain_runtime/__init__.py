@@ -63,7 +63,7 @@ from langchain_runtime.errors import (
     TaskTimeoutError,
 )
 from langchain_runtime.orchestration import Orchestrator, RunHandle, Task, TaskGraph
-from langchain_runtime.store import SQLiteRunStore
+from langchain_runtime.store import PostgresRunStore, SQLiteRunStore
 
 if TYPE_CHECKING:
     from langchain_runtime.agents import BudgetMiddleware
@@ -96,6 +96,7 @@ __all__ = [
     "Orchestrator",
     "OutputNotStorableError",
     "PostgresLedger",
+    "PostgresRunStore",
     "ResumeError",
     "RunAbortedError",
     "RunEvent",

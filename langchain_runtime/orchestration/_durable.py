@@ -127,12 +127,15 @@ def first_difference(
 
 
 def check_resumable(
-    stored: StoredRun | None, run_id: str, graph: TaskGraph, store: Any
+    stored: StoredRun | None, run_id: str, graph: TaskGraph, store: Any, *, claimed: bool = False
 ) -> StoredRun:
-    """The stored run, if ``graph`` may resume it; else :class:`ResumeError`."""
+    """The stored run, if ``graph`` may resume it; else :class:`ResumeError`.
+
+    ``claimed``: this process has just claimed the run, so it is live as ours.
+    """
     if stored is None:
         raise ResumeError(f"no run {run_id!r} in {store!r}")
-    if stored.live:
+    if stored.live and not claimed:
         raise ResumeError(
             f"run {run_id!r} is still live (owner {stored.header.owner}); abort it or wait "
             "for it to end before resuming"

@@ -20,6 +20,7 @@ This module holds what spans a run: its state, control from other threads
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import uuid
@@ -325,6 +326,10 @@ class Run(_Scheduler):
             self.state = RunState.FAILED
             self.accounting.close()
             self.done.set()
+            release = getattr(self.store, "release", None)
+            if self._restored is not None and not self._began and callable(release):
+                with contextlib.suppress(Exception):  # give back the claim resume made
+                    release(self.run_id)
             raise
         with self._lock:
             self._loop = asyncio.get_running_loop()

@@ -17,6 +17,7 @@ from langchain_runtime.errors import (
     ConfigurationError,
     InvalidInputError,
     LangChainRuntimeError,
+    ResumeError,
     TaskExecutionError,
 )
 from langchain_runtime.orchestration._accounting import check_prices
@@ -227,28 +228,50 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         for task in tasks:  # tasks that were enqueued into the live run
             self._router.validate_task(task, graph)
             graph.add(task)
-        stored = check_resumable(self.store.load_run(run_id), run_id, graph, self.store)
-        policy = RunPolicy.model_validate(stored.header.policy)
-        if budget is not None:  # a top-up after budget_exceeded, or a new limit
-            policy = policy.model_copy(update={"budget": budget})
-        check_prices(graph, policy.budget, self.catalog, shared=bool(policy.scopes))
-        run_input = decode(stored.header.input)
-        cfg = ensure_config(config)
-        return Run(
-            graph,
-            policy,
-            run_input,
-            cfg,
-            name=self.get_name(),
-            router=self._router,
-            required_inputs=self._required_inputs,
-            run_id=run_id,
-            live=live,
-            catalog=self.catalog,
-            store=self.store,
-            ledger=self.ledger,
-            restored=stored,
-        )
+        claimed = self._claim(run_id)
+        try:
+            stored = check_resumable(
+                self.store.load_run(run_id), run_id, graph, self.store, claimed=claimed
+            )
+            policy = RunPolicy.model_validate(stored.header.policy)
+            if budget is not None:  # a top-up after budget_exceeded, or a new limit
+                policy = policy.model_copy(update={"budget": budget})
+            check_prices(graph, policy.budget, self.catalog, shared=bool(policy.scopes))
+            run_input = decode(stored.header.input)
+            cfg = ensure_config(config)
+            return Run(
+                graph,
+                policy,
+                run_input,
+                cfg,
+                name=self.get_name(),
+                router=self._router,
+                required_inputs=self._required_inputs,
+                run_id=run_id,
+                live=live,
+                catalog=self.catalog,
+                store=self.store,
+                ledger=self.ledger,
+                restored=stored,
+            )
+        except BaseException:
+            if claimed:  # the run goes back as it was: another resume may take it
+                self.store.release(run_id)
+            raise
+
+    def _claim(self, run_id: str) -> bool:
+        """Hold stored run ``run_id`` for this process before reading it, where the store
+        can: of two resumes (threads, processes, replicas) only one gets the run."""
+        from langchain_runtime.orchestration._durable import owner_id
+
+        claim = getattr(self.store, "claim", None)
+        if not callable(claim) or self.store.load_run(run_id) is None:
+            return False  # no claims here, or no such run (check_resumable says so)
+        if not claim(run_id, owner_id()):
+            raise ResumeError(
+                f"run {run_id!r} is still live; abort it or wait for it to end before resuming"
+            )
+        return True
 
     async def aresume(
         self,

@@ -1,23 +1,27 @@
-"""Durable run stores: one interface, an SQLite file embedded by default."""
+"""Durable run stores: one interface, an SQLite file embedded by default, or PostgreSQL."""
 
 from langchain_runtime.store._base import (
     DELETED,
     DurableRunStore,
     RunHeader,
     RunSummary,
+    SharedRunStore,
     StoredRun,
     TaskRecord,
 )
 from langchain_runtime.store._codec import decode, encode
 from langchain_runtime.store._owner import local_owner
+from langchain_runtime.store.postgres import PostgresRunStore
 from langchain_runtime.store.sqlite import SQLiteRunStore
 
 __all__ = [
     "DELETED",
     "DurableRunStore",
+    "PostgresRunStore",
     "RunHeader",
     "RunSummary",
     "SQLiteRunStore",
+    "SharedRunStore",
     "StoredRun",
     "TaskRecord",
     "decode",

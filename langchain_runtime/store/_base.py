@@ -19,7 +19,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "DurableRunStore",
     "RunHeader",
     "RunSummary",
+    "SharedRunStore",
     "StoredRun",
     "TaskRecord",
 ]
@@ -172,3 +173,41 @@ class DurableRunStore(Protocol):
 
     def close(self) -> None:
         """Release resources (connections, locks)."""
+
+
+@runtime_checkable
+class SharedRunStore(DurableRunStore, Protocol):
+    """A :class:`DurableRunStore` that several processes or replicas share safely.
+
+    Both run stores are one (:class:`~langchain_runtime.store.SQLiteRunStore` for the
+    processes of one host, :class:`~langchain_runtime.store.PostgresRunStore` across
+    hosts). A run is executed by one owner at a time: ``begin_run(resume=True)``
+    claims the run (two concurrent resumes: one gets ``ResumeError``), and the writes
+    of an owner that was superseded (declared dead, then the run resumed or marked
+    interrupted elsewhere) raise ``StoreError``.
+    """
+
+    stale_after: timedelta
+
+    def claim(self, run_id: str, owner: str) -> bool:
+        """Take stored run ``run_id`` for ``owner`` unless a live owner executes it.
+
+        Atomic across processes: of concurrent claims, exactly one returns True. The
+        run becomes ``running`` under ``owner``; the previous owner's writes are
+        refused from then on. ``ResumeError`` if there is no such run.
+        """
+
+    def release(self, run_id: str) -> None:
+        """Let go of a run taken with :meth:`claim` and not begun (its state restored)."""
+
+    def heartbeat(self, run_id: str) -> None:
+        """Show that this run's owner is alive (commits do it too)."""
+
+    def mark_interrupted_stale(self, now: datetime | None = None) -> builtins.list[str]:
+        """Mark ``interrupted`` every ``running`` run whose owner is gone (another host:
+        heartbeat older than ``stale_after``; this host: process gone); their ids."""
+
+    def wait_for_events(
+        self, run_id: str, after: int = -1, timeout: float = 10.0, *, poll: float = 1.0
+    ) -> builtins.list[dict[str, Any]]:
+        """The run's events with ``seq > after``, waiting up to ``timeout`` for one."""

@@ -34,6 +34,7 @@ from langchain_runtime.errors import ResumeError, StoreError
 from langchain_runtime.store import _files, _owner
 from langchain_runtime.store._base import DELETED, RunHeader, RunSummary, StoredRun, TaskRecord
 from langchain_runtime.store._records import RecordsMixin
+from langchain_runtime.store._sqlite_shared import SharedMixin, _LiveError
 
 __all__ = ["SCHEMA_VERSION", "SQLiteRunStore"]
 
@@ -167,7 +168,7 @@ def _cost(result: Mapping[str, Any]) -> str | None:
     return None if amount is None else str(amount)
 
 
-class SQLiteRunStore(RecordsMixin):
+class SQLiteRunStore(SharedMixin, RecordsMixin):
     """Durable runs (and the sidecar's run records) in one SQLite file.
 
     Standard library ``sqlite3`` with a WAL journal: one connection, guarded by a
@@ -229,7 +230,10 @@ class SQLiteRunStore(RecordsMixin):
         self._hold: _files.FileHold | None = None
         self._lock = threading.Lock()
         self._closed = False
-        self._begun: set[str] = set()  # runs this store began and has not finished
+        #: run id -> the claim (``resumes``) this store holds on it, until finish_run
+        self._begun: dict[str, int] = {}
+        #: runs claimed with claim() that begin_run has not taken over yet
+        self._claimed: dict[str, tuple[str, str | None]] = {}
         memory = self.path == ":memory:"
         file = Path(self.path)
         existed = False
@@ -395,8 +399,9 @@ class SQLiteRunStore(RecordsMixin):
         ]
         with self._write():
             row = self._db.execute(
-                f"SELECT {_LIVENESS} FROM {_RUNS} WHERE d.run_id = ?", (header.run_id,)
+                f"SELECT {_LIVENESS}, d.resumes FROM {_RUNS} WHERE d.run_id = ?", (header.run_id,)
             ).fetchone()
+            resumes = 0
             if not resume:
                 if row is not None:
                     from langchain_runtime.api.errors import RunExistsError
@@ -420,17 +425,17 @@ class SQLiteRunStore(RecordsMixin):
                     ),
                 )
             else:
-                if row is None:
-                    raise ResumeError(f"no run {header.run_id!r} in run store {self.path}")
-                if row[0] == "running" and self._alive(header.run_id, row[1], row[2], row[3]):
-                    raise ResumeError(
-                        f"run {header.run_id!r} is still live "
-                        f"(executed by {row[1] or 'this process'})"
-                    )
+                # taken over as it is if this store claimed it (claim()) and still has it
+                claimed = header.run_id in self._claimed and row is not None
+                claimed = claimed and self._begun.get(header.run_id) == row[4]
+                try:
+                    resumes = self._take(header.run_id, row, held=claimed)
+                except _LiveError as exc:
+                    raise ResumeError(str(exc)) from None
                 self._db.execute(
                     "UPDATE durable_runs SET name = ?, state = 'running', updated_at = ?, "
                     "input = ?, policy = ?, fingerprint = ?, task_count = ?, error = NULL, "
-                    "resumes = resumes + 1, owner = ?, owner_started = ?, heartbeat_at = ? "
+                    "resumes = ?, owner = ?, owner_started = ?, heartbeat_at = ? "
                     "WHERE run_id = ?",
                     (
                         values["name"],
@@ -439,6 +444,7 @@ class SQLiteRunStore(RecordsMixin):
                         values["policy"],
                         values["fingerprint"],
                         len(fingerprint),
+                        resumes,
                         owner,
                         started,
                         now,
@@ -451,7 +457,8 @@ class SQLiteRunStore(RecordsMixin):
                 "INSERT OR REPLACE INTO run_beats VALUES (?, ?, ?)", (header.run_id, now, now)
             )
             _owner.register(self._identity, header.run_id)
-            self._begun.add(header.run_id)
+            self._begun[header.run_id] = resumes
+            self._claimed.pop(header.run_id, None)
 
     def commit(
         self,
@@ -479,6 +486,7 @@ class SQLiteRunStore(RecordsMixin):
         deleted = [(run_id, key) for key, value in (memory or {}).items() if value == DELETED]
         now = _iso(_now())
         with self._write():
+            self._fenced(run_id, "a commit")
             if not self._touch(run_id, now):
                 raise StoreError(f"commit to run {run_id!r}, which run store {self.path} lacks")
             self._db.executemany("INSERT OR REPLACE INTO tasks VALUES (?, ?, ?, ?, ?)", task_rows)
@@ -500,6 +508,7 @@ class SQLiteRunStore(RecordsMixin):
         entry_json = _dumps(dict(entry), f"enqueued task {task_id!r} fingerprint")
         now = _iso(_now())
         with self._write():
+            self._fenced(run_id, "an enqueue")
             counted = self._db.execute(
                 "UPDATE durable_runs SET task_count = task_count + 1 WHERE run_id = ?", (run_id,)
             )
@@ -562,6 +571,7 @@ class SQLiteRunStore(RecordsMixin):
     def heartbeat(self, run_id: str) -> None:
         """Show that this run's owner is alive (a commit does it too): for long calls."""
         with self._write():
+            self._fenced(run_id, "a heartbeat")
             self._touch(run_id, _iso(_now()))
 
     def finish_run(
@@ -575,6 +585,7 @@ class SQLiteRunStore(RecordsMixin):
         error_json = None if error is None else _dumps(dict(error), f"run {run_id!r} error")
         try:
             with self._write():
+                self._fenced(run_id, "the finish")
                 cursor = self._db.execute(
                     "UPDATE durable_runs SET state = ?, error = ?, updated_at = ? WHERE run_id = ?",
                     (state, error_json, _iso(_now()), run_id),
@@ -587,7 +598,9 @@ class SQLiteRunStore(RecordsMixin):
                 self._db.executemany("INSERT OR IGNORE INTO events VALUES (?, ?, ?)", event_rows)
         finally:
             _owner.unregister(self._identity, run_id)
-            self._begun.discard(run_id)
+            with self._lock:
+                self._begun.pop(run_id, None)
+                self._claimed.pop(run_id, None)
 
     def _touch(self, run_id: str, now: str) -> bool:
         """Beat for ``run_id`` (in the write transaction); False if there is no such run."""
@@ -754,6 +767,7 @@ class SQLiteRunStore(RecordsMixin):
             for run_id in self._begun:  # a closed store executes nothing
                 _owner.unregister(self._identity, run_id)
             self._begun.clear()
+            self._claimed.clear()
             self._db.close()
             if self._hold is not None:
                 _files.release(self._hold, exclusive=self._exclusive)

@@ -25,6 +25,7 @@ EXPECTED = {
     "ResumeError",
     "StoreError",
     "SQLiteRunStore",
+    "PostgresRunStore",
     "RunAbortedError",
     "RunEvent",
     "RunFinishedError",

@@ -486,3 +486,19 @@ def test_a_losing_concurrent_resume_raises(tmp_path: Path) -> None:
         gate.set()
     assert handle.result(timeout=10).state is RunState.COMPLETED
     store.close()
+
+
+def test_a_run_claimed_by_another_owner_is_not_resumed_here(store: SQLiteRunStore) -> None:
+    import socket
+
+    calls = Calls()
+    calls.broken.add("c")
+    orch = Orchestrator(diamond(calls), store=store)
+    first = orch.invoke({})
+    calls.broken.clear()
+    # another process on this host (pid 1 is always alive) holds the run, e.g. a
+    # replica that is resuming it right now
+    assert store.claim(first.run_id, f"1@{socket.gethostname()}")
+    with pytest.raises(ResumeError, match="still live"):
+        orch.resume(first.run_id)
+    assert calls.counts == {"a": 1, "b": 1, "c": 1}  # nothing ran from a stale copy
