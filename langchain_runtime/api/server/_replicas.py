@@ -1,7 +1,8 @@
 """Several sidecars on one shared store (``serve --database postgresql://...``).
 
-A store is *shared* when it can tell a dead replica's runs from live ones
-(``mark_interrupted_stale``: :class:`~langchain_runtime.store.postgres.PostgresRunStore`).
+A store is *shared* when replicas use it together
+(:class:`~langchain_runtime.store.postgres.PostgresRunStore`, which tells a dead
+replica's runs from live ones: ``mark_interrupted_stale``).
 On such a store a replica:
 
 - never marks every unfinished run failed when it starts (they may be running on
@@ -37,8 +38,14 @@ ABORT_KEY = "_abort"
 
 
 def is_shared(store: object) -> bool:
-    """Whether replicas may share ``store`` (it can find a dead replica's runs)."""
-    return callable(getattr(store, "mark_interrupted_stale", None))
+    """Whether ``store`` is one that replicas share (PostgreSQL).
+
+    An SQLite store file belongs to one server (``serve --store``): at start that
+    server marks every unfinished run interrupted, as before.
+    """
+    from langchain_runtime.store.postgres import PostgresRunStore
+
+    return isinstance(store, PostgresRunStore)
 
 
 def remote_status(record: RunRecord, stored: StoredRun) -> dict[str, Any]:
