@@ -313,3 +313,30 @@ def test_a_store_that_cannot_filter_by_owner_still_lists_only_the_keys_runs(
         mine = {i["run_id"] for i in page["items"] + rest["items"]}
         assert mine == {ids[0], ids[2], ids[4]}
         assert client.get("/api/v1/runs", headers=B).json()["total"] == 2
+
+
+def test_one_sqlite_database_holds_the_runs_and_the_budgets(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    import sqlite3
+
+    spec = keyed_config(tmp_path)
+    del spec["ledger"]  # the database's ledger, in the same file
+    database = tmp_path / "all.db"
+    app = make_app(config=load_config(spec), store=None, database=f"sqlite:///{database}")
+    with TestClient(app) as client:
+        client.put("/api/v1/budgets/team:a", json={"max_cost": "1"}, headers=A)
+        run_id = client.post("/api/v1/runs", json=HELLO, headers=A).json()["run_id"]
+        run = finished(client, run_id, A)
+        assert run["state"] == "completed"
+        spent = client.get("/api/v1/budgets/team:a", headers=A).json()["spent"]
+        assert spent == run["cost"]["amount"]
+    tables = {r[0] for r in sqlite3.connect(database).execute("SELECT name FROM sqlite_master")}
+    assert {"runs", "durable_runs", "ledger_scopes"} <= tables
+
+
+def test_a_bad_database_url_is_a_clear_error(make_app: AppFactory) -> None:
+    with pytest.raises(ConfigurationError, match=r"postgresql://user@host/db or sqlite:///"):
+        make_app(store=None, database="mysql://root:pw@db/x")
+    with pytest.raises(ConfigurationError, match="a store or a database, not both"):
+        make_app(database="sqlite:///x.db")
