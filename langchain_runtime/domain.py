@@ -12,16 +12,19 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic.config import ExtraValues
+from typing_extensions import Self
 
 from langchain_runtime._fields import unknown_fields_error
 
@@ -84,10 +87,70 @@ class RunState(str, Enum):
         return self.value
 
 
+def _refuse_bool(value: Any) -> Any:
+    """``True`` is not a number of tokens or an amount of money (pydantic reads it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {value!r}")
+    return value
+
+
+def _currency(value: Any) -> Any:
+    """Currency codes compare upper-case: ``"usd"`` is ``"USD"``."""
+    if isinstance(value, str):
+        code = value.strip().upper()
+        if not code:
+            raise ValueError("currency must not be empty (a code such as 'USD')")
+        return code
+    return value
+
+
+#: Numbers a bool must not pass for.
+_Int = Annotated[int, BeforeValidator(_refuse_bool)]
+_Money = Annotated[Decimal, BeforeValidator(_refuse_bool)]
+_Float = Annotated[float, BeforeValidator(_refuse_bool)]
+_Currency = Annotated[str, BeforeValidator(_currency)]
+
+
 class _Model(BaseModel):
     """A domain model: unknown fields are refused, with a did-you-mean."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @classmethod
+    def model_validate(
+        cls,
+        obj: Any,
+        *,
+        strict: bool | None = None,
+        extra: ExtraValues | None = None,
+        from_attributes: bool | None = None,
+        context: Any | None = None,
+        by_alias: bool | None = None,
+        by_name: bool | None = None,
+    ) -> Self:
+        """Validate ``obj``; an unknown field is a ConfigurationError with a did-you-mean.
+
+        Example:
+            >>> Budget.model_validate({"max_cst": 1})
+            Traceback (most recent call last):
+            ...
+            langchain_runtime.errors.ConfigurationError: Budget: max_cst: unknown field; did you mean 'max_cost'? ...
+        """  # noqa: E501
+        try:
+            return super().model_validate(
+                obj,
+                strict=strict,
+                extra=extra,
+                from_attributes=from_attributes,
+                context=context,
+                by_alias=by_alias,
+                by_name=by_name,
+            )
+        except ValidationError as exc:
+            error = unknown_fields_error(cls, exc)
+            if error is None:
+                raise
+            raise error from None
 
     def __init__(self, /, **data: Any) -> None:
         try:
@@ -215,8 +278,8 @@ class Cost(_Model):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    amount: Decimal = Decimal("0")
-    currency: str = "USD"
+    amount: _Money = Field(default=Decimal("0"), ge=0)
+    currency: _Currency = "USD"
 
     def __add__(self, other: Cost) -> Cost:
         if not isinstance(other, Cost):
@@ -253,10 +316,10 @@ class Budget(_Model):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_cost: Decimal | None = Field(default=None, ge=0)
-    max_tokens: int | None = Field(default=None, ge=0)
-    currency: str = "USD"
-    expected_output_tokens: int = Field(default=1024, ge=0)
+    max_cost: _Money | None = Field(default=None, ge=0)
+    max_tokens: _Int | None = Field(default=None, ge=0)
+    currency: _Currency = "USD"
+    expected_output_tokens: _Int = Field(default=1024, ge=0)
 
 
 class ContextPolicy(_Model):
@@ -272,10 +335,10 @@ class ContextPolicy(_Model):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_tokens: int | None = Field(default=None, gt=0)
+    max_tokens: _Int | None = Field(default=None, gt=0)
     strategy: Literal["none", "truncate", "keep_last_n", "summarize"] = "none"
-    keep_last_n: int = Field(default=10, ge=0)
-    truncate_to: int | None = Field(default=None, gt=0)
+    keep_last_n: _Int = Field(default=10, ge=0)
+    truncate_to: _Int | None = Field(default=None, gt=0)
     keep: Literal["head", "tail"] = "head"
 
 
@@ -304,8 +367,8 @@ class RunPolicy(_Model):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    max_parallelism: int = Field(default=4, ge=1)
-    timeout: float | None = Field(default=None, gt=0)
+    max_parallelism: _Int = Field(default=4, ge=1)
+    timeout: _Float | None = Field(default=None, gt=0)
     budget: Budget | None = None
     context: ContextPolicy | None = None
     fail_fast: bool = True

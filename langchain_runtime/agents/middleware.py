@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Sequence
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,9 +12,11 @@ from langchain.agents.middleware import AgentMiddleware, ModelRequest, ModelResp
 from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_runtime.cost import _limits
+from langchain_runtime.cost._arguments import budget_from_arguments, refuse_unknown_arguments
 from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import install_quiet_refusals
+from langchain_runtime.cost.pricing import cache_write_ttl
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
@@ -46,7 +49,12 @@ class _Plan:
         self.input_tokens = input_tokens
 
 
-def _ran_out(exc: BudgetExceededError) -> str:
+def _ran_out(
+    exc: BudgetExceededError,
+    held: Decimal = Decimal(0),
+    in_flight: int = 0,
+    settled: Decimal | None = None,
+) -> str:
     if isinstance(exc, LedgerUnavailableError):
         return f"The shared budget ledger is unavailable, so the call was not sent: {exc}"
     if " in scope " in str(exc):  # a shared ledger scope refused: its message names it
@@ -54,6 +62,16 @@ def _ran_out(exc: BudgetExceededError) -> str:
     if isinstance(exc.limit, Decimal):
         spent = exc.spent if exc.spent is not None else Decimal(0)
         what = f"${spent:.6f} of ${exc.limit} spent"
+        if held > 0:
+            # The money is only promised to calls still running: say so, truthfully.
+            calls = "call" if in_flight == 1 else "calls"
+            spent = settled if settled is not None else spent
+            return (
+                f"Not sent: the budget has no room for this call now: "
+                f"${spent:.6f} of ${exc.limit} spent, "
+                f"${held:.6f} held by {in_flight} {calls} in flight; not even a minimal "
+                "answer fits in what is left."
+            )
     else:
         what = f"{exc.spent} of {exc.limit} tokens used"
     return f"The budget ran out: {what}; not even a minimal answer fits in what is left."
@@ -98,6 +116,8 @@ class BudgetMiddleware(AgentMiddleware):
         min_output_tokens: Smallest answer worth sending a call for (default 1).
         expected_output_tokens: Ceiling for a model whose maximum output is unknown
             (no profile, not in the catalog) and that sets no limit itself.
+        max_output_tokens: The most output one call may be clamped to (and hold), so
+            that parallel runs share what is left instead of the first taking it all.
 
     Raises:
         ConfigurationError: A bad ``exit_behavior``; ``scopes`` without ``ledger``
@@ -129,8 +149,12 @@ class BudgetMiddleware(AgentMiddleware):
         estimator: TokenEstimator | None = None,
         min_output_tokens: int = 1,
         expected_output_tokens: int = 1024,
+        max_output_tokens: int | None = None,
+        **unknown: Any,
     ) -> None:
         super().__init__()
+        known = inspect.signature(BudgetMiddleware.__init__).parameters
+        refuse_unknown_arguments("BudgetMiddleware", unknown, set(known) - {"self", "unknown"})
         if exit_behavior not in ("end", "error"):
             raise ConfigurationError(
                 f"exit_behavior must be 'end' or 'error', got {exit_behavior!r}"
@@ -139,8 +163,9 @@ class BudgetMiddleware(AgentMiddleware):
             raise ConfigurationError(f"min_output_tokens must be >= 1, got {min_output_tokens}")
         self.exit_behavior: ExitBehavior = exit_behavior
         self.enforcer = BudgetEnforcer(
-            Budget(
-                max_cost=Decimal(str(max_cost)) if max_cost is not None else None,
+            budget_from_arguments(
+                "BudgetMiddleware",
+                max_cost=max_cost,
                 max_tokens=max_tokens,
                 expected_output_tokens=expected_output_tokens,
             ),
@@ -150,6 +175,13 @@ class BudgetMiddleware(AgentMiddleware):
         self.estimator = estimator or TokenEstimator()
         self.default_model = default_model
         self.min_output_tokens = min_output_tokens
+        if max_output_tokens is not None and max_output_tokens < min_output_tokens:
+            raise ConfigurationError(
+                f"max_output_tokens must be >= min_output_tokens ({min_output_tokens}), "
+                f"got {max_output_tokens}"
+            )
+        #: Most output one call may hold, so that parallel runs share what is left.
+        self.max_output_tokens = max_output_tokens
         install_quiet_refusals()
 
     def __repr__(self) -> str:
@@ -169,8 +201,8 @@ class BudgetMiddleware(AgentMiddleware):
             return self._refused(exc)
         try:
             response = handler(self._clamped(request, plan))
-        except BaseException:
-            self._settle_failed(plan)
+        except BaseException as exc:
+            self._settle_failed(plan, exc)
             raise
         self._settle(plan, response)
         return response
@@ -187,8 +219,8 @@ class BudgetMiddleware(AgentMiddleware):
             return self._refused(exc)
         try:
             response = await handler(self._clamped(request, plan))
-        except BaseException:
-            self._settle_failed(plan)
+        except BaseException as exc:
+            self._settle_failed(plan, exc)
             raise
         self._settle(plan, response)
         return response
@@ -209,7 +241,12 @@ class BudgetMiddleware(AgentMiddleware):
         )
         call_id = f"agent:{uuid4().hex}"
         res = self.enforcer.reserve_up_to(
-            call_id, name, input_tokens, ceiling.tokens, min_output_tokens=self.min_output_tokens
+            call_id,
+            name,
+            input_tokens,
+            min(ceiling.tokens, self.max_output_tokens or ceiling.tokens),
+            min_output_tokens=self.min_output_tokens,
+            cache_write=cache_write_ttl(messages, request.tools, dict(request.model_settings)),
         )
         return _Plan(call_id, name, _limits.limit_name(model), res.output_tokens, input_tokens)
 
@@ -227,7 +264,9 @@ class BudgetMiddleware(AgentMiddleware):
         if self.exit_behavior == "error":
             raise exc
         metadata = {"finish_reason": BUDGET_FINISH_REASON}
-        return ModelResponse(result=[AIMessage(_ran_out(exc), response_metadata=metadata)])
+        enforcer = self.enforcer
+        text = _ran_out(exc, enforcer.reserved.amount, enforcer.in_flight, enforcer.spent.amount)
+        return ModelResponse(result=[AIMessage(text, response_metadata=metadata)])
 
     # -- settling ----------------------------------------------------------------------
 
@@ -246,9 +285,14 @@ class BudgetMiddleware(AgentMiddleware):
             )
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
 
-    def _settle_failed(self, plan: _Plan) -> None:
-        # Nothing came back: the input may have been billed, the output cannot be known.
-        usage = Usage(input_tokens=plan.input_tokens, estimated=True)
+    def _settle_failed(self, plan: _Plan, error: BaseException) -> None:
+        if not isinstance(error, Exception):
+            # Cancelled or interrupted (asyncio.wait_for, Ctrl-C) after it was sent: the
+            # provider may bill up to the limit it was given, so that is what it costs.
+            usage = Usage(input_tokens=plan.input_tokens, output_tokens=plan.limit, estimated=True)
+        else:
+            # The provider answered with an error: its input may have been billed.
+            usage = Usage(input_tokens=plan.input_tokens, estimated=True)
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
 
     # -- where we stand ----------------------------------------------------------------

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from langchain_runtime.domain import Usage
 
 if TYPE_CHECKING:
     from langchain_core.messages import BaseMessage
 
-__all__ = ["CallState", "corrected_usage", "request_cache_ttls"]
+    from langchain_runtime.cost.budget import BudgetEnforcer
+    from langchain_runtime.cost.tokens import TokenEstimator
+
+#: How far a nearby encoding's count of English text may be from the model's own
+#: (cl100k for o200k: a few percent): a stream told its limit is cut only past it by this.
+ENGLISH_COUNT_MARGIN = 1.1
+
+__all__ = ["CallBook", "CallState", "corrected_usage", "count_margin", "request_cache_ttls"]
 
 
 class CallState:
     __slots__ = (
-        "cache_ttls", "input_tokens", "model", "output_limit", "pieces", "produced", "scope",
-        "soft", "streamed", "task_id",
+        "ascii_produced", "cache_ttls", "input_tokens", "key", "largest_piece", "margin", "model",
+        "output_limit", "pieces", "produced", "run_id", "scope", "soft", "streamed", "task_id",
     )  # fmt: skip
 
     def __init__(
@@ -38,8 +47,131 @@ class CallState:
         self.produced = 0  # output tokens streamed so far, as counted here
         self.pieces = 0  # non-empty streamed pieces so far: each holds one token or more
         self.streamed = False
+        self.largest_piece = 0  # most output tokens one streamed piece held
+        self.ascii_produced = 0  # the part of ``produced`` counted on ASCII-only pieces
+        #: 1.0 when the count reproduces the model's tokenizer, else the factor an
+        #: English count may be off by (see BudgetCallbackHandler.on_llm_new_token)
+        self.margin = 1.0
+        #: The budget key of this call: unique per call, whatever run_id the caller reuses.
+        self.key = ""
+        self.run_id: Any = None
+
+    def passed_hold(self) -> bool:
+        """Whether a stream must stop here to keep its output within the hold.
+
+        Told no limit (``soft``), the model goes on: stop before the next piece, as
+        large as the largest so far, would pass the hold. Told its limit, the model
+        should stop there itself: stop only on proof that it did not -- more pieces
+        than tokens (each holds one or more), or, since one SSE chunk may hold many
+        tokens, more English tokens than the limit by a count that is exact or within
+        ``margin`` (other scripts' counts can be several times the provider's).
+        """
+        limit = self.output_limit
+        if self.soft:
+            return max(self.produced, self.pieces) + max(self.largest_piece, 1) > limit
+        return self.pieces > limit or self.ascii_produced > limit * self.margin
         #: The ``ttl`` of every ``cache_control`` marker in the request ("5m" by default).
         self.cache_ttls: frozenset[str] = frozenset()
+
+
+def count_margin(estimator: TokenEstimator, model: str | None) -> float:
+    """1.0 when the count reproduces ``model``'s tokenizer, else how far it may be off."""
+    margin = estimator.input_margin(model)
+    if margin != 1.0:
+        return margin
+    return 1.0 if estimator.method(model).startswith("tiktoken:") else ENGLISH_COUNT_MARGIN
+
+
+class CallBook:
+    """The calls a budget handler has in flight, each under a budget key of its own.
+
+    LangChain names a call by its run id, which a caller may reuse (``config=
+    {"run_id": ...}``): every call still gets its own key (the run id the first
+    time, ``<run id>#<n>`` after), so a reused run id never replaces another call's
+    hold or settled record. Calls of one run id end in the order they started.
+    """
+
+    def __init__(self, enforcer: BudgetEnforcer) -> None:
+        self._enforcer = enforcer
+        self._lock = threading.Lock()
+        self._calls: dict[str, CallState] = {}
+        self._by_run: dict[UUID, list[str]] = {}
+        self._scopes: dict[str, set[str]] = {}
+
+    def new_key(self, run_id: UUID, *, register: bool = True) -> str:
+        """A key no call in flight, hold or settled record uses yet."""
+        base = str(run_id)
+        with self._lock:
+            keys = self._by_run.get(run_id, [])
+            key, n = base, 0
+            while (
+                key in keys
+                or key in self._calls
+                or self._enforcer.tracker.get(key) is not None
+                or self._enforcer.reservation(key) is not None
+            ):
+                n += 1
+                key = f"{base}#{n}"
+            if register:
+                self._by_run.setdefault(run_id, []).append(key)
+            return key
+
+    def forget(self, run_id: UUID, key: str) -> None:
+        """Drop a key taken by :meth:`new_key` for a call that did not start."""
+        with self._lock:
+            self._unlink(run_id, key)
+
+    def _unlink(self, run_id: UUID, key: str) -> None:
+        keys = self._by_run.get(run_id)
+        if keys is not None and key in keys:
+            keys.remove(key)
+            if not keys:
+                del self._by_run[run_id]
+
+    def add(self, call: CallState) -> None:
+        with self._lock:
+            self._calls[call.key] = call
+            run_keys = self._by_run.setdefault(call.run_id, [])
+            if call.key not in run_keys:
+                run_keys.append(call.key)
+            if call.scope is not None:
+                self._scopes.setdefault(call.scope, set()).add(call.key)
+
+    def current(self, run_id: UUID) -> CallState | None:
+        """The oldest call in flight under ``run_id``."""
+        keys = self._by_run.get(run_id)
+        return self._calls.get(keys[0]) if keys else None
+
+    def pop(self, run_id: UUID) -> CallState | None:
+        """Remove and return the oldest call in flight under ``run_id``."""
+        with self._lock:
+            keys = self._by_run.get(run_id)
+            if not keys:
+                return None
+            call = self._calls.pop(keys[0], None)
+            self._unlink(run_id, keys[0])
+            if call is not None and call.scope is not None:
+                self._scopes.get(call.scope, set()).discard(call.key)
+            return call
+
+    def take_pending(self, scope: str | None) -> list[CallState]:
+        """Remove and return the calls in flight (under ``scope``, or all)."""
+        with self._lock:
+            if scope is None:
+                keys = list(self._calls)
+                self._scopes.clear()
+            else:
+                keys = list(self._scopes.pop(scope, ()))
+            calls = [c for c in (self._calls.pop(k, None) for k in keys) if c is not None]
+            for call in calls:
+                self._unlink(call.run_id, call.key)
+        return calls
+
+    def clear(self) -> None:
+        with self._lock:
+            self._calls.clear()
+            self._by_run.clear()
+            self._scopes.clear()
 
 
 def _cache_ttls(found: set[str], value: Any, depth: int = 0) -> None:

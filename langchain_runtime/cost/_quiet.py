@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import warnings
 
 from langchain_runtime.errors import BudgetExceededError
 
@@ -12,6 +13,11 @@ __all__ = ["install_quiet_refusals"]
 
 _QUIET_LOGGER = "langchain_core.callbacks.manager"
 _quiet_lock = threading.Lock()
+#: langchain-core's ``AsyncCallbackManager.on_chat_model_start`` creates every
+#: handler's ``ahandle_event`` coroutine first, then awaits the inline ones: when an
+#: inline handler raises (our refusal), the others are never awaited and Python warns
+#: at their garbage collection. Only that exact message is silenced.
+_UNAWAITED = r"coroutine 'ahandle_event' was never awaited"
 
 
 class _QuietRefusals(logging.Filter):
@@ -29,9 +35,26 @@ class _QuietRefusals(logging.Filter):
         return not (isinstance(exc, BudgetExceededError) and "callback" in str(record.msg))
 
 
+def _has_unawaited_filter() -> bool:
+    return any(
+        action == "ignore"
+        and category is RuntimeWarning
+        and message is not None
+        and getattr(message, "pattern", None) == _UNAWAITED
+        for action, message, category, _module, _lineno in warnings.filters
+    )
+
+
 def install_quiet_refusals() -> None:
-    """Stop langchain-core from logging budget refusals (once per process)."""
+    """Stop langchain-core from logging budget refusals (once per process).
+
+    Also ignores the one ``RuntimeWarning: coroutine 'ahandle_event' was never
+    awaited`` that langchain-core leaves behind when a refusal interrupts an async
+    start event (installed again only if the warning filters were reset since).
+    """
     target = logging.getLogger(_QUIET_LOGGER)
     with _quiet_lock:
         if not any(isinstance(f, _QuietRefusals) for f in target.filters):
             target.addFilter(_QuietRefusals())
+        if not _has_unawaited_filter():
+            warnings.filterwarnings("ignore", message=_UNAWAITED, category=RuntimeWarning)

@@ -12,7 +12,7 @@ from uuid import UUID
 
 from langchain_runtime.cost._budget_rules import Held, check_fits, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
-from langchain_runtime.cost.pricing import CostCalculator
+from langchain_runtime.cost.pricing import CacheWriteTTL, CostCalculator
 from langchain_runtime.cost.tracking import UsageTracker, call_key
 from langchain_runtime.domain import Budget, Cost, Usage
 from langchain_runtime.errors import BudgetExceededError, ConfigurationError
@@ -58,8 +58,7 @@ class BudgetEnforcer:
     would fail together. Settled usage is kept in a :class:`UsageTracker` (one record
     per call id).
 
-    A budget that is overrun by a call's real usage (a model that ignored
-    ``max_tokens``) refuses every later call.
+    A budget overrun by a call's real usage (``max_tokens`` ignored) refuses all later calls.
 
     With a ``gate`` (a :class:`~langchain_runtime.cost.ledger.LedgerGate`), every
     reservation is also held in the gate's shared ledger scopes, all or nothing: the
@@ -158,6 +157,7 @@ class BudgetEnforcer:
         *,
         required: bool,
         cache_creation_1h_tokens: int = 0,
+        cache_write: CacheWriteTTL | None = None,
     ) -> Decimal:
         """Cost of those tokens on ``model``; 0 (with a warning) only if no limit needs it."""
         catalog = self.calculator.catalog
@@ -170,6 +170,8 @@ class BudgetEnforcer:
                 "be priced. Name the model (with_budget(..., default_model='gpt-4o-mini'), "
                 "BudgetCallbackHandler(default_model=...), or the task's model)."
             )
+        if info is not None and cache_write is not None:  # all input at that write rate
+            return self.calculator.hold_amount(info, input_tokens, output_tokens, cache_write)
         if info is not None:
             return self.calculator.amount(
                 info,
@@ -194,10 +196,14 @@ class BudgetEnforcer:
         input_tokens: int,
         max_output_tokens: int,
         task_id: str | None = None,
+        *,
+        cache_write: CacheWriteTTL | None = None,
     ) -> Reservation:
         """Hold budget for a call before it is sent (and in the ledger's scopes).
 
-        Reserving again under a held ``call_id`` replaces that hold.
+        Reserving again under a held ``call_id`` replaces that hold. ``cache_write``
+        (``"5m"``/``"1h"``: :func:`~langchain_runtime.cost.pricing.cache_write_ttl`)
+        holds the input at that cache-write rate.
 
         Raises:
             BudgetExceededError: The call does not fit in what is left, here or in a
@@ -208,7 +214,9 @@ class BudgetEnforcer:
         if input_tokens < 0 or max_output_tokens < 0:
             raise ValueError("token counts must be >= 0")
         required = self._needs_price(task_id)
-        cost = self._price(model, input_tokens, max_output_tokens, required=required)
+        cost = self._price(
+            model, input_tokens, max_output_tokens, required=required, cache_write=cache_write
+        )
         res = Reservation(call_key(call_id), model, task_id, input_tokens, max_output_tokens, cost)
         with self._lock:
             old = self._reservations.pop(res.call_id, None)
@@ -234,15 +242,15 @@ class BudgetEnforcer:
         task_id: str | None = None,
         *,
         min_output_tokens: int = 1,
+        cache_write: CacheWriteTTL | None = None,
     ) -> Reservation:
         """Hold budget for a call with as much output as is still affordable.
 
         The output reserved is ``max_output_tokens`` or, when that does not fit, the
         most the remaining budget (and the ledger's headroom) can pay for; the call
-        must then be sent with that limit (``reservation.output_tokens``). Deciding
-        and holding happen under one lock, so concurrent calls never both take the
-        same remaining money; the ledger's reservation decides for its scopes (another
-        process may have taken the headroom meanwhile: the call is then refused).
+        must then be sent with that limit (``reservation.output_tokens``). Deciding and
+        holding are one locked step; the ledger decides for its scopes (if another
+        process took the headroom meanwhile, the call is refused).
 
         Raises:
             BudgetExceededError: Not even ``min_output_tokens`` fit (nothing is held).
@@ -260,10 +268,14 @@ class BudgetEnforcer:
             if old is not None:
                 self._hold(old, -1)
             wanted = max_output_tokens
-            affordable = self._affordable_locked(model, input_tokens, task_id, headroom)
+            affordable = self._affordable_locked(
+                model, input_tokens, task_id, headroom, cache_write=cache_write
+            )
             if affordable is not None and affordable < wanted:
                 wanted = max(affordable, min_output_tokens)
-            cost = self._price(model, input_tokens, wanted, required=required)
+            cost = self._price(
+                model, input_tokens, wanted, required=required, cache_write=cache_write
+            )
             res = Reservation(key, model, task_id, input_tokens, wanted, cost)
             check_fits(self.budget, self.tracker.cost_and_tokens(), self._held, res, None)
             task_budget = self.task_budget(task_id)
@@ -389,6 +401,10 @@ class BudgetEnforcer:
             return Cost(amount=self._held.cost, currency=self.calculator.catalog.currency)
 
     @property
+    def in_flight(self) -> int:  # calls holding a reservation
+        return len(self._reservations)
+
+    @property
     def reserved_tokens(self) -> int:
         """Tokens held by calls in flight."""
         with self._lock:
@@ -419,6 +435,7 @@ class BudgetEnforcer:
         task_id: str | None = None,
         *,
         ledger: bool = True,
+        cache_write: CacheWriteTTL | None = None,
     ) -> int | None:
         """Most output tokens a call with ``input_tokens`` input could still pay for.
 
@@ -432,7 +449,9 @@ class BudgetEnforcer:
         """
         headroom = self.gate.headroom() if ledger and self.gate is not None else None
         with self._lock:
-            return self._affordable_locked(model, input_tokens, task_id, headroom)
+            return self._affordable_locked(
+                model, input_tokens, task_id, headroom, cache_write=cache_write
+            )
 
     def _affordable_locked(
         self,
@@ -440,6 +459,8 @@ class BudgetEnforcer:
         input_tokens: int,
         task_id: str | None,
         headroom: Headroom | None = None,
+        *,
+        cache_write: CacheWriteTTL | None = None,
     ) -> int | None:
         budgets: list[tuple[Budget, str | None]] = [(self.budget, None)]
         task_budget = self.task_budget(task_id)
@@ -459,7 +480,7 @@ class BudgetEnforcer:
                     raise AssertionError("unreachable")
                 limits.append(
                     self.calculator.affordable_output_tokens(
-                        model, input_tokens, max(cost_left, Decimal(0))
+                        model, input_tokens, max(cost_left, Decimal(0)), cache_write=cache_write
                     )
                 )
         if headroom is not None:
@@ -472,7 +493,7 @@ class BudgetEnforcer:
                     raise AssertionError("unreachable")
                 limits.append(
                     self.calculator.affordable_output_tokens(
-                        model, input_tokens, max(money, Decimal(0))
+                        model, input_tokens, max(money, Decimal(0)), cache_write=cache_write
                     )
                 )
         return min(limits) if limits else None

@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import logging
 import math
-import threading
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from langchain_core.callbacks import BaseCallbackHandler
 
-from langchain_runtime.cost._call_state import CallState, corrected_usage, request_cache_ttls
+from langchain_runtime.cost._arguments import refuse_unknown_arguments
+from langchain_runtime.cost._call_state import (
+    CallBook,
+    CallState,
+    corrected_usage,
+    count_margin,
+    request_cache_ttls,
+)
 from langchain_runtime.cost._limits import (
     declared_limit,
     explained_refusal,
@@ -24,6 +30,7 @@ from langchain_runtime.cost._limits import (
 from langchain_runtime.cost._quiet import install_quiet_refusals
 from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
+from langchain_runtime.cost.pricing import CacheWriteTTL
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals, UsageTracker
 from langchain_runtime.cost.usage import usage_from_result
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MODEL_METADATA_KEY",
+    "RESERVATION_METADATA_KEY",
     "SCOPE_METADATA_KEY",
     "TASK_METADATA_KEY",
     "BudgetCallbackHandler",
@@ -53,7 +61,12 @@ TASK_METADATA_KEY = "lcr_task_id"
 MODEL_METADATA_KEY = "lcr_model"
 #: Config metadata set by ``with_budget`` to find calls left open by one invocation.
 SCOPE_METADATA_KEY = "lcr_budget_scope"
+#: Config metadata set by ``with_budget`` naming the reservation it made for the call.
+RESERVATION_METADATA_KEY = "lcr_reservation"
 
+_HANDLER_ARGS = (
+    "budget", "enforcer", "catalog", "estimator", "default_model", "per_task", "ledger", "scopes",
+)  # fmt: skip
 _MODEL_PARAMS = ("model", "model_name", "model_id", "deployment_name", "azure_deployment")
 
 
@@ -128,7 +141,9 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         per_task: Budget | Mapping[str, Budget] | None = None,
         ledger: BudgetLedger | None = None,
         scopes: Sequence[str] = (),
+        **unknown: Any,
     ) -> None:
+        refuse_unknown_arguments("BudgetCallbackHandler", unknown, _HANDLER_ARGS)
         if enforcer is not None and (
             budget is not None or per_task is not None or ledger is not None or scopes
         ):
@@ -141,9 +156,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         )
         self.estimator = estimator or TokenEstimator()
         self.default_model = default_model
-        self._lock = threading.Lock()
-        self._calls: dict[UUID, CallState] = {}
-        self._scopes: dict[str, set[UUID]] = {}
+        self._book = CallBook(self.enforcer)  # calls in flight, each under its own key
         install_quiet_refusals()
 
     def __repr__(self) -> str:
@@ -196,8 +209,10 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         except Exception:  # never block a call because a message could not be counted
             logger.exception("could not count input tokens; using a character estimate")
             tokens = math.ceil(len(repr(flat)) / self.estimator.chars_per_token)
-        call = self._begin(run_id, model, meta, params, tokens)
-        call.cache_ttls = request_cache_ttls(flat, params)
+        ttls = request_cache_ttls(flat, params)
+        cache_write: CacheWriteTTL | None = "1h" if "1h" in ttls else ("5m" if ttls else None)
+        call = self._begin(run_id, model, meta, params, tokens, cache_write)
+        call.cache_ttls = ttls
         call.streamed = bool(params.get("stream"))
 
     def on_llm_start(
@@ -243,9 +258,12 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         metadata: Mapping[str, Any],
         params: Mapping[str, Any],
         input_tokens: int,
+        cache_write: CacheWriteTTL | None = None,
     ) -> CallState:
         task_id = _str(metadata.get(TASK_METADATA_KEY))
-        planned = self.enforcer.reservation(run_id)
+        adopted = _str(metadata.get(RESERVATION_METADATA_KEY))
+        planned = self.enforcer.reservation(adopted) if adopted is not None else None
+        key = adopted if planned is not None and adopted is not None else self._book.new_key(run_id)
         currency = self.enforcer.calculator.catalog.currency
         if planned is not None:
             # with_budget over a chat model reserved (and clamped) this call already
@@ -258,10 +276,13 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             soft = source == "expected"
             held = self.estimator.reservation_tokens(input_tokens, model)
             try:
-                reservation = self.enforcer.reserve(run_id, model, held, max_output, task_id)
+                reservation = self.enforcer.reserve(
+                    key, model, held, max_output, task_id, cache_write=cache_write
+                )
             except BudgetExceededError as exc:
                 # LangChain sends no end or error event for a call refused here.
-                self.enforcer.release(run_id)
+                self._book.forget(run_id, key)
+                self.enforcer.release(key)
                 explain = source != "call" and not isinstance(exc, LedgerUnavailableError)
                 refusal = explained_refusal(exc, max_output, source) if explain else exc
                 budget_events.refused(
@@ -271,16 +292,20 @@ class BudgetCallbackHandler(BaseCallbackHandler):
                     raise
                 raise refusal from None
             except BaseException:
-                self.enforcer.release(run_id)
+                self._book.forget(run_id, key)
+                self.enforcer.release(key)
                 raise
             budget_events.reserved(run_id, reservation, currency)
         scope = _str(metadata.get(SCOPE_METADATA_KEY))
         call = CallState(model, task_id, input_tokens, scope, max_output, soft)
-        with self._lock:
-            self._calls[run_id] = call
-            if scope is not None:
-                self._scopes.setdefault(scope, set()).add(run_id)
+        call.key, call.run_id = key, run_id
+        call.margin = count_margin(self.estimator, model)
+        self._book.add(call)
         return call
+
+    def new_call_key(self, run_id: UUID) -> str:
+        """A budget key for a new call of ``run_id`` (see :meth:`CallBook.new_key`)."""
+        return self._book.new_key(run_id, register=False)
 
     # -- while it streams ------------------------------------------------------------
 
@@ -297,12 +322,15 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         """Stop a stream whose output passes what its call reserved.
 
         A call reserved at ``expected_output_tokens`` (the model was told no limit and
-        may answer longer) stops when its counted tokens reach the reservation. A
-        call whose limit was sent, or reserved at the model's maximum, stops only on
-        proof that it passed it: more streamed pieces than reserved tokens (each
-        piece holds at least one), so a counting difference never cuts a good answer.
+        goes on) stops at the last piece that keeps its output within the reservation:
+        when one more piece as large as the largest so far would pass it. A call whose
+        limit was sent (or reserved at the model's maximum) stops only on proof that
+        the provider ignored it: more pieces than reserved tokens, or more English
+        tokens, counted, than the limit (times 1.1 when the count uses a nearby
+        encoding) -- so a counting difference never cuts a good answer, and a
+        provider sending many tokens per chunk is cut within one chunk of its limit.
         """
-        call = self._calls.get(run_id)
+        call = self._book.current(run_id)
         if call is None:
             return
         call.streamed = True
@@ -315,21 +343,15 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         if produced:
             call.produced += produced
             call.pieces += 1
-        limit = call.output_limit
-        if (call.soft and call.produced >= limit) or call.pieces > limit:
-            produced = max(call.produced, call.pieces)
-            raise stream_stopped(call.model, produced, limit, self.enforcer, call.task_id)
+            call.largest_piece = max(call.largest_piece, produced)
+            if text.isascii():
+                call.ascii_produced += produced
+        counted = max(call.produced, call.pieces)
+        if call.passed_hold() and counted:
+            limit = call.output_limit
+            raise stream_stopped(call.model, counted, limit, self.enforcer, call.task_id)
 
     # -- after the call --------------------------------------------------------------
-
-    def _pop(self, run_id: UUID) -> CallState | None:
-        with self._lock:
-            call = self._calls.pop(run_id, None)
-            if call is not None and call.scope is not None:
-                ids = self._scopes.get(call.scope)
-                if ids is not None:
-                    ids.discard(run_id)
-            return call
 
     def on_llm_end(
         self,
@@ -340,7 +362,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Settle the call at its reported usage (or an estimate)."""
-        call = self._pop(run_id)
+        call = self._book.pop(run_id)
         model = call.model if call else self._model_for(None, response.llm_output or {}, {})
         usage = usage_from_result(response)
         if usage is None:
@@ -352,7 +374,8 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         else:
             usage = corrected_usage(usage, call)
         task_id = call.task_id if call else None
-        cost = self.enforcer.settle(run_id, usage, model=model, task_id=task_id)
+        key = call.key if call else str(run_id)
+        cost = self.enforcer.settle(key, usage, model=model, task_id=task_id)
         budget_events.settled(run_id, usage, cost, model=model, task_id=task_id)
 
     def on_llm_error(
@@ -364,7 +387,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         **kwargs: Any,
     ) -> Any:
         """Settle a failed call at what was reported, else at its input estimate."""
-        call = self._pop(run_id)
+        call = self._book.pop(run_id)
         response = kwargs.get("response")
         usage = usage_from_result(response) if response is not None else None
         if usage is None:
@@ -378,7 +401,8 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             usage = corrected_usage(usage, call)
         model = call.model if call else None
         task_id = call.task_id if call else None
-        cost = self.enforcer.settle(run_id, usage, model=model, task_id=task_id)
+        key = call.key if call else str(run_id)
+        cost = self.enforcer.settle(key, usage, model=model, task_id=task_id)
         budget_events.settled(run_id, usage, cost, model=model, task_id=task_id)
 
     def _count_output(self, response: LLMResult, model: str | None) -> int:
@@ -393,17 +417,31 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         in ``on_chat_model_start``). With ``scope``, only calls started under that
         ``with_budget`` invocation are dropped.
         """
-        with self._lock:
-            if scope is None:
-                ids = list(self._calls)
-                self._scopes.clear()
-            else:
-                ids = list(self._scopes.pop(scope, ()))
-            for rid in ids:
-                self._calls.pop(rid, None)
-        for rid in ids:
-            self.enforcer.release(rid)
-        return len(ids)
+        calls = self._book.take_pending(scope)
+        for call in calls:
+            self.enforcer.release(call.key)
+        return len(calls)
+
+    def charge_pending(self, scope: str | None = None) -> int:
+        """Charge calls that started but never ended at their hold; returns how many.
+
+        Such calls were cancelled or timed out after they were sent (asyncio
+        cancellation ends a call without an end or error event): the provider may
+        bill them up to what was held, so that is what they cost here, marked
+        ``estimated`` -- never released. With ``scope``, only calls started under
+        that scope (a ``with_budget`` invocation, an orchestrator task attempt).
+        """
+        calls = self._book.take_pending(scope)
+        for call in calls:
+            held = self.enforcer.reservation(call.key)
+            usage = Usage(
+                input_tokens=held.input_tokens if held else call.input_tokens,
+                output_tokens=max(held.output_tokens if held else call.output_limit, call.produced),
+                estimated=True,
+            )
+            cost = self.enforcer.settle(call.key, usage, model=call.model, task_id=call.task_id)
+            budget_events.settled(call.run_id, usage, cost, model=call.model, task_id=call.task_id)
+        return len(calls)
 
     # -- where we stand --------------------------------------------------------------
 
@@ -456,7 +494,5 @@ class BudgetCallbackHandler(BaseCallbackHandler):
 
     def reset(self) -> None:
         """Forget all spending and pending calls (the limits stay; the ledger is kept)."""
-        with self._lock:
-            self._calls.clear()
-            self._scopes.clear()
+        self._book.clear()
         self.enforcer.reset()

@@ -22,6 +22,13 @@ from langchain_core.messages import (
 )
 
 from langchain_runtime.cost import _encodings
+from langchain_runtime.cost._images import (
+    IMAGE_BLOCKS,
+    ImageTokens,
+    block_image_tokens,
+    image_blocks,
+    image_tokens,
+)
 
 if TYPE_CHECKING:
     from tiktoken import Encoding
@@ -39,9 +46,6 @@ TOKENS_PER_TOOL_CALL = 3
 #: Per tool schema and for the whole tools section (cookbook's func_init / func_end).
 TOKENS_PER_TOOL = 7
 TOOLS_OVERHEAD = 12
-#: An image of unknown size, priced as OpenAI prices a 1024x1024 high-detail image.
-IMAGE_TOKENS = 765
-LOW_DETAIL_IMAGE_TOKENS = 85
 
 #: Encoding wanted for models of each family; anything else gets the fallback.
 _O200K_MODEL = re.compile(r"^(?:gpt-4o|gpt-4\.1|gpt-4\.5|gpt-5|gpt-oss|chatgpt-4o|codex|o\d)")
@@ -65,7 +69,6 @@ _ROLES = {
     "tool": "tool",
     "function": "function",
 }
-_IMAGE_BLOCKS = frozenset({"image", "image_url", "input_image"})
 _MEDIA_BLOCKS = frozenset({"file", "audio", "input_audio", "video", "document", "input_file"})
 _TOOL_CALL_BLOCKS = frozenset({"tool_use", "tool_call", "function_call", "server_tool_use"})
 _BINARY_KEYS = frozenset({"data", "base64", "bytes", "source"})
@@ -344,23 +347,52 @@ class TokenEstimator:
         encoding = self._choose(model).encoding
         total = REPLY_PRIMING_TOKENS
         for message in _as_messages(messages):
-            total += self._count_message(message, encoding)
+            total += self._count_message(message, encoding, model or self.model)
         if tools:
             total += self._count_tools(tools, encoding)
         return total
+
+    def count_images(
+        self,
+        messages: Sequence[BaseMessage | Mapping[str, Any] | str | tuple[str, Any]],
+        model: str | None = None,
+    ) -> ImageTokens:
+        """Tokens the images in ``messages`` add, as :meth:`count_messages` counts them.
+
+        ``upper_bound`` is True when some image's size was unknown (a remote URL)
+        and its worst case for ``model`` was counted instead.
+
+        Example:
+            >>> from langchain_core.messages import HumanMessage
+            >>> url = {"url": "https://example.com/cat.png", "detail": "high"}
+            >>> msg = HumanMessage([{"type": "image_url", "image_url": url}])
+            >>> TokenEstimator().count_images([msg], "gpt-4o")
+            ImageTokens(tokens=1445, upper_bound=True)
+        """
+        tokens, upper = 0, False
+        for message in _as_messages(messages):
+            for block in image_blocks(message.content):
+                found = block_image_tokens(block, model or self.model)
+                tokens += found.tokens
+                upper = upper or found.upper_bound
+        return ImageTokens(tokens, upper)
 
     def count_tools(self, tools: Sequence[Any], model: str | None = None) -> int:
         """Tokens the tool schemas ``tools`` add to a request (0 for no tools)."""
         return self._count_tools(tools, self._choose(model).encoding) if tools else 0
 
-    def _count_message(self, message: BaseMessage, encoding: Encoding | None) -> int:
+    def _count_message(
+        self, message: BaseMessage, encoding: Encoding | None, model: str | None = None
+    ) -> int:
         kind = message.type
         role = message.role if isinstance(message, ChatMessage) else _ROLES.get(kind, kind)
         total = TOKENS_PER_MESSAGE + self._count(role, encoding)
         if message.name:
             total += TOKENS_PER_NAME + self._count(message.name, encoding)
         tool_calls = message.tool_calls if isinstance(message, AIMessage) else []
-        total += self._count_content(message.content, encoding, skip_tool_calls=bool(tool_calls))
+        total += self._count_content(
+            message.content, encoding, skip_tool_calls=bool(tool_calls), model=model
+        )
         if isinstance(message, AIMessage):
             for call in tool_calls:
                 args = json.dumps(call.get("args") or {}, ensure_ascii=False)
@@ -375,43 +407,54 @@ class TokenEstimator:
         return total
 
     def _count_content(
-        self, content: Any, encoding: Encoding | None, *, skip_tool_calls: bool
+        self,
+        content: Any,
+        encoding: Encoding | None,
+        *,
+        skip_tool_calls: bool,
+        model: str | None = None,
     ) -> int:
         if isinstance(content, str):
             return self._count(content, encoding)
         if isinstance(content, Mapping):
-            return self._count_block(content, encoding, skip_tool_calls=skip_tool_calls)
+            return self._count_block(
+                content, encoding, skip_tool_calls=skip_tool_calls, model=model
+            )
         if isinstance(content, Sequence):
             return sum(
-                self._count_content(item, encoding, skip_tool_calls=skip_tool_calls)
+                self._count_content(item, encoding, skip_tool_calls=skip_tool_calls, model=model)
                 for item in content
             )
         return self._count(str(content), encoding) if content is not None else 0
 
     def _count_block(
-        self, block: Mapping[str, Any], encoding: Encoding | None, *, skip_tool_calls: bool
+        self,
+        block: Mapping[str, Any],
+        encoding: Encoding | None,
+        *,
+        skip_tool_calls: bool,
+        model: str | None = None,
     ) -> int:
         kind = str(block.get("type") or "")
         if kind in _TOOL_CALL_BLOCKS and skip_tool_calls:
             return 0  # the same call is counted from message.tool_calls
-        if kind in _IMAGE_BLOCKS:
-            image_url = block.get("image_url")
-            detail = image_url.get("detail") if isinstance(image_url, Mapping) else None
-            detail = detail or block.get("detail")
-            return LOW_DETAIL_IMAGE_TOKENS if detail == "low" else IMAGE_TOKENS
+        if kind in IMAGE_BLOCKS:
+            # By the model's rule from the image's size, or its worst case when the
+            # size cannot be read (a remote URL): a hold must never under-count.
+            return block_image_tokens(block, model).tokens
         for key in ("text", "reasoning", "thinking"):
             value = block.get(key)
             if isinstance(value, str):
                 return self._count(value, encoding)
         if kind == "tool_result" or "content" in block:
             return self._count_content(
-                block.get("content"), encoding, skip_tool_calls=skip_tool_calls
+                block.get("content"), encoding, skip_tool_calls=skip_tool_calls, model=model
             )
-        # Anything else: its JSON, without binary payloads, plus an image's worth for
-        # media (providers bill files and audio in ways we cannot see from here).
+        # Anything else: its JSON, without binary payloads, plus the model's worst-case
+        # image for media (providers bill files and audio in ways we cannot see here).
         visible = {k: v for k, v in block.items() if k not in _BINARY_KEYS}
         total = self._count(json.dumps(visible, ensure_ascii=False, default=str), encoding)
-        return total + (IMAGE_TOKENS if kind in _MEDIA_BLOCKS else 0)
+        return total + (image_tokens(model, detail="high").tokens if kind in _MEDIA_BLOCKS else 0)
 
     def _count_tools(self, tools: Sequence[Any], encoding: Encoding | None) -> int:
         total = TOOLS_OVERHEAD

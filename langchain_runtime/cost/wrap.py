@@ -17,11 +17,18 @@ from langchain_core.utils.pydantic import TypeBaseModel
 from pydantic import ConfigDict
 
 from langchain_runtime.cost import _limits
+from langchain_runtime.cost._arguments import budget_from_arguments, refuse_unknown_arguments
 from langchain_runtime.cost.catalog import ModelCatalog
-from langchain_runtime.cost.handler import SCOPE_METADATA_KEY, BudgetCallbackHandler
+from langchain_runtime.cost.handler import (
+    RESERVATION_METADATA_KEY,
+    SCOPE_METADATA_KEY,
+    BudgetCallbackHandler,
+)
+from langchain_runtime.cost.pricing import cache_write_ttl
 from langchain_runtime.cost.tokens import TokenEstimator
 from langchain_runtime.cost.tracking import UsageTotals
 from langchain_runtime.domain import Budget, Cost, Usage
+from langchain_runtime.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.ledger import BudgetLedger
@@ -55,6 +62,8 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
 
     bound: Runnable[Input, Output]
     handler: BudgetCallbackHandler
+    #: Most output one call of a wrapped chat model may hold (None: what is left).
+    max_output_tokens: int | None = None
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
@@ -75,7 +84,7 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
 
     def _clamp(
         self, input: Any, config: RunnableConfig, kwargs: dict[str, Any]
-    ) -> tuple[RunnableConfig, dict[str, Any], UUID | None]:
+    ) -> tuple[RunnableConfig, dict[str, Any], str | None]:
         """For a chat model: reserve the call and clamp its output limit to what is left.
 
         Returns the config (with the call's run id) and kwargs (with the limit) to call
@@ -104,15 +113,31 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         ceiling = _limits.ceiling(
             model, name, params, enforcer.calculator.catalog, budget.expected_output_tokens
         )
+        # A key of our own, never the caller's run_id: a reused run_id must not replace
+        # the hold or the record of an earlier call (the handler adopts it by metadata).
         given = config.get("run_id")
-        run_id = given if isinstance(given, UUID) else uuid4()
-        res = enforcer.reserve_up_to(run_id, name, input_tokens, ceiling.tokens)
+        key = self.handler.new_call_key(given if isinstance(given, UUID) else uuid4())
+        cache_write = cache_write_ttl(messages, params)
+        res = enforcer.reserve_up_to(
+            key,
+            name,
+            input_tokens,
+            min(ceiling.tokens, self.max_output_tokens or ceiling.tokens),
+            cache_write=cache_write,
+        )
         clamped = {k: v for k, v in kwargs.items() if k not in _limits.OUTPUT_LIMIT_NAMES}
         clamped[_limits.limit_name(model)] = res.output_tokens
-        return {**config, "run_id": run_id}, clamped, run_id
+        metadata = {**config.get("metadata", {}), RESERVATION_METADATA_KEY: key}
+        return {**config, "metadata": metadata}, clamped, key
 
-    def _done(self, scope: str, run_id: UUID | None) -> None:
-        self.handler.release_pending(scope)
+    def _done(self, scope: str, run_id: str | None, error: BaseException | None = None) -> None:
+        if error is not None and not isinstance(error, Exception):
+            # Cancelled or interrupted (asyncio.wait_for, a task timeout, Ctrl-C): a call
+            # that started may have been sent and will be billed; it costs its hold.
+            self.handler.charge_pending(scope)
+        else:
+            # Anything still open was stopped before sending (another handler refused).
+            self.handler.release_pending(scope)
         if run_id is not None:
             self.handler.enforcer.release(run_id)  # a call stopped before it started
 
@@ -123,6 +148,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
             return self.bound.invoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -133,6 +161,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
             return await self.bound.ainvoke(input, config, **kwargs)
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -143,6 +174,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         config, kwargs, run_id = self._clamp(input, self._config(config, scope), kwargs)
         try:
             yield from self.bound.stream(input, config, **kwargs)
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -154,6 +188,9 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         try:
             async for chunk in self.bound.astream(input, config, **kwargs):
                 yield chunk
+        except BaseException as exc:
+            self._done(scope, run_id, exc)
+            raise
         finally:
             self._done(scope, run_id)
 
@@ -223,6 +260,12 @@ class BudgetedRunnable(RunnableSerializable[Input, Output]):
         self.handler.close()
 
 
+_WITH_BUDGET_ARGS = (
+    "runnable", "max_cost", "max_tokens", "catalog", "expected_output_tokens",
+    "default_model", "estimator", "budget", "ledger", "scopes", "max_output_tokens",
+)  # fmt: skip
+
+
 def with_budget(
     runnable: Runnable[Input, Output] | Callable[[Input], Output],
     *,
@@ -235,6 +278,8 @@ def with_budget(
     budget: Budget | None = None,
     ledger: BudgetLedger | None = None,
     scopes: Sequence[str] = (),
+    max_output_tokens: int | None = None,
+    **unknown: Any,
 ) -> BudgetedRunnable[Input, Output]:
     """Wrap ``runnable`` so that all its model calls share one hard budget.
 
@@ -266,6 +311,9 @@ def with_budget(
             across runs, processes and machines).
         scopes: The ledger scopes every call reserves in, all at once or not at all
             (``["team:research", "user:42"]``); required with ``ledger``.
+        max_output_tokens: Over a chat model, the most output one call may be
+            clamped to (and hold), so that parallel calls share what is left instead
+            of the first one taking it all.
 
     Returns:
         A :class:`BudgetedRunnable` exposing ``.usage``, ``.spent``, ``.remaining``
@@ -295,14 +343,14 @@ def with_budget(
         max_cost is not None or max_tokens is not None or expected_output_tokens is not None
     ):
         raise ValueError("pass either budget= or max_cost/max_tokens/expected_output_tokens")
+    refuse_unknown_arguments("with_budget", unknown, _WITH_BUDGET_ARGS)
     if budget is None:
-        fields: dict[str, Any] = {
-            "max_cost": Decimal(str(max_cost)) if max_cost is not None else None,
-            "max_tokens": max_tokens,
-        }
-        if expected_output_tokens is not None:
-            fields["expected_output_tokens"] = expected_output_tokens
-        budget = Budget(**fields)
+        budget = budget_from_arguments(
+            "with_budget",
+            max_cost=max_cost,
+            max_tokens=max_tokens,
+            expected_output_tokens=expected_output_tokens,
+        )
     handler = BudgetCallbackHandler(
         budget,
         catalog=catalog,
@@ -312,4 +360,10 @@ def with_budget(
         scopes=scopes,
     )
     bound = coerce_to_runnable(runnable)
-    return BudgetedRunnable(bound=bound, handler=handler)
+    if max_output_tokens is not None and (
+        isinstance(max_output_tokens, bool) or max_output_tokens < 1
+    ):
+        raise ConfigurationError(
+            f"with_budget: max_output_tokens must be >= 1, got {max_output_tokens!r}"
+        )
+    return BudgetedRunnable(bound=bound, handler=handler, max_output_tokens=max_output_tokens)

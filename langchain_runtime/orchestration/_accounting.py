@@ -24,6 +24,7 @@ from langchain_core.callbacks import BaseCallbackManager
 from langchain_core.language_models import BaseChatModel
 from langchain_core.runnables import Runnable, RunnableConfig
 
+from langchain_runtime.cost.pricing import cache_write_ttl
 from langchain_runtime.domain import Budget, Cost, ModelUsage, RunPolicy, Usage
 from langchain_runtime.errors import BudgetExceededError, ConfigurationError
 
@@ -139,7 +140,10 @@ class RunAccounting:
         input_tokens = estimator.reservation_tokens(counted, name)
         own = getattr(model, "max_tokens", None)
         wanted = own if isinstance(own, int) and own > 0 else budget.expected_output_tokens
-        affordable = enforcer.affordable_output_tokens(name, input_tokens, task.id)
+        cache_write = cache_write_ttl(messages)  # cache_control marks: held at that rate
+        affordable = enforcer.affordable_output_tokens(
+            name, input_tokens, task.id, cache_write=cache_write
+        )
         limit = wanted if affordable is None else min(wanted, affordable)
         if limit < 1 and self.shared:
             local = enforcer.affordable_output_tokens(name, input_tokens, task.id, ledger=False)
@@ -155,9 +159,12 @@ class RunAccounting:
                 spent=enforcer.spent.amount,
                 task_id=task.id,
             )
-        # unique per attempt: a resumed run (same run id) must not reuse a released id
+        # unique per attempt: a resumed run (same run id) or a retried task must not
+        # reuse an id the ledger has seen released
         call_id = f"plan:{self._run_id}:{task.id}:{uuid.uuid4().hex[:12]}"
-        enforcer.reserve(call_id, name, input_tokens, limit, task_id=task.id)
+        enforcer.reserve(
+            call_id, name, input_tokens, limit, task_id=task.id, cache_write=cache_write
+        )
         self._plans[task.id] = call_id
         return task.prompt | model.bind(max_tokens=limit)
 

@@ -6,10 +6,11 @@ import asyncio
 from datetime import datetime
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import patch_config
 
 from langchain_runtime.context.builder import enter_task, exit_task
+from langchain_runtime.cost.handler import SCOPE_METADATA_KEY
 from langchain_runtime.domain import Cost, TaskError, TaskResult, Usage
 from langchain_runtime.errors import BudgetExceededError, TaskTimeoutError, error_code
 from langchain_runtime.orchestration._accounting import model_name
@@ -53,6 +54,13 @@ class _Executor(_Committer):
         planned = self.accounting.plan(task, inp)
         return Prepared(inp, planned if planned is not None else task.runnable, info)
 
+    def _replan(
+        self, task: Task, inp: dict[str, Any], runnable: Runnable[Any, Any]
+    ) -> Runnable[Any, Any]:
+        """The runnable for a retry, its output limit planned again from today's budget."""
+        planned = self.accounting.plan(task, inp)
+        return planned if planned is not None else runnable
+
     def _memory_view(self) -> dict[str, Any]:
         return self.memory.snapshot() if len(self.memory) else {}
 
@@ -71,21 +79,27 @@ class _Executor(_Committer):
         try:
             prepared = self._prepared.pop(tid, None) or await self._prepare(tid)
             inp, runnable = prepared.input, prepared.runnable
-            cfg = self._child_config(task)
+            base_cfg = self._child_config(task)
             while True:
                 attempts += 1
                 self.accounting.release_plan(tid)
+                # Each attempt's calls share a budget scope: a call the timeout cuts off
+                # after it was sent is charged at its hold (never left holding, never freed).
+                scope = f"{self.run_id}:{tid}:{attempts}"
+                cfg = _with_scope(base_cfg, scope)
                 try:
                     if task.timeout is None:
                         out = await runnable.ainvoke(inp, cfg)
                         break
                     timed_out, out = await with_timeout(runnable.ainvoke(inp, cfg), task.timeout)
                     if timed_out:
+                        self.accounting.handler.charge_pending(scope)
                         raise TaskTimeoutError(
                             f"task {tid!r} timed out after {task.timeout}s (attempt {attempts})",
                             task_id=tid,
                         )
                 except asyncio.CancelledError:
+                    self.accounting.handler.charge_pending(scope)
                     raise
                 except Exception as exc:
                     if attempts <= task.max_retries and is_retryable(exc):
@@ -96,6 +110,9 @@ class _Executor(_Committer):
                             {"attempt": attempts, "error": describe(exc), "delay": delay},
                         )
                         await asyncio.sleep(delay)
+                        # Others spent while this attempt ran and waited: clamp the next
+                        # attempt to what is left now (or refuse it, naming the task).
+                        runnable = self._replan(task, inp, runnable)
                         continue
                     raise
                 break
@@ -179,3 +196,8 @@ class _Executor(_Committer):
         if futs:
             await asyncio.gather(*futs, return_exceptions=True)
         self._inflight.clear()
+
+
+def _with_scope(config: RunnableConfig, scope: str) -> RunnableConfig:
+    metadata = {**config.get("metadata", {}), SCOPE_METADATA_KEY: scope}
+    return {**config, "metadata": metadata}

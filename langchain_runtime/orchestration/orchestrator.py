@@ -10,7 +10,7 @@ from langchain_core.runnables.config import ensure_config
 from langchain_core.runnables.graph import Graph
 from pydantic import BaseModel, ConfigDict, PrivateAttr, create_model
 
-from langchain_runtime._fields import unknown_field_message
+from langchain_runtime._fields import did_you_mean, unknown_field_message
 from langchain_runtime.context.router import ContextRouter
 from langchain_runtime.domain import Budget, RunPolicy, RunResult, TaskResult
 from langchain_runtime.errors import (
@@ -476,6 +476,14 @@ def _refuse_unknown(kwargs: Mapping[str, Any]) -> None:
     known = {"tasks", *Orchestrator.model_fields} - {"graph"}
     for key in sorted(kwargs):
         if key not in known:
+            policy_field = did_you_mean(key, RunPolicy.model_fields)
+            if policy_field is not None and did_you_mean(key, known) is None:
+                # A run setting passed where the policy belongs: max_paralelism=2.
+                raise ConfigurationError(
+                    f"Orchestrator: {key}: unknown field; did you mean "
+                    f"policy=RunPolicy({policy_field}=...)? (Orchestrator takes: "
+                    f"{', '.join(sorted(known))}; run settings go in RunPolicy)"
+                )
             raise ConfigurationError(f"Orchestrator: {key}: {unknown_field_message(key, known)}")
 
 

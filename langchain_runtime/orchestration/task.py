@@ -9,8 +9,9 @@ from langchain_core.language_models import BaseChatModel, BaseLanguageModel
 from langchain_core.prompts import BasePromptTemplate, ChatPromptTemplate, PromptTemplate
 from langchain_core.runnables import Runnable, RunnableLambda
 
+from langchain_runtime._fields import unknown_field_message
 from langchain_runtime.domain import Budget, ContextPolicy
-from langchain_runtime.errors import GraphValidationError
+from langchain_runtime.errors import ConfigurationError, GraphValidationError
 
 __all__ = ["Task"]
 
@@ -88,7 +89,10 @@ class Task:
         metadata: Mapping[str, Any] | None = None,
         memory_key: str | None = None,
         budget: Budget | None = None,
+        **unknown: Any,
     ):
+        if unknown:
+            _refuse_unknown(id, unknown)
         if not isinstance(id, str) or not id.strip():
             raise GraphValidationError(
                 f"task id must be a non-empty string, got {id!r}", code="invalid_input"
@@ -229,3 +233,18 @@ class Task:
     def __repr__(self) -> str:
         deps = f", deps={list(self.deps)!r}" if self.deps else ""
         return f"Task({self.id!r}{deps})"
+
+
+def _refuse_unknown(task_id: Any, unknown: Mapping[str, Any]) -> None:
+    """A misspelt keyword (``max_retry=2``) must not build a task without it."""
+    import inspect
+
+    known = [
+        name
+        for name, param in inspect.signature(Task.__init__).parameters.items()
+        if param.kind is inspect.Parameter.KEYWORD_ONLY or name == "runnable"
+    ]
+    lines = [
+        f"Task {task_id!r}: {key}: {unknown_field_message(key, known)}" for key in sorted(unknown)
+    ]
+    raise ConfigurationError("\n".join(lines))

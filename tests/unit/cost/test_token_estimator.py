@@ -140,7 +140,9 @@ def test_content_blocks_count_text_and_images() -> None:
     ]
     low = [{"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]
     base = 3 + 3 + n("user")
-    assert est.count_messages([HumanMessage(blocks)]) == base + n("Describe this picture.") + 765
+    # An unreadable image counts as the worst case of gpt-4o's rule (no model named):
+    # 85 + 8 tiles of 170; a low-detail one as the base 85.
+    assert est.count_messages([HumanMessage(blocks)]) == base + n("Describe this picture.") + 1445
     assert est.count_messages([HumanMessage(low)]) == base + 85
 
 
