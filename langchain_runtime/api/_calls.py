@@ -36,6 +36,9 @@ from langchain_runtime.api.errors import (
     error_from_body,
 )
 from langchain_runtime.api.schemas import (
+    BudgetList,
+    BudgetSet,
+    BudgetStatus,
     ResumeBudget,
     ResumeRequest,
     RunAccepted,
@@ -241,6 +244,26 @@ class Core:
         request = self.request("POST", f"{_API}/runs/{_quote(run_id)}/tasks", json_body=body)
         response = yield from self.call(request, idempotent=False)
         return _decode(response, TaskAccepted)
+
+    def get_budget(self, scope: str) -> Plan[BudgetStatus]:
+        request = self.request("GET", f"{_API}/budgets/{_quote(scope)}")
+        response = yield from self.call(request, idempotent=True)
+        return _decode(response, BudgetStatus)
+
+    def set_budget(self, scope: str, body: BudgetSet) -> Plan[BudgetStatus]:
+        request = self.request(
+            "PUT",
+            f"{_API}/budgets/{_quote(scope)}",
+            json_body=body.model_dump(mode="json"),
+        )
+        # a PUT of the same limits twice leaves the same limits: safe to repeat
+        response = yield from self.call(request, idempotent=True)
+        return _decode(response, BudgetStatus)
+
+    def list_budgets(self) -> Plan[BudgetList]:
+        request = self.request("GET", f"{_API}/budgets")
+        response = yield from self.call(request, idempotent=True)
+        return _decode(response, BudgetList)
 
     def health(self) -> Plan[dict[str, Any]]:
         response = yield from self.call(self.request("GET", "/healthz"), idempotent=True)

@@ -42,6 +42,8 @@ from langchain_runtime.api._calls import (
 )
 from langchain_runtime.api.errors import ApiError, ApiTimeoutError
 from langchain_runtime.api.schemas import (
+    BudgetSet,
+    BudgetStatus,
     PolicyIn,
     ResumeBudget,
     RunAccepted,
@@ -319,6 +321,32 @@ class AsyncRuntimeClient:
         """Add a task to a live run, validated like any task of a request."""
         return await self._drive(self._core.enqueue_task(run_id, task_spec(task)))
 
+    async def get_budget(self, scope: str) -> BudgetStatus:
+        """A shared-budget scope's limits, spent, reserved and remaining.
+
+        Raises:
+            ScopeNotFoundError: Not one of this API key's scopes (404).
+        """
+        return await self._drive(self._core.get_budget(scope))
+
+    async def set_budget(
+        self,
+        scope: str,
+        *,
+        max_cost: Any = None,
+        max_tokens: int | None = None,
+        window: str | int | None = None,
+    ) -> BudgetStatus:
+        """Set (replace) a scope's limits: ``window`` is ``hour``/``day``/``week``/
+        ``month`` or seconds; None removes that limit. Returns the scope's status."""
+        body = BudgetSet(max_cost=max_cost, max_tokens=max_tokens, window=window)
+        return await self._drive(self._core.set_budget(scope, body))
+
+    async def list_budgets(self) -> list[BudgetStatus]:
+        """The scopes this API key may read (an admin key: every scope)."""
+        page = await self._drive(self._core.list_budgets())
+        return page.items
+
     async def health(self) -> dict[str, Any]:
         """``GET /healthz`` (an :class:`ApiError` when the answer is not the API's JSON)."""
         return await self._drive(self._core.health())
@@ -535,6 +563,27 @@ class RuntimeClient:
     def enqueue_task(self, run_id: str, task: TaskLike) -> TaskAccepted:
         """See :meth:`AsyncRuntimeClient.enqueue_task`."""
         return self._loop.run(self._async.enqueue_task(run_id, task))
+
+    def get_budget(self, scope: str) -> BudgetStatus:
+        """See :meth:`AsyncRuntimeClient.get_budget`."""
+        return self._loop.run(self._async.get_budget(scope))
+
+    def set_budget(
+        self,
+        scope: str,
+        *,
+        max_cost: Any = None,
+        max_tokens: int | None = None,
+        window: str | int | None = None,
+    ) -> BudgetStatus:
+        """See :meth:`AsyncRuntimeClient.set_budget`."""
+        return self._loop.run(
+            self._async.set_budget(scope, max_cost=max_cost, max_tokens=max_tokens, window=window)
+        )
+
+    def list_budgets(self) -> list[BudgetStatus]:
+        """See :meth:`AsyncRuntimeClient.list_budgets`."""
+        return self._loop.run(self._async.list_budgets())
 
     def health(self) -> dict[str, Any]:
         """See :meth:`AsyncRuntimeClient.health`."""

@@ -10,6 +10,7 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
     LangChainRuntimeError
     └── ApiError                          .status_code .code; raised by the client
         ├── RunNotFoundError(LookupError) 404 run_not_found
+        ├── ScopeNotFoundError(LookupError) 404 scope_not_found (not this key's budget)
         ├── RunExistsError                409 run_exists (a client-chosen id is taken)
         ├── UnauthorizedError             401 unauthorized (missing or wrong token)
         ├── ForbiddenError                403 forbidden (a foreign Host, a cross-origin write)
@@ -24,6 +25,7 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
             ApiGraphValidationError        422 dag_invalid, dag_cycle, dep_not_found
             ApiContextTooLargeError        422 context_too_large
             ApiBudgetExceededError         402 budget_exceeded
+            ApiLedgerUnavailableError      503 ledger_unavailable (refused, fail closed)
             ApiRunFinishedError            409 run_completed
             ApiRunAbortedError             409 run_aborted
             ApiResumeError                 409 run_live, 422 resume_refused
@@ -41,6 +43,7 @@ from langchain_runtime.errors import (
     GraphValidationError,
     InvalidInputError,
     LangChainRuntimeError,
+    LedgerUnavailableError,
     ResumeError,
     RunAbortedError,
     RunFinishedError,
@@ -55,6 +58,7 @@ __all__ = [
     "ApiError",
     "ApiGraphValidationError",
     "ApiInvalidInputError",
+    "ApiLedgerUnavailableError",
     "ApiResumeError",
     "ApiRunAbortedError",
     "ApiRunFinishedError",
@@ -64,6 +68,7 @@ __all__ = [
     "PayloadTooLargeError",
     "RunExistsError",
     "RunNotFoundError",
+    "ScopeNotFoundError",
     "ServerError",
     "TooManyRunsError",
     "UnauthorizedError",
@@ -96,6 +101,13 @@ class RunNotFoundError(ApiError, LookupError):
     """No run has this id."""
 
     code = "run_not_found"
+    status_code = 404
+
+
+class ScopeNotFoundError(ApiError, LookupError):
+    """No budget scope of this name that the request's API key may read or set."""
+
+    code = "scope_not_found"
     status_code = 404
 
 
@@ -178,6 +190,13 @@ class ApiBudgetExceededError(BudgetExceededError, ApiError):
     """``budget_exceeded`` (402) from the server: a :class:`BudgetExceededError` too."""
 
 
+class ApiLedgerUnavailableError(LedgerUnavailableError, ApiError):
+    """``ledger_unavailable`` (503): the server's budget ledger could not answer, so
+    the call or run was refused (never sent unmetered); a :class:`LedgerUnavailableError`."""
+
+    is_retryable = True
+
+
 class ApiRunFinishedError(RunFinishedError, ApiError):
     """``run_completed`` (409) from the server: a :class:`RunFinishedError` too."""
 
@@ -214,6 +233,8 @@ ERROR_TABLE: Mapping[str, ErrorKind] = {
     "unauthorized": ErrorKind(401, UnauthorizedError),
     "forbidden": ErrorKind(403, ForbiddenError),
     "run_not_found": ErrorKind(404, RunNotFoundError),
+    # a budget scope outside the API key's scopes (or unknown): 404, not 403, like runs
+    "scope_not_found": ErrorKind(404, ScopeNotFoundError),
     "not_found": ErrorKind(404, ApiError),
     "method_not_allowed": ErrorKind(405, ApiError),
     "run_exists": ErrorKind(409, RunExistsError),
@@ -231,6 +252,8 @@ ERROR_TABLE: Mapping[str, ErrorKind] = {
     "shutting_down": ErrorKind(503, ServerError),
     # the run store cannot be read or written (damaged, deleted, disk trouble)
     "store_error": ErrorKind(503, ServerError),
+    # the shared budget ledger cannot answer (database down, lock timeout): refused
+    "ledger_unavailable": ErrorKind(503, ApiLedgerUnavailableError),
 }
 
 

@@ -44,6 +44,9 @@ from langchain_runtime.domain import (
 __all__ = [
     "ApiRunState",
     "BudgetLimit",
+    "BudgetList",
+    "BudgetSet",
+    "BudgetStatus",
     "ErrorBody",
     "Health",
     "PolicyIn",
@@ -429,3 +432,87 @@ class Health(_Out):
     status: Literal["ok"] = "ok"
     version: str
     active_runs: int = 0
+
+
+#: A scope's window on the wire: a calendar window in UTC, or a length in seconds.
+WireWindow = Literal["hour", "day", "week", "month"] | Annotated[int, Field(gt=0, le=10**9)]
+
+
+class BudgetSet(_In):
+    """The body of ``PUT /api/v1/budgets/{scope}``: the scope's limits (all replaced).
+
+    Attributes:
+        max_cost: Most money per window (None: no cost limit).
+        max_tokens: Most tokens per window (None: no token limit).
+        window: ``hour``, ``day``, ``week``, ``month`` (calendar, UTC), a length in
+            seconds, or None (one window for ever).
+
+    Example:
+        >>> BudgetSet(max_cost="5", window="day").window
+        'day'
+    """
+
+    max_cost: Decimal | None = Field(default=None, ge=0, le=10**12, allow_inf_nan=False)
+    max_tokens: int | None = Field(default=None, ge=0, le=10**15)
+    window: WireWindow | None = None
+
+    def ledger_window(self) -> Any:
+        """The window as the ledger takes it (``timedelta`` for seconds)."""
+        from datetime import timedelta
+
+        if isinstance(self.window, int):
+            return timedelta(seconds=self.window)
+        return self.window
+
+
+class BudgetStatus(_Out):
+    """Where a shared-budget scope stands in its current window.
+
+    Attributes:
+        scope: The scope's name.
+        max_cost, max_tokens, window: Its limits (None: none).
+        window_start: When the current window began (None: no window).
+        spent, spent_tokens: Settled spend in the window.
+        reserved, reserved_tokens: Held by live leases (calls in flight).
+        remaining, remaining_tokens: What new calls may still take (None: no limit).
+    """
+
+    scope: str
+    max_cost: Decimal | None = None
+    max_tokens: int | None = None
+    window: WireWindow | None = None
+    window_start: datetime | None = None
+    spent: Decimal = Decimal(0)
+    spent_tokens: int = 0
+    reserved: Decimal = Decimal(0)
+    reserved_tokens: int = 0
+    remaining: Decimal | None = None
+    remaining_tokens: int | None = None
+
+    @classmethod
+    def from_status(cls, status: Any) -> BudgetStatus:
+        """From a ledger's ``ScopeStatus``."""
+        from datetime import timedelta
+
+        window = status.window
+        if isinstance(window, timedelta):
+            window = max(1, int(window.total_seconds()))
+        return cls(
+            scope=status.scope,
+            max_cost=status.max_cost,
+            max_tokens=status.max_tokens,
+            window=window,
+            window_start=status.window_start,
+            spent=status.spent,
+            spent_tokens=status.spent_tokens,
+            reserved=status.reserved,
+            reserved_tokens=status.reserved_tokens,
+            remaining=status.remaining,
+            remaining_tokens=status.remaining_tokens,
+        )
+
+
+class BudgetList(_Out):
+    """``GET /api/v1/budgets``: the scopes this key may read (an admin: all known)."""
+
+    items: list[BudgetStatus] = Field(default_factory=list)

@@ -19,6 +19,7 @@ from typer.core import TyperGroup
 from langchain_runtime._version import __version__
 from langchain_runtime.cli import errors
 from langchain_runtime.cli.budgets import budgets_app
+from langchain_runtime.cli.keys import keys_app
 
 __all__ = ["app"]
 
@@ -148,6 +149,7 @@ runs_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(keys_app, name="keys")
 
 
 @app.callback()
@@ -327,6 +329,17 @@ def serve(
         str | None,
         typer.Option("--store", metavar="PATH", help="SQLite file for runs, or :memory:."),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option("--database", metavar="URL", help="Runs and budgets in one database: "
+                     "postgresql://... (replicas share it) or sqlite:///path."),
+    ] = None,
+    stale_after: Annotated[
+        float,
+        typer.Option("--stale-after", min=0.5, metavar="SECONDS", help="With --database "
+                     "postgresql://: another replica's run is interrupted after this long "
+                     "without a heartbeat."),
+    ] = 30.0,
     token: Token = None,
     log_format: Annotated[
         LogFormat,
@@ -374,8 +387,11 @@ def serve(
             setup_otlp()
         except (ImportError, ValueError) as exc:
             raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
+    if database is not None and store is not None:
+        raise errors.CliError("give --store or --database, not both")
+    extra = {"database": database, "stale_after": stale_after} if database else {}
     start(host=host, port=port, config=config, store=store, token=token,
-          allowed_hosts=allowed_hosts, limits=limit)  # fmt: skip
+          allowed_hosts=allowed_hosts, limits=limit, **extra)  # fmt: skip
 
 
 def _check_port(host: str, port: int) -> None:

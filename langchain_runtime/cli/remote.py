@@ -47,8 +47,11 @@ def serve(
     token: str | None,
     allowed_hosts: Iterable[str] | None = None,
     limits: Iterable[str] | None = None,
+    **database: Any,
 ) -> None:
     """Start the sidecar HTTP server in the foreground (until Ctrl-C).
+
+    ``database`` (``database=URL, stale_after=S``) goes to ``create_app``.
 
     Raises:
         CliError: The server is not installed (exit 1), or ``--token ''``.
@@ -69,7 +72,7 @@ def serve(
         options["allowed_hosts"] = [*_LOOPBACK, *hosts]
     if limits:
         options["limits"] = _load("langchain_runtime.api.server", "parse_limits", "server")(limits)
-    serve_api(host=host, port=port, config=loaded, store=store, token=token, **options)
+    serve_api(host=host, port=port, config=loaded, store=store, token=token, **options, **database)
 
 
 def _load(module: str, name: str, what: str) -> Any:

@@ -20,6 +20,7 @@ from langchain_runtime.config._errors import (
 from langchain_runtime.config._providers import build_model
 from langchain_runtime.config.schema import (
     SIMULATED,
+    ApiKeySpec,
     ConfigSpec,
     ModelSpec,
     PolicySpec,
@@ -226,6 +227,12 @@ class RuntimeConfig:
 
                 self._catalog = self.apply_prices(ModelCatalog.default())
             return self._catalog
+
+    @property
+    def api_keys(self) -> tuple[ApiKeySpec, ...]:
+        """The sidecar's API keys (``server: {api_keys: [...]}``), hashed; may be empty."""
+        server = self._spec.server
+        return server.api_keys if server is not None else ()
 
     # -- workflows -----------------------------------------------------------------
 

@@ -9,6 +9,7 @@ object back.
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -19,17 +20,20 @@ from pydantic import (
     Field,
     Tag,
     field_validator,
+    model_validator,
 )
 
 from langchain_runtime.domain import Budget, ContextPolicy, RunPolicy
 
 __all__ = [
+    "ApiKeySpec",
     "BudgetSpec",
     "ConfigSpec",
     "ContextSpec",
     "ModelSpec",
     "PolicySpec",
     "PriceSpec",
+    "ServerSpec",
     "TaskSpec",
     "WorkflowFileSpec",
     "WorkflowSpec",
@@ -254,6 +258,78 @@ class _Registry(_Strict):
     ledger: _LedgerUrl | None = None
 
 
+#: A stored API key: ``sha256:<salt hex>:<digest hex>`` (``langchain-runtime keys hash``).
+API_KEY_HASH = r"^sha256:[0-9a-f]{32}:[0-9a-f]{64}$"
+_PLAIN_KEY_FIELDS = ("key", "api_key", "token", "secret", "value")
+
+
+class ApiKeySpec(_Strict):
+    """One API key of the sidecar, stored as a salted hash (never the key itself).
+
+    Attributes:
+        name: The key's name: runs it submits are owned by it (``ci``, ``alice``).
+        hash: ``sha256:<salt>:<digest>`` as printed by ``langchain-runtime keys hash``.
+        scopes: Shared-budget scopes every model call of its runs reserves in, e.g.
+            ``[key:ci, team:research]``; also the budgets it may read and set.
+        admin: Sees and steers every run and every budget.
+
+    Example:
+        >>> ApiKeySpec(name="ci", hash="sha256:" + "0" * 32 + ":" + "a" * 64).admin
+        False
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:@-]+$")]
+    hash: Annotated[str, Field(pattern=API_KEY_HASH)]
+    scopes: tuple[_Scope, ...] = ()
+    admin: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_plain_key(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            plain = [f for f in _PLAIN_KEY_FIELDS if f in value]
+            if plain:
+                raise ValueError(
+                    f"{plain[0]!r}: secrets are not read from configuration files; store the "
+                    "key's hash instead (`langchain-runtime keys hash` prints the `hash:` line)"
+                )
+            digest = value.get("hash")
+            # checked here, on the whole entry, so the error never echoes a pasted key
+            if isinstance(digest, str) and not re.match(API_KEY_HASH, digest):
+                raise ValueError(
+                    "hash: expected 'sha256:<32 hex salt>:<64 hex digest>' as printed by "
+                    "`langchain-runtime keys hash`; a plain key is never stored in a file"
+                )
+        return value
+
+    @field_validator("scopes", mode="before")
+    @classmethod
+    def _scopes_list(cls, value: Any) -> Any:
+        return _one_or_many(value)
+
+
+class ServerSpec(_Strict):
+    """The sidecar's own settings (``server:`` in the file).
+
+    Attributes:
+        api_keys: The API keys clients authenticate with (names unique, hashes unique).
+    """
+
+    api_keys: tuple[ApiKeySpec, ...] = ()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _unique(cls, value: tuple[ApiKeySpec, ...]) -> tuple[ApiKeySpec, ...]:
+        names = [k.name for k in value]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"api key name(s) used twice: {', '.join(dup)}")
+        digests = [k.hash.rsplit(":", 1)[1] for k in value]
+        if len(set(digests)) != len(digests):
+            raise ValueError("two api keys have the same hash")
+        return value
+
+
 class ConfigSpec(_Registry):
     """A whole configuration file: the model registry, prices, policies, workflows.
 
@@ -265,9 +341,11 @@ class ConfigSpec(_Registry):
         workflows: Name -> :class:`WorkflowSpec`.
         ledger: The shared budget ledger's URL (``sqlite:///budgets.db``,
             ``postgresql://...``), for workflows with ``scopes``.
+        server: The sidecar's settings (its API keys): :class:`ServerSpec`.
     """
 
     workflows: dict[str, WorkflowSpec] = Field(default_factory=dict)
+    server: ServerSpec | None = None
 
 
 class WorkflowFileSpec(WorkflowSpec, _Registry):

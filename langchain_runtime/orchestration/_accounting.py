@@ -16,6 +16,7 @@ the run's own budget, and clamps ``max_tokens`` to what the scopes have left.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -158,7 +159,9 @@ class RunAccounting:
                 spent=enforcer.spent.amount,
                 task_id=task.id,
             )
-        call_id = f"plan:{self._run_id}:{task.id}"
+        # unique per attempt: a resumed run (same run id) or a retried task must not
+        # reuse an id the ledger has seen released
+        call_id = f"plan:{self._run_id}:{task.id}:{uuid.uuid4().hex[:12]}"
         enforcer.reserve(
             call_id, name, input_tokens, limit, task_id=task.id, cache_write=cache_write
         )

@@ -101,10 +101,27 @@ class RecordsMixin:
         return [json.loads(r[0]) for r in rows]
 
     def list(
-        self, *, limit: int = 50, offset: int = 0, state: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        state: str | None = None,
+        owner: str | None = None,
     ) -> tuple[builtins.list[RunRecord], int]:
-        """A page of run records, newest first, and how many match ``state``."""
-        where, args = ("WHERE state = ?", (state,)) if state is not None else ("", ())
+        """A page of run records, newest first, and how many match ``state``.
+
+        ``owner``: only runs submitted by that API key (the request's ``_owner``).
+        """
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if state is not None:
+            clauses.append("state = ?")
+            params.append(state)
+        if owner is not None:
+            clauses.append("json_extract(request, '$._owner') = ?")
+            params.append(owner)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        args = tuple(params)
         with self._lock:
             self._ensure_open()
             total = self._db.execute(f"SELECT COUNT(*) FROM runs {where}", args).fetchone()[0]

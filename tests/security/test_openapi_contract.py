@@ -53,18 +53,33 @@ def _app(token: str | None) -> Any:
     )
 
 
+KEY = "contract-key-" + "k" * 30
+
+
+def _keyed_app() -> Any:
+    from langchain_runtime.api.server._keys import hash_key
+
+    keys = [{"name": "ci", "hash": hash_key(KEY), "scopes": ["key:ci", "team:research"]}]
+    config = load_config({**CONFIG, "ledger": "memory://", "server": {"api_keys": keys}})
+    return create_app(config, store=MemoryRunStore(), allowed_hosts=["testserver"])
+
+
 OPEN_APP = _app(None)
 TOKEN_APP = _app(TOKEN)
+KEYED_APP = _keyed_app()
 open_schema = schemathesis.openapi.from_asgi("/openapi.json", OPEN_APP)
 token_schema = schemathesis.openapi.from_asgi(
     "/openapi.json", TOKEN_APP, headers={"authorization": f"Bearer {TOKEN}"}
+)
+keyed_schema = schemathesis.openapi.from_asgi(
+    "/openapi.json", KEYED_APP, headers={"authorization": f"Bearer {KEY}"}
 )
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _close_apps() -> Iterator[None]:
     yield
-    for app in (OPEN_APP, TOKEN_APP):
+    for app in (OPEN_APP, TOKEN_APP, KEYED_APP):
         app.state.manager.close(timeout=5)
 
 
@@ -101,3 +116,9 @@ def test_the_schema_documents_the_stream_and_the_rules() -> None:
     submit = schema["paths"]["/api/v1/runs"]["post"]["responses"]
     assert {"402", "413", "429", "503"} <= set(submit)
     assert {"401", "403"} <= set(schema["paths"]["/metrics"]["get"]["responses"])
+
+
+@keyed_schema.parametrize()
+@EXAMPLES
+def test_every_operation_with_an_api_key(case: Any) -> None:
+    case.call_and_validate(headers={"authorization": f"Bearer {KEY}"}, checks=CHECKS)

@@ -8,6 +8,10 @@ Routes (JSON; errors are ``{"code", "message"}``)::
     POST /api/v1/runs/{id}/abort      202 {run_id, state: "aborting"}
     POST /api/v1/runs/{id}/tasks      202: add a task to the live run
     GET  /api/v1/runs/{id}/events     server-sent events, resumable (Last-Event-ID)
+    POST /api/v1/runs/{id}/resume     202: resume a stored run
+    GET  /api/v1/budgets              the shared-budget scopes this key may read
+    GET  /api/v1/budgets/{scope}      a scope's limits, spent, reserved, remaining
+    PUT  /api/v1/budgets/{scope}      set a scope's limits
     GET  /healthz                     liveness (no token needed)
     GET  /metrics                     Prometheus text
 
@@ -16,6 +20,13 @@ web page that rebinds its domain to 127.0.0.1 gets 403), and a browser's
 cross-origin request may not change anything. :class:`ServerLimits` bounds what one
 request may ask (JSON depth, tasks, prompt size, parallelism) and how long a client
 may take to send it.
+
+Authentication is one of: none (loopback use), a single bearer ``token`` (one user),
+or the config's API keys (``server: {api_keys: [...]}``, stored hashed): each key
+owns the runs it submits (another key's run is 404, as if it did not exist), its
+runs reserve in its ``scopes`` on the server's ledger, and it reads and sets only
+those scopes' budgets; an ``admin`` key sees and steers everything. A token and
+API keys together is a :class:`~langchain_runtime.errors.ConfigurationError`.
 
 Example:
     >>> from langchain_runtime.api.server import create_app  # doctest: +SKIP
@@ -42,6 +53,7 @@ if TYPE_CHECKING:
 
     from langchain_runtime.api.server._background import BackgroundServer
     from langchain_runtime.config import RuntimeConfig
+    from langchain_runtime.cost.ledger import BudgetLedger
     from langchain_runtime.orchestration import Orchestrator
 
 __all__ = ["DEFAULT_DB", "ServerLimits", "create_app", "parse_limits", "serve", "serve_in_thread"]
@@ -76,6 +88,9 @@ def create_app(
     sse_keepalive: float = 5.0,
     allowed_hosts: Sequence[str] | None = None,
     limits: ServerLimits | None = None,
+    ledger: BudgetLedger | None = None,
+    database: str | None = None,
+    stale_after: float = 30.0,
 ) -> FastAPI:
     """The sidecar as an ASGI application.
 
@@ -99,10 +114,23 @@ def create_app(
         allowed_hosts: ``Host`` names served (``"*"``: any; ``"*.example.com"``);
             default loopback names only (``localhost``, ``127.0.0.1``, ``::1``).
         limits: What one request may ask (:class:`ServerLimits`).
+        ledger: The shared budget ledger runs with scopes reserve in (API keys'
+            scopes, workflows' ``scopes:``) and the budget routes read; default the
+            config's ``ledger:``.
+        database: One URL for the run store and the ledger (instead of ``store``):
+            ``postgresql://...`` (:class:`~langchain_runtime.store.postgres.PostgresRunStore`
+            and :class:`~langchain_runtime.cost.ledger.PostgresLedger`: any number of
+            replicas on one database share runs, events, aborts and budgets) or
+            ``sqlite:///path`` (one server: the SQLite run store and ledger in one file).
+            A ``ledger:`` in the config still names the ledger.
+        stale_after: With a PostgreSQL ``database``: seconds without a heartbeat after
+            which another replica's run counts as interrupted (replicas sweep every
+            quarter of it).
 
     Raises:
         ImportError: FastAPI or uvicorn is not installed.
-        ConfigurationError: An empty token.
+        ConfigurationError: An empty token; a token together with the config's API
+            keys; API keys with scopes but no ledger.
     """
     _require_server_deps()
     if token is not None and not token.strip():
@@ -116,15 +144,43 @@ def create_app(
 
     if config is None:
         config = load_config({})
-    own_store = not isinstance(store, RunStore)
+    sweep_interval = max(stale_after / 4, 0.1)
+    if database is not None:
+        if store is not None:
+            raise ConfigurationError("give a store or a database, not both")
+        store, db_ledger = open_database(database, stale_after=stale_after)
+        if ledger is None and config.ledger() is None:
+            ledger = db_ledger
+        elif db_ledger is not None:
+            db_ledger.close()
+    own_store = not isinstance(store, RunStore) or database is not None
     if store is None:
         store = os.environ.get("LANGCHAIN_RUNTIME_DB") or DEFAULT_DB
     if not isinstance(store, RunStore):
         store = SqliteRunStore(
             Path(store) if str(store) != ":memory:" else ":memory:", exclusive=True
         )
-    if token is None:
+    keys = None
+    if config.api_keys:
+        from langchain_runtime.api.server._keys import KeyRing
+
+        if token is not None:
+            raise ConfigurationError(
+                f"{config.source}: the config has API keys (server.api_keys) and a token was "
+                "given too: use one (the API keys identify each client; the token is for a "
+                "single user)"
+            )
+        keys = KeyRing.from_specs(config.api_keys)
+    elif token is None:
         token = os.environ.get(TOKEN_ENV) or None
+    if ledger is None:
+        ledger = config.ledger()
+    if keys is not None and keys.scopes() and ledger is None:
+        raise ConfigurationError(
+            f"{config.source}: API keys carry budget scopes ({', '.join(keys.scopes()[:5])}) "
+            "but there is no ledger to keep them in: set `ledger:` in the config (or serve "
+            "--database)"
+        )
     manager = RunManager(
         config,
         store,
@@ -132,14 +188,53 @@ def create_app(
         max_concurrent_runs=max_concurrent_runs,
         checkpoint_interval=checkpoint_interval,
         own_store=own_store,
+        ledger=ledger,
+        sweep_interval=sweep_interval,
     )
     return build_app(
         manager,
         token=token or None,
+        keys=keys,
         max_body_bytes=max_body_bytes,
         sse_keepalive=sse_keepalive,
         allowed_hosts=allowed_hosts,
         limits=limits,
+    )
+
+
+def open_database(url: str, *, stale_after: float = 30.0) -> tuple[RunStore, BudgetLedger]:
+    """The run store and the ledger a ``--database`` URL names.
+
+    Raises:
+        ConfigurationError: Not a ``postgresql://`` or ``sqlite:///`` URL.
+        ImportError: ``postgresql://`` without the ``postgres`` extra.
+    """
+    scheme = url.partition("://")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        from langchain_runtime.cost.ledger import PostgresLedger
+        from langchain_runtime.store.postgres import (  # type: ignore[import-not-found,unused-ignore]
+            PostgresRunStore,
+        )
+
+        pg_store: RunStore = PostgresRunStore(url, stale_after=stale_after)
+        try:
+            return pg_store, PostgresLedger(url)
+        except BaseException:
+            pg_store.close()
+            raise
+    if scheme == "sqlite" and url.startswith("sqlite:///") and len(url) > len("sqlite:///"):
+        from langchain_runtime.cost.ledger import SQLiteLedger
+
+        path = url[len("sqlite:///") :]
+        sqlite_store = SqliteRunStore(Path(path), exclusive=True)  # its tables first
+        try:
+            return sqlite_store, SQLiteLedger(path)
+        except BaseException:
+            sqlite_store.close()
+            raise
+    raise ConfigurationError(
+        f"database: expected postgresql://user@host/db or sqlite:///path.db, got "
+        f"{url.split('@')[-1]!r}"
     )
 
 
@@ -195,7 +290,12 @@ def serve(
             host or "every interface",
         )
     app = create_app(**create_app_kwargs)
-    if not _is_loopback(host) and not (create_app_kwargs.get("token") or os.environ.get(TOKEN_ENV)):
+    keyed = getattr(app.state, "keys", None) is not None
+    if (
+        not _is_loopback(host)
+        and not keyed
+        and not (create_app_kwargs.get("token") or os.environ.get(TOKEN_ENV))
+    ):
         logger.warning(
             "serving on %s without a token: anyone who can reach it can start runs; set "
             "token= or %s",

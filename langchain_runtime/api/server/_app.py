@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from langchain_runtime._version import __version__
 from langchain_runtime.api._sse import END_EVENT, format_comment, format_event
-from langchain_runtime.api.errors import PayloadTooLargeError, code_for_status, status_for
+from langchain_runtime.api.errors import (
+    PayloadTooLargeError,
+    ScopeNotFoundError,
+    code_for_status,
+    status_for,
+)
 from langchain_runtime.api.schemas import (
     TERMINAL_STATES,
     ApiRunState,
+    BudgetList,
+    BudgetSet,
+    BudgetStatus,
     ErrorBody,
     Health,
     ResumeRequest,
@@ -32,11 +40,12 @@ from langchain_runtime.api.schemas import (
     TaskAccepted,
     TaskSpec,
 )
-from langchain_runtime.api.server._guard import Guard
+from langchain_runtime.api.server._guard import PRINCIPAL, Guard
+from langchain_runtime.api.server._keys import KeyRing, Principal
 from langchain_runtime.api.server._limits import ServerLimits, check_work
 from langchain_runtime.api.server._manager import RunManager
 from langchain_runtime.api.server._protocol import quiet_fd_exhaustion
-from langchain_runtime.errors import InvalidInputError, LangChainRuntimeError
+from langchain_runtime.errors import ConfigurationError, InvalidInputError, LangChainRuntimeError
 from langchain_runtime.observability._install import installed_handler, with_trace_id
 
 if TYPE_CHECKING:
@@ -49,17 +58,18 @@ logger = logging.getLogger(__name__)
 API = "/api/v1"
 _WHY = {
     400: "Invalid request: malformed JSON, a wrong field, JSON nested too deep, a lone surrogate.",
-    401: "Missing or wrong bearer token.",
-    402: "The run can not be paid for within its budget.",
-    403: "A Host this server does not serve, or a browser's cross-origin write.",
-    404: "No such run.",
+    401: "Missing or wrong bearer token (or unknown API key).",
+    402: "The run can not be paid for within its budget (or a shared scope's).",
+    403: "A Host this server does not serve, a browser's cross-origin write, or (with API "
+    "keys) an admin-only route.",
+    404: "No such run (another API key's run reads as none), or scope.",
     408: "The request body was not received in time.",
     409: "The run exists already, or has finished.",
     413: "The body, a prompt or the number of tasks is over the server's limit.",
     422: "It can not run under the server's configuration or limits.",
     429: "As many runs are executing as the server allows; retry later.",
     500: "Internal error.",
-    503: "The server is shutting down.",
+    503: "The server is shutting down, or its budget ledger cannot answer.",
 }
 
 
@@ -69,6 +79,8 @@ def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 _AUTH = (401, 403)
 _ERRORS = _responses(400, *_AUTH, 404, 409, 500, 503)
+_RESUME = _responses(400, *_AUTH, 402, 404, 409, 422, 429, 500, 503)
+_BUDGET = _responses(400, *_AUTH, 404, 408, 413, 422, 500, 503)
 _SUBMIT = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 429, 500, 503)
 _ADD = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 500)
 _LAST_EVENT_ID = re.compile(r"-1|[0-9]+")
@@ -138,6 +150,7 @@ def build_app(
     *,
     token: str | None,
     max_body_bytes: int,
+    keys: KeyRing | None = None,
     allowed_hosts: Sequence[str] | None = None,
     limits: ServerLimits | None = None,
     sse_poll_interval: float = 0.05,
@@ -145,7 +158,7 @@ def build_app(
     sse_max_seconds: float = 600.0,
 ) -> "FastAPI":
     """The application over ``manager`` (see :func:`langchain_runtime.api.server.create_app`)."""
-    from fastapi import FastAPI, Header, Query, Request
+    from fastapi import FastAPI, Header, Path, Query, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
@@ -173,6 +186,7 @@ def build_app(
     )
     app.state.manager = manager
     app.state.limits = limits
+    app.state.keys = keys
     app.add_middleware(
         Guard,
         token=token,
@@ -180,7 +194,40 @@ def build_app(
         metrics=manager.metrics,
         allowed_hosts=allowed_hosts,
         limits=limits,
+        keys=keys,
     )
+
+    def who(request: Request) -> Principal | None:
+        """The request's API key (None: no keys configured, the single-user modes)."""
+        principal: Principal | None = request.scope.get(PRINCIPAL)
+        return principal
+
+    def admin_only(request: Request, what: str) -> None:
+        principal = who(request)
+        if principal is not None and not principal.admin:
+            from langchain_runtime.api.errors import ForbiddenError
+
+            raise ForbiddenError(f"{what} needs an admin API key")
+
+    def ledger() -> Any:
+        if manager.ledger is None:
+            raise ConfigurationError(
+                "this server has no budget ledger: set `ledger:` in its config file "
+                "(or serve --database)"
+            )
+        return manager.ledger
+
+    def scope_for(request: Request, scope: str) -> str:
+        principal = who(request)
+        if principal is not None and not principal.may_use(scope):
+            raise ScopeNotFoundError(f"no budget scope {scope!r} for this API key")
+        from langchain_runtime.cost.ledger._model import check_scope
+
+        try:
+            check_scope(scope)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"path parameter 'scope': {exc}") from exc
+        return scope
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
@@ -212,7 +259,7 @@ def build_app(
         code = exc.code
         if status_for(code) >= 500:
             logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-            if code != "shutting_down":
+            if code not in ("shutting_down", "ledger_unavailable"):
                 return error("internal_error", "internal error")
         return error(code, str(exc))
 
@@ -238,12 +285,14 @@ def build_app(
         return Health(version=__version__, active_runs=manager.active())
 
     @app.get("/metrics", response_class=PlainTextResponse, responses=_responses(*_AUTH))
-    def metrics() -> PlainTextResponse:
+    def metrics(request: Request) -> PlainTextResponse:
+        """Prometheus text. With API keys: an admin key only (it counts every key's runs)."""
+        admin_only(request, "/metrics")
         text = manager.metrics.render(manager.store.counts(), manager.active())
         return PlainTextResponse(text, media_type=manager.metrics.content_type)
 
     @app.post(f"{API}/runs", status_code=202, response_model=RunAccepted, responses=_SUBMIT)
-    def start_run(body: RunRequest) -> RunAccepted:
+    def start_run(body: RunRequest, request: Request) -> RunAccepted:
         """Submit a run: exactly one of a registered `workflow` or ad-hoc `tasks`, a policy,
         an input.
 
@@ -255,25 +304,26 @@ def build_app(
             tasks=body.tasks or (),
             max_parallelism=body.policy.max_parallelism if body.policy is not None else None,
         )
-        return manager.submit(body)
+        return manager.submit(body, who(request))
 
     @app.get(f"{API}/runs", response_model=RunPage, responses=_responses(400, *_AUTH, 500))
     def list_runs(
+        request: Request,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         offset: Annotated[int, Query(ge=0, le=1_000_000_000)] = 0,
         state: ApiRunState | None = None,
     ) -> RunPage:
-        """Runs, newest first, a page at a time."""
-        return manager.list_runs(limit=limit, offset=offset, state=state)
+        """Runs, newest first, a page at a time (with API keys: this key's runs only)."""
+        return manager.list_runs(limit=limit, offset=offset, state=state, principal=who(request))
 
     @app.get(
         f"{API}/runs/{{run_id}}",
         responses={200: {"model": RunStatus}, **_ERRORS},
         response_class=JSONResponse,
     )
-    def get_run(run_id: str) -> Response:
+    def get_run(run_id: str, request: Request) -> Response:
         """The run's state, every task's state/output/error/usage/cost, and totals."""
-        body = manager.status_body(run_id)
+        body = manager.status_body(run_id, who(request))
         if installed_handler() is not None:  # serve --otel: the run's trace id in its status
             return JSONResponse(with_trace_id(json.loads(body)))
         return Response(body, media_type="application/json")
@@ -284,22 +334,22 @@ def build_app(
         response_model=RunAccepted,
         responses=_ERRORS,
     )
-    def abort_run(run_id: str) -> RunAccepted:
+    def abort_run(run_id: str, request: Request) -> RunAccepted:
         """Ask the run to stop; answers at once (state `aborting`)."""
-        return manager.abort(run_id)
+        return manager.abort(run_id, who(request))
 
     @app.post(
         f"{API}/runs/{{run_id}}/resume",
         status_code=202,
         response_model=RunAccepted,
-        responses=_ERRORS,
+        responses=_RESUME,
     )
-    def resume_run(run_id: str, body: ResumeRequest | None = None) -> RunAccepted:
+    def resume_run(run_id: str, request: Request, body: ResumeRequest | None = None) -> RunAccepted:
         """Resume a stored run (failed, aborted, over budget, timed out, or interrupted
         by a restart): its completed tasks are kept and not paid again, the others run.
         `budget` replaces the given fields of the stored budget. 409 `run_live` while
         the run executes; 422 `resume_refused` when its registered workflow changed."""
-        return manager.resume(run_id, body)
+        return manager.resume(run_id, body, who(request))
 
     @app.post(
         f"{API}/runs/{{run_id}}/tasks",
@@ -307,19 +357,20 @@ def build_app(
         response_model=TaskAccepted,
         responses=_ADD,
     )
-    def enqueue_task(run_id: str, body: TaskSpec) -> TaskAccepted:
+    def enqueue_task(run_id: str, body: TaskSpec, request: Request) -> TaskAccepted:
         """Add a task to a live run; it joins the next batch.
 
         The run's tasks, this one included, stay within the server's `max_tasks` (413).
         """
         check_work(limits, tasks=(body,))
-        count = manager.task_count(run_id)
+        principal = who(request)
+        count = manager.task_count(run_id, principal)
         if count is not None and count >= limits.max_tasks:
             raise PayloadTooLargeError(
                 f"run {run_id} has {count} tasks, this server's limit per run "
                 f"(serve --limit max_tasks=N); cannot add task {body.id!r}"
             )
-        return manager.enqueue(run_id, body)
+        return manager.enqueue(run_id, body, principal)
 
     @app.get(
         f"{API}/runs/{{run_id}}/events",
@@ -336,6 +387,7 @@ def build_app(
     )
     async def run_events(
         run_id: str,
+        request: Request,
         after: Annotated[
             int | None, Query(ge=-1, description="Only events after this seq (-1: all).")
         ] = None,
@@ -352,16 +404,59 @@ def build_app(
         Resume with `Last-Event-ID` (or `?after=`) to get only later events.
         """
         cursor = _event_cursor(after, last_event_id)
-        first = manager.live_events(run_id, cursor)
+        principal = who(request)
+        first = manager.live_events(run_id, cursor, principal)
         stored: tuple[list[dict[str, Any]], str] | None = None
         if first is None:  # not live: it must exist in the store (404 otherwise)
-            stored = await run_in_threadpool(manager.stored_events, run_id, cursor)
+            stored = await run_in_threadpool(manager.stored_events, run_id, cursor, principal)
         return EventStream(
             _stream(manager, run_id, cursor, first, stored, sse_poll_interval, sse_keepalive,
-                    sse_max_seconds),
+                    sse_max_seconds, principal),
             media_type="text/event-stream",
             headers={"cache-control": "no-cache", "x-accel-buffering": "no"},
         )  # fmt: skip
+
+    scope_path = Path(min_length=1, max_length=200, description="A budget scope, e.g. team:x.")
+
+    @app.get(
+        f"{API}/budgets", response_model=BudgetList, responses=_responses(*_AUTH, 422, 500, 503)
+    )
+    def list_budgets(request: Request) -> BudgetList:
+        """The budgets this API key may read (its scopes); an admin key (or the single
+        user): every scope the ledger knows."""
+        book = ledger()
+        principal = who(request)
+        scopes = (
+            principal.scopes
+            if principal is not None and not principal.admin
+            else (book.list_scopes())
+        )
+        return BudgetList(items=[BudgetStatus.from_status(book.status(s)) for s in scopes])
+
+    @app.get(f"{API}/budgets/{{scope}}", response_model=BudgetStatus, responses=_BUDGET)
+    def get_budget(scope: Annotated[str, scope_path], request: Request) -> BudgetStatus:
+        """A scope's limits, spent, reserved and remaining in its current window.
+        Another key's scope is 404 `scope_not_found`."""
+        return BudgetStatus.from_status(ledger().status(scope_for(request, scope)))
+
+    @app.put(f"{API}/budgets/{{scope}}", response_model=BudgetStatus, responses=_BUDGET)
+    def set_budget(
+        scope: Annotated[str, scope_path], body: BudgetSet, request: Request
+    ) -> BudgetStatus:
+        """Set (replace) a scope's limits; spend already recorded stays. Only within the
+        key's scopes (404 `scope_not_found` otherwise); an admin key: any scope."""
+        book = ledger()
+        name = scope_for(request, scope)
+        try:
+            book.set_limit(
+                name,
+                max_cost=body.max_cost,
+                max_tokens=body.max_tokens,
+                window=body.ledger_window(),
+            )
+        except ValueError as exc:
+            raise InvalidInputError(f"scope {scope!r}: {exc}") from exc
+        return BudgetStatus.from_status(book.status(name))
 
     return app
 
@@ -375,6 +470,7 @@ async def _stream(
     poll: float,
     keepalive: float,
     max_seconds: float,
+    principal: Principal | None = None,
 ) -> AsyncIterator[str]:
     """Events after ``cursor`` until the run has ended; every wait is bounded."""
     started = last_write = time.monotonic()
@@ -384,7 +480,7 @@ async def _stream(
         state: str | None = None
         if batch is None:
             if stored is None:
-                stored = await run_in_threadpool(manager.stored_events, run_id, cursor)
+                stored = await run_in_threadpool(manager.stored_events, run_id, cursor, principal)
             batch, state = stored[0], stored[1]
         for event in batch:
             if event["seq"] <= cursor:
@@ -402,5 +498,5 @@ async def _stream(
             last_write = now
             yield format_comment()
         await asyncio.sleep(poll)
-        batch = manager.live_events(run_id, cursor)
+        batch = manager.live_events(run_id, cursor, principal)
         stored = None

@@ -30,9 +30,13 @@ from langchain_runtime.api.server._limits import (
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+    from langchain_runtime.api.server._keys import KeyRing
     from langchain_runtime.api.server._metrics import Metrics
 
-__all__ = ["OPEN_PATHS", "Guard"]
+__all__ = ["OPEN_PATHS", "PRINCIPAL", "Guard"]
+
+#: The ASGI scope key under which an API-key request carries its ``Principal``.
+PRINCIPAL = "langchain_runtime.principal"
 
 #: Paths served without the token (liveness probes carry no secrets).
 OPEN_PATHS = frozenset({"/healthz"})
@@ -64,8 +68,12 @@ class Guard:
         metrics: Metrics,
         allowed_hosts: Sequence[str] | None = None,
         limits: ServerLimits | None = None,
+        keys: KeyRing | None = None,
     ) -> None:
+        if keys is not None and token:
+            raise ValueError("give a token or api keys, not both")
         self.app = app
+        self.keys = keys
         self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
@@ -90,13 +98,19 @@ class Guard:
         return None
 
     def _authorized(self, scope: Scope) -> bool:
-        if self.token is None or scope["path"] in OPEN_PATHS:
+        if scope["path"] in OPEN_PATHS or (self.token is None and self.keys is None):
             return True
         for name, value in scope["headers"]:
             if name == b"authorization":
                 scheme, _, credentials = value.partition(b" ")
-                if scheme.lower() == b"bearer":
-                    return hmac.compare_digest(credentials.strip(), self.token)
+                if scheme.lower() != b"bearer":
+                    return False
+                if self.keys is not None:  # api keys: who is asking rides along
+                    principal = self.keys.identify(credentials.strip())
+                    scope[PRINCIPAL] = principal
+                    return principal is not None
+                assert self.token is not None
+                return hmac.compare_digest(credentials.strip(), self.token)
         return False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -129,7 +143,9 @@ class Guard:
             await send_error(
                 send,
                 "unauthorized",
-                "missing or wrong bearer token (send 'Authorization: Bearer <token>')",
+                "missing or wrong bearer token (send 'Authorization: Bearer <token>')"
+                if self.keys is None
+                else "missing or unknown API key (send 'Authorization: Bearer <key>')",
                 {"www-authenticate": "Bearer"},
             )
             return

@@ -18,6 +18,7 @@ keeps no durable runs (``MemoryRunStore``) the watcher saves the run's status ev
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import threading
@@ -26,7 +27,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
 from pydantic_core import to_jsonable_python
@@ -52,7 +53,10 @@ from langchain_runtime.api.schemas import (
 )
 from langchain_runtime.api.server._build import build_orchestrator, build_task
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
+from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._metrics import Metrics
+from langchain_runtime.api.server._replicas import ABORT_KEY, Sweeper, is_shared, remote_status
+from langchain_runtime.api.server._tenancy import scoped
 from langchain_runtime.api.store import RunRecord, RunStore, interrupt_status
 from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
@@ -66,6 +70,9 @@ from langchain_runtime.errors import (
 from langchain_runtime.orchestration import Orchestrator, RunHandle
 from langchain_runtime.store import DurableRunStore
 
+if TYPE_CHECKING:
+    from langchain_runtime.cost.ledger import BudgetLedger
+
 __all__ = ["RunManager"]
 
 logger = logging.getLogger(__name__)
@@ -76,6 +83,28 @@ RESUMABLE = (
     "resume it with POST /api/v1/runs/{run_id}/resume"
 )
 SHUT_DOWN = "the server shut down before this run ended"
+#: Keys of a stored request that are the server's, not the client's: who submitted
+#: the run (an API key's name) and the ledger scopes its calls reserve in.
+OWNER_KEY = "_owner"
+SCOPES_KEY = "_scopes"
+_LIST_PAGE = 500
+_UNFINISHED = ("pending", "running", "aborting")
+
+
+def client_request(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored request without the server's own keys (what the client sent)."""
+    return {k: v for k, v in request.items() if k not in (OWNER_KEY, SCOPES_KEY)}
+
+
+def owner_of(record: RunRecord) -> str | None:
+    """The name of the API key that submitted the run (None: no keys were in use)."""
+    owner = record.request.get(OWNER_KEY)
+    return owner if isinstance(owner, str) else None
+
+
+def visible(record: RunRecord, principal: Principal | None) -> bool:
+    """Whether ``principal`` may see the run: the single user and admins see all."""
+    return principal is None or principal.admin or owner_of(record) == principal.name
 
 
 class ShuttingDownError(ApiError):
@@ -143,6 +172,14 @@ class RunManager:
         checkpoint_interval: Seconds between saves of a live run's progress on a
             store that keeps no durable runs (a durable run saves its own commits).
         own_store: Close the store with the manager.
+        ledger: The shared budget ledger the runs' scopes reserve in (an API key's
+            scopes, a workflow's ``scopes:``); None: runs have no shared scopes.
+        sweep_interval: On a store replicas share (PostgreSQL), seconds between
+            sweeps for runs of stopped replicas (see :mod:`._replicas`).
+
+    Every method taking a ``principal`` (the API key of the request; None in the
+    single-user mode) acts only on that key's runs: another key's run is
+    :class:`RunNotFoundError`, as if it did not exist; an admin key acts on all.
     """
 
     def __init__(
@@ -154,6 +191,8 @@ class RunManager:
         max_concurrent_runs: int = 16,
         checkpoint_interval: float = 1.0,
         own_store: bool = False,
+        ledger: BudgetLedger | None = None,
+        sweep_interval: float = 5.0,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
@@ -163,6 +202,7 @@ class RunManager:
         self.max_concurrent_runs = max_concurrent_runs
         self.checkpoint_interval = checkpoint_interval
         self.metrics = Metrics()
+        self.ledger = ledger
         self._own_store = own_store
         self._lock = threading.Lock()
         self._live: dict[str, _Live] = {}
@@ -171,6 +211,12 @@ class RunManager:
         self._durable: DurableRunStore | None = (
             store if isinstance(store, DurableRunStore) else None
         )
+        self._sweeper: Sweeper | None = None
+        self._shared = self._durable is not None and is_shared(store)
+        if self._shared:  # other replicas' runs are not ours to fail: only the dead ones
+            self.sweep()
+            self._sweeper = Sweeper(self.sweep, sweep_interval).start()
+            return
         interrupted = store.mark_interrupted(INTERRUPTED)
         resumable = self._keep_committed(interrupted)
         if interrupted:
@@ -204,10 +250,41 @@ class RunManager:
             kept.append(run_id)
         return kept
 
+    def sweep(self) -> list[str]:
+        """Mark the runs of stopped replicas interrupted (resumable); their ids."""
+        assert self._durable is not None
+        stale: list[str] = self.store.mark_interrupted_stale()  # type: ignore[attr-defined]
+        for run_id in stale:
+            try:
+                record = self.store.load(run_id)
+                stored = self._durable.load_run(run_id)
+                if record is None or stored is None or record.state not in _UNFINISHED:
+                    continue
+                reason = RESUMABLE.format(run_id=run_id)
+                self.store.save(interrupted_record(record, stored, reason))
+            except Exception:
+                logger.exception("run %s: could not be marked interrupted", run_id)
+        if stale:
+            logger.warning("%d run(s) of stopped replicas marked interrupted: %s",
+                           len(stale), ", ".join(stale[:20]))  # fmt: skip
+        return stale
+
+    def _elsewhere(self, record: RunRecord) -> Any:
+        """The stored durable run of an unfinished run not executing here, or None."""
+        if not self._shared or self._durable is None or record.state not in _UNFINISHED:
+            return None
+        return self._durable.load_run(record.run_id)
+
     # -- submission -----------------------------------------------------------------
-    def submit(self, request: RunRequest) -> RunAccepted:
-        """Validate and start a run; the answer of ``POST /api/v1/runs``."""
+    def submit(self, request: RunRequest, principal: Principal | None = None) -> RunAccepted:
+        """Validate and start a run; the answer of ``POST /api/v1/runs``.
+
+        The run's calls reserve in the key's scopes plus the workflow's own (in the
+        server's ledger); a scope with nothing left refuses the run here (402).
+        """
         orch = build_orchestrator(self.config, self.workflows, request)
+        key_scopes = principal.scopes if principal is not None else ()
+        orch = self._scoped(orch, key_scopes)
         missing = sorted(orch.required_inputs - set(request.input))
         if missing:
             raise InvalidInputError(f"input: missing key(s) the prompts use: {', '.join(missing)}")
@@ -218,11 +295,16 @@ class RunManager:
         if default_model is None and name is not None and name not in self.workflows:
             spec = self.config.workflows.get(name)
             default_model = spec.model if spec is not None else None
+        stored_request = request.model_dump(mode="json", exclude_unset=True)
+        if principal is not None:
+            stored_request[OWNER_KEY] = principal.name
+        if key_scopes:
+            stored_request[SCOPES_KEY] = list(key_scopes)
         record = RunRecord(
             run_id=run_id,
             state="pending",
             workflow=request.workflow,
-            request=request.model_dump(mode="json", exclude_unset=True),
+            request=stored_request,
         )
         with self._lock:
             if self._closed:
@@ -234,7 +316,8 @@ class RunManager:
                 )
             if run_id in self._live:
                 raise RunExistsError(f"a run with id {run_id!r} already exists")
-            self.store.create(record)
+            self.store.create(record)  # a taken id is 409, whoever owns it (ids are the
+            # client's choice: knowing one is not a leak of another key's run)
             try:
                 config: RunnableConfig = {
                     "run_name": request.workflow or "run",
@@ -255,6 +338,9 @@ class RunManager:
         logger.info("run %s accepted (%s)", run_id, request.workflow or "ad-hoc tasks")
         return RunAccepted(run_id=run_id, state=self._state(live, handle.status().value))
 
+    def _scoped(self, orch: Orchestrator, key_scopes: tuple[str, ...]) -> Orchestrator:
+        return scoped(orch, key_scopes, self.ledger)
+
     def _watch_in_background(
         self, run_id: str, handle: RunHandle, record: RunRecord, default_model: str | None
     ) -> tuple[_Live, threading.Thread]:
@@ -268,7 +354,12 @@ class RunManager:
         self._threads.append(thread)
         return live, thread
 
-    def resume(self, run_id: str, request: ResumeRequest | None = None) -> RunAccepted:
+    def resume(
+        self,
+        run_id: str,
+        request: ResumeRequest | None = None,
+        principal: Principal | None = None,
+    ) -> RunAccepted:
         """Resume a stored run; the answer of ``POST /api/v1/runs/{id}/resume``.
 
         Its completed tasks are restored (and not paid again), every other task runs;
@@ -281,7 +372,7 @@ class RunManager:
                 workflow changed (``resume_refused``, 422, naming the difference).
             TooManyRunsError: The server runs as many runs as it allows (429).
         """
-        record = self._load(run_id)
+        record = self._load(run_id, principal)
         if self._durable is None:
             raise _refused(
                 "this server's store keeps no durable runs; start the server with a store "
@@ -295,8 +386,11 @@ class RunManager:
             raise _refused(f"run {run_id} has no durable record to resume", "resume_refused")
         if stored.live:
             raise _refused(f"run {run_id} is live (executed by {stored.header.owner})", "run_live")
-        body = RunRequest.model_validate(record.request)
+        body = RunRequest.model_validate(client_request(record.request))
         orch = build_orchestrator(self.config, self.workflows, body)
+        # the scopes of the key that submitted it (an admin resuming pays from them too)
+        key_scopes = tuple(record.request.get(SCOPES_KEY) or ())
+        orch = self._scoped(orch, key_scopes)
         orch = orch.model_copy(update={"store": self._durable})
         default_model = body.model
         if (
@@ -335,7 +429,8 @@ class RunManager:
             except ResumeError as exc:
                 exc.code = "resume_refused"  # the graph differs (live was checked above)
                 raise
-            running = replace(record, state="running", updated_at=_now())
+            request_json = {k: v for k, v in record.request.items() if k != ABORT_KEY}
+            running = replace(record, state="running", updated_at=_now(), request=request_json)
             self.store.save(running)
             live, thread = self._watch_in_background(run_id, handle, running, default_model)
         self.metrics.run_submitted()
@@ -398,6 +493,8 @@ class RunManager:
                 if handle.done():
                     continue
             if self._durable is not None:
+                if self._shared and not live.aborting:
+                    self._abort_if_asked(live)
                 continue  # the run writes its own commits
             try:
                 snap = handle.snapshot()
@@ -405,6 +502,18 @@ class RunManager:
             except Exception:
                 logger.exception("checkpoint of run %s failed", live.run_id)
         self._finalize(live, result, failure)
+
+    def _abort_if_asked(self, live: _Live) -> None:
+        """Abort a live run another replica asked to abort (in its stored record)."""
+        try:
+            record = self.store.load(live.run_id)
+        except Exception:
+            logger.exception("run %s: its record could not be read", live.run_id)
+            return
+        if record is not None and record.request.get(ABORT_KEY):
+            logger.info("run %s: aborted on another replica's request", live.run_id)
+            live.aborting = True
+            live.handle.abort()
 
     def _finalize(
         self, live: _Live, result: RunResult | None, failure: BaseException | None
@@ -444,11 +553,18 @@ class RunManager:
         with self._lock:
             return self._live.get(run_id)
 
-    def _load(self, run_id: str) -> RunRecord:
+    def _load(self, run_id: str, principal: Principal | None = None) -> RunRecord:
         record = self.store.load(run_id)
-        if record is None:
+        if record is None or not visible(record, principal):
             raise RunNotFoundError(f"no run with id {run_id!r}")
         return record
+
+    def _visible_live(self, run_id: str, principal: Principal | None) -> _Live | None:
+        """The live run if ``principal`` may see it; None if not live; 404 if not theirs."""
+        live = self._get_live(run_id)
+        if live is not None and not visible(live.record, principal):
+            raise RunNotFoundError(f"no run with id {run_id!r}")
+        return live
 
     def _live_body(self, live: _Live) -> str:
         """A live run's status as JSON text, re-encoding only the tasks that changed.
@@ -476,20 +592,28 @@ class RunManager:
         text = _dumps(body)
         return f'{text[:-1]},"tasks":{{{",".join(parts)}}}}}'
 
-    def status_body(self, run_id: str) -> str:
+    def status_body(self, run_id: str, principal: Principal | None = None) -> str:
         """The run's status as JSON text (what ``GET /api/v1/runs/{id}`` answers)."""
-        live = self._get_live(run_id)
+        live = self._visible_live(run_id, principal)
         if live is not None:
             return self._live_body(live)
-        return _dumps(self.status(run_id))
+        return _dumps(self.status(run_id, principal))
 
-    def status(self, run_id: str) -> dict[str, Any]:
+    def status(self, run_id: str, principal: Principal | None = None) -> dict[str, Any]:
         """The run's status as JSON: live from its handle, else from the store."""
-        live = self._get_live(run_id)
+        live = self._visible_live(run_id, principal)
         if live is not None:
             result: dict[str, Any] = json.loads(self._live_body(live))
             return result
-        record = self._load(run_id)
+        record = self._load(run_id, principal)
+        stored = self._elsewhere(record)
+        if stored is not None and stored.live:
+            return remote_status(record, stored)
+        if stored is not None and stored.state == "interrupted":
+            # its replica stopped: what the next sweep will write
+            return dict(
+                interrupted_record(record, stored, RESUMABLE.format(run_id=run_id)).status or {}
+            )
         if record.status is not None:
             return dict(record.status)
         return RunStatus(
@@ -500,8 +624,37 @@ class RunManager:
             updated_at=record.updated_at,
         ).model_dump(mode="json")
 
-    def list_runs(self, *, limit: int, offset: int, state: str | None) -> RunPage:
-        records, total = self.store.list(limit=limit, offset=offset, state=state)
+    def _list(
+        self, limit: int, offset: int, state: str | None, principal: Principal | None
+    ) -> tuple[list[RunRecord], int]:
+        """A page of the runs ``principal`` may see, and how many there are."""
+        if principal is None or principal.admin:
+            return self.store.list(limit=limit, offset=offset, state=state)
+        if "owner" in inspect.signature(self.store.list).parameters:  # filtered in the store
+            records, total = self.store.list(  # type: ignore[call-arg]
+                limit=limit, offset=offset, state=state, owner=principal.name
+            )
+            return records, total
+        # a store that cannot filter by owner: read it all, a page at a time
+        mine: list[RunRecord] = []
+        start = 0
+        while True:
+            page, total = self.store.list(limit=_LIST_PAGE, offset=start, state=state)
+            mine += [r for r in page if owner_of(r) == principal.name]
+            start += len(page)
+            if not page or start >= total:
+                break
+        return mine[offset : offset + limit], len(mine)
+
+    def list_runs(
+        self,
+        *,
+        limit: int,
+        offset: int,
+        state: str | None,
+        principal: Principal | None = None,
+    ) -> RunPage:
+        records, total = self._list(limit, offset, state, principal)
         items = []
         for record in records:
             live = self._get_live(record.run_id)
@@ -536,44 +689,67 @@ class RunManager:
             )
         return RunPage(items=items, total=total, limit=limit, offset=offset)
 
-    def live_events(self, run_id: str, after: int) -> list[dict[str, Any]] | None:
+    def live_events(
+        self, run_id: str, after: int, principal: Principal | None = None
+    ) -> list[dict[str, Any]] | None:
         """Events after ``after`` of a live run, or None when the run is not live."""
-        live = self._get_live(run_id)
+        live = self._visible_live(run_id, principal)
         if live is None:
             return None
         # seq is the index in the committed log
         return [encode_event(e, run_id) for e in live.handle.events()[after + 1 :]]
 
-    def stored_events(self, run_id: str, after: int) -> tuple[list[dict[str, Any]], str]:
+    def stored_events(
+        self, run_id: str, after: int, principal: Principal | None = None
+    ) -> tuple[list[dict[str, Any]], str]:
         """Stored events after ``after`` and the run's state (raises when unknown)."""
-        record = self._load(run_id)
+        record = self._load(run_id, principal)
         return self.store.events(run_id, after), record.state
 
     def active(self) -> int:
         with self._lock:
             return len(self._live)
 
-    def task_count(self, run_id: str) -> int | None:
+    def task_count(self, run_id: str, principal: Principal | None = None) -> int | None:
         """How many tasks a live run has (pending ones included), or None if not live."""
-        live = self._get_live(run_id)
+        live = self._visible_live(run_id, principal)
         return None if live is None else len(live.handle.snapshot().tasks)
 
     # -- steering ----------------------------------------------------------------------
-    def abort(self, run_id: str) -> RunAccepted:
+    def abort(self, run_id: str, principal: Principal | None = None) -> RunAccepted:
         """Ask a live run to stop (fire-and-forget): state ``aborting``."""
-        live = self._get_live(run_id)
+        live = self._visible_live(run_id, principal)
         if live is not None:
             if live.aborting or live.handle.abort():
                 live.aborting = True
                 return RunAccepted(run_id=run_id, state="aborting")
             raise _finished_error(run_id, live.handle.status().value)
-        raise _finished_error(run_id, self._load(run_id).state)
+        record = self._load(run_id, principal)
+        stored = self._elsewhere(record)
+        if stored is not None and stored.live:  # the executing replica polls for this
+            asked = dict(record.request)
+            asked[ABORT_KEY] = True
+            self.store.save(replace(record, request=asked, updated_at=_now()))
+            return RunAccepted(run_id=run_id, state="aborting")
+        if stored is not None and stored.state == "interrupted":
+            raise RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
+        raise _finished_error(run_id, record.state)
 
-    def enqueue(self, run_id: str, spec: TaskSpec) -> TaskAccepted:
+    def enqueue(
+        self, run_id: str, spec: TaskSpec, principal: Principal | None = None
+    ) -> TaskAccepted:
         """Add a task to a live run (validated like the tasks of a request)."""
-        live = self._get_live(run_id)
+        live = self._visible_live(run_id, principal)
         if live is None:
-            raise _finished_error(run_id, self._load(run_id).state)
+            record = self._load(run_id, principal)
+            stored = self._elsewhere(record)
+            if stored is not None and stored.live:
+                raise _refused(
+                    f"run {run_id} executes on another replica ({stored.header.owner}); "
+                    "tasks can be added only there",
+                    "run_live",
+                )
+            raise _finished_error(run_id, record.state)
         if live.aborting:
             raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
         task = build_task(self.config, spec, live.default_model, "task")
@@ -589,6 +765,9 @@ class RunManager:
                 return
             self._closed = True
             lives = list(self._live.values())
+        if self._sweeper is not None:
+            self._sweeper.stop()
+        with self._lock:
             threads = list(self._threads)
         for live in lives:
             live.aborting = True

@@ -11,6 +11,7 @@ from langchain_runtime import (
     GraphValidationError,
     InvalidInputError,
     LangChainRuntimeError,
+    LedgerUnavailableError,
     ResumeError,
     RunAbortedError,
     RunFinishedError,
@@ -22,6 +23,7 @@ from langchain_runtime.api.errors import (
     PayloadTooLargeError,
     RunExistsError,
     RunNotFoundError,
+    ScopeNotFoundError,
     ServerError,
     TooManyRunsError,
     UnauthorizedError,
@@ -55,6 +57,8 @@ EXPECTED: dict[str, tuple[int, type[LangChainRuntimeError]]] = {
     "internal_error": (500, ServerError),
     "shutting_down": (503, ServerError),
     "store_error": (503, ServerError),
+    "scope_not_found": (404, ScopeNotFoundError),
+    "ledger_unavailable": (503, LedgerUnavailableError),
 }
 
 

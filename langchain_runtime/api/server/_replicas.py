@@ -1,0 +1,96 @@
+"""Several sidecars on one shared store (``serve --database postgresql://...``).
+
+A store is *shared* when replicas use it together
+(:class:`~langchain_runtime.store.postgres.PostgresRunStore`, which tells a dead
+replica's runs from live ones: ``mark_interrupted_stale``).
+On such a store a replica:
+
+- never marks every unfinished run failed when it starts (they may be running on
+  another replica); it sweeps instead: every ``sweep_interval`` seconds it calls
+  ``mark_interrupted_stale()`` and reports those runs ``failed``/``interrupted``
+  with their committed tasks, resumable on any replica;
+- reads a run executing on another replica from the store (committed tasks, the
+  event log), so any replica answers ``GET``, ``/events`` and ``resume``;
+- aborts a run executing on another replica by writing an abort request into the
+  run's record; the executing replica polls its runs' records and aborts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+from langchain_runtime.api.schemas import RunStatus
+from langchain_runtime.api.server._durable import stored_result
+from langchain_runtime.api.store import RunRecord
+from langchain_runtime.domain import RunState, TaskResult, TaskState
+from langchain_runtime.store import StoredRun
+
+__all__ = ["ABORT_KEY", "Sweeper", "is_shared", "remote_status"]
+
+logger = logging.getLogger(__name__)
+
+#: A stored request's key that asks the executing replica to abort the run.
+ABORT_KEY = "_abort"
+
+
+def is_shared(store: object) -> bool:
+    """Whether ``store`` is one that replicas share (PostgreSQL).
+
+    An SQLite store file belongs to one server (``serve --store``): at start that
+    server marks every unfinished run interrupted, as before.
+    """
+    from langchain_runtime.store.postgres import PostgresRunStore
+
+    return isinstance(store, PostgresRunStore)
+
+
+def remote_status(record: RunRecord, stored: StoredRun) -> dict[str, Any]:
+    """A run executing on another replica, as the store has it: ``running``, its
+    committed tasks as they are, the others ``pending``."""
+    result = stored_result(stored, state=RunState.RUNNING, error=None)
+    tasks = {
+        tid: tr if tid in stored.tasks else TaskResult(task_id=tid, state=TaskState.PENDING)
+        for tid, tr in result.tasks.items()
+    }
+    result = result.model_copy(update={"tasks": tasks})
+    aborting = bool(record.request.get(ABORT_KEY))
+    return RunStatus.from_result(
+        result,
+        run_id=record.run_id,
+        state="aborting" if aborting else "running",
+        workflow=record.workflow,
+        created_at=record.created_at,
+        updated_at=datetime.now(timezone.utc),
+    ).model_dump(mode="json")
+
+
+class Sweeper:
+    """Calls ``sweep`` every ``interval`` seconds in a daemon thread until stopped."""
+
+    def __init__(self, sweep: Callable[[], object], interval: float) -> None:
+        if interval <= 0:
+            raise ValueError(f"sweep_interval must be > 0 seconds, got {interval!r}")
+        self._sweep = sweep
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="lcr-sweeper", daemon=True)
+
+    def start(self) -> Sweeper:
+        self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._sweep()
+            except Exception:  # the store is down: try again next time
+                logger.exception("sweeping for runs of stopped replicas failed")
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
