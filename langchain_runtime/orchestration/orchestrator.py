@@ -27,7 +27,7 @@ from langchain_runtime.orchestration._sync import iter_sync, run_sync
 from langchain_runtime.orchestration.graph import TaskGraph
 from langchain_runtime.orchestration.handle import RunHandle
 from langchain_runtime.orchestration.task import Task
-from langchain_runtime.store import DurableRunStore
+from langchain_runtime.store import DurableRunStore, StoredRun
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.ledger import BudgetLedger
@@ -192,9 +192,22 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         cfg = ensure_config(config)
         if run_id is None and cfg.get("run_id") is not None:
             run_id = str(cfg.get("run_id"))
+        return self._new_run(self.graph, self.policy, run_input, cfg, run_id=run_id, live=live)
+
+    def _new_run(
+        self,
+        graph: TaskGraph,
+        policy: RunPolicy,
+        run_input: dict[str, Any],
+        cfg: RunnableConfig,
+        *,
+        run_id: str | None,
+        live: bool,
+        restored: StoredRun | None = None,
+    ) -> Run:
         return Run(
-            self.graph,
-            self.policy,
+            graph,
+            policy,
             run_input,
             cfg,
             name=self.get_name(),
@@ -205,6 +218,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             catalog=self.catalog,
             store=self.store,
             ledger=self.ledger,
+            restored=restored,
         )
 
     def _make_resume(
@@ -239,20 +253,8 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             check_prices(graph, policy.budget, self.catalog, shared=bool(policy.scopes))
             run_input = decode(stored.header.input)
             cfg = ensure_config(config)
-            return Run(
-                graph,
-                policy,
-                run_input,
-                cfg,
-                name=self.get_name(),
-                router=self._router,
-                required_inputs=self._required_inputs,
-                run_id=run_id,
-                live=live,
-                catalog=self.catalog,
-                store=self.store,
-                ledger=self.ledger,
-                restored=stored,
+            return self._new_run(
+                graph, policy, run_input, cfg, run_id=run_id, live=live, restored=stored
             )
         except BaseException:
             if claimed:  # the run goes back as it was: another resume may take it
