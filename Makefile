@@ -35,6 +35,11 @@ bench: $(STAMP_TEST)
 	$(BIN)/python tests/benchmarks/bench_budget_handler.py
 	$(BIN)/python tests/benchmarks/bench_graph.py
 	$(BIN)/python tests/benchmarks/bench_server.py
+	$(BIN)/python tests/benchmarks/bench_store.py
+	$(BIN)/python tests/benchmarks/bench_pgstore.py
+	$(BIN)/python tests/benchmarks/bench_sidecar_chain.py
+	$(BIN)/python tests/benchmarks/bench_ledger.py
+	$(BIN)/python tests/benchmarks/bench_otel.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
