@@ -4,24 +4,22 @@ A run with a store writes its header (input, policy with its budget, the graph's
 fingerprint) when it starts, each commit (the committed tasks, their events and
 memory writes) in one transaction before any dependent starts, and its final state
 when it ends. :func:`check_resumable` decides whether a stored run may be resumed
-by a graph; :func:`restored_results` rebuilds the completed tasks.
+by a graph; :func:`stored_result` rebuilds a stored task.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from langchain_runtime.cost.tracking import UsageTotals
-from langchain_runtime.domain import ModelUsage, RunEvent, TaskResult, TaskState
+from langchain_runtime.domain import ModelUsage, RunEvent, TaskResult
 from langchain_runtime.errors import ResumeError
 from langchain_runtime.orchestration._accounting import model_name
-from langchain_runtime.store import RunHeader, StoredRun, TaskRecord
+from langchain_runtime.store import RunHeader, StoredRun, TaskRecord, local_owner
 
 if TYPE_CHECKING:
     from langchain_runtime.orchestration.graph import TaskGraph
@@ -31,9 +29,7 @@ __all__ = [
     "check_resumable",
     "fingerprint",
     "header",
-    "owner_id",
     "restored_events",
-    "restored_results",
     "task_fingerprint",
     "task_record",
 ]
@@ -41,11 +37,6 @@ __all__ = [
 #: The fields of a task that a resumed run must share with the stored one.
 FINGERPRINT_FIELDS = ("deps", "prompt", "model", "inputs", "runnable")
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]+")
-
-
-def owner_id() -> str:
-    """Who executes a run: this process, as ``pid@host``."""
-    return f"{os.getpid()}@{socket.gethostname()}"
 
 
 def _prompt_text(task: Task) -> str | None:
@@ -164,7 +155,7 @@ def header(
         fingerprint=fingerprint(graph),
         created_at=created_at or datetime.now(timezone.utc),
         enqueued=tuple(enqueued),
-        owner=owner_id(),
+        owner=local_owner(),
     )
 
 
@@ -193,16 +184,6 @@ def stored_result(record: TaskRecord, decode: Any) -> tuple[TaskResult, dict[str
     models = {name: ModelUsage.model_validate(m) for name, m in data.pop("models", {}).items()}
     tr = TaskResult.model_validate(data)
     return tr.model_copy(update={"output": output}), models
-
-
-def restored_results(stored: StoredRun, decode: Any) -> dict[str, TaskResult]:
-    """The completed tasks of ``stored``, as results marked ``restored``."""
-    out: dict[str, TaskResult] = {}
-    for tid, record in stored.tasks.items():
-        if record.state == TaskState.COMPLETED.value:
-            tr, _ = stored_result(record, decode)
-            out[tid] = tr.model_copy(update={"restored": True})
-    return out
 
 
 def restored_events(stored_events: Iterable[Mapping[str, Any]]) -> list[RunEvent]:

@@ -264,12 +264,12 @@ class Orchestrator(RunnableSerializable[Any, Any]):
     def _claim(self, run_id: str) -> bool:
         """Hold stored run ``run_id`` for this process before reading it, where the store
         can: of two resumes (threads, processes, replicas) only one gets the run."""
-        from langchain_runtime.orchestration._durable import owner_id
+        from langchain_runtime.store import local_owner
 
         claim = getattr(self.store, "claim", None)
         if not callable(claim) or self.store.load_run(run_id) is None:
             return False  # no claims here, or no such run (check_resumable says so)
-        if not claim(run_id, owner_id()):
+        if not claim(run_id, local_owner()):
             raise ResumeError(
                 f"run {run_id!r} is still live; abort it or wait for it to end before resuming"
             )
