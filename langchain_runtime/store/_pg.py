@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The schema this version writes (and migrates older databases to).
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: An arbitrary constant: the advisory lock that serialises schema migrations.
 _SCHEMA_LOCK = 7_301_913_023
 
@@ -115,6 +115,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     updated_at   TIMESTAMPTZ NOT NULL,
     heartbeat_at TIMESTAMPTZ NOT NULL
 )""",
+    ),
+    2: (
+        # a key's own runs (``GET /runs`` with a non-admin API key) are found by index,
+        # not by reading every record: the owner is the request's ``_owner``
+        "CREATE INDEX run_records_by_owner ON run_records "
+        "((request::jsonb ->> '_owner'), created_at DESC, run_id DESC)",
     ),
 }
 

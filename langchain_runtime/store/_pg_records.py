@@ -128,10 +128,28 @@ class PgRecordsMixin:
         return [json.loads(r[0]) for r in rows]
 
     def list(
-        self, *, limit: int = 50, offset: int = 0, state: str | None = None
+        self,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        state: str | None = None,
+        owner: str | None = None,
     ) -> tuple[builtins.list[RunRecord], int]:
-        """A page of run records, newest first, and how many match ``state``."""
-        where, args = ("WHERE state = %s", (state,)) if state is not None else ("", ())
+        """A page of run records, newest first, and how many match.
+
+        ``state``: only runs in that state; ``owner``: only runs submitted by that API
+        key (the request's ``_owner``, found through an index).
+        """
+        clauses: builtins.list[str] = []
+        params: builtins.list[Any] = []
+        if state is not None:
+            clauses.append("state = %s")
+            params.append(state)
+        if owner is not None:
+            clauses.append("request::jsonb ->> '_owner' = %s")
+            params.append(owner)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        args = tuple(params)
         self._ensure_open()
 
         def work(conn: Connection[Any]) -> tuple[int, builtins.list[Any]]:

@@ -84,6 +84,39 @@ def test_replicas_starting_at_once_create_the_schema_once(postgres_db: str) -> N
             s.close()
 
 
+def test_a_keys_runs_are_listed_through_the_owner_index(store: PostgresRunStore) -> None:
+    from langchain_runtime.api.store import RunRecord
+
+    for i in range(40):
+        store.create(RunRecord(f"k{i}", "completed", request={"_owner": f"key{i % 4}"}))
+    records, total = store.list(owner="key1", limit=5)
+    assert total == 10 and all(r.request["_owner"] == "key1" for r in records)
+    with psycopg.connect(store.dsn, autocommit=True) as conn:
+        conn.execute("SET enable_seqscan = off")  # a table this small would be scanned
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN SELECT * FROM run_records WHERE request::jsonb ->> '_owner' = 'key1' "
+                "ORDER BY created_at DESC, run_id DESC LIMIT 5"
+            ).fetchall()
+        )
+    assert "run_records_by_owner" in plan, plan
+
+
+def test_a_version_1_database_migrates_to_the_owner_index(postgres_db: str) -> None:
+    PostgresRunStore(postgres_db).close()
+    with psycopg.connect(postgres_db, autocommit=True) as conn:  # as version 1 left it
+        conn.execute("DROP INDEX run_records_by_owner")
+        conn.execute("UPDATE run_store_schema_version SET version = 1")
+    PostgresRunStore(postgres_db).close()
+    with psycopg.connect(postgres_db, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM run_store_schema_version").fetchall() == [
+            (SCHEMA_VERSION,)
+        ]
+        names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes").fetchall()}
+    assert "run_records_by_owner" in names
+
+
 def test_a_newer_schema_is_refused(postgres_db: str) -> None:
     PostgresRunStore(postgres_db).close()
     with psycopg.connect(postgres_db, autocommit=True) as conn:

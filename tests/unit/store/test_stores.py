@@ -519,3 +519,20 @@ def test_sidecar_records_list_count_and_interrupt(store: Store) -> None:
     assert interrupted.status["tasks"]["a"]["state"] == "cancelled"
     assert store.counts() == {"completed": 1, "failed": 3}
     assert store.load("nope") is None
+
+
+def test_sidecar_records_list_one_owners_runs(store: Store) -> None:
+    owners = ["ann", "bob", "ann", None, "ann", 7]  # None: no key; 7: not a key name
+    for i, owner in enumerate(owners):
+        request = {"n": i} if owner is None else {"n": i, "_owner": owner}
+        store.create(RunRecord(f"o{i}", "completed" if i % 2 else "running",
+                               created_at=T0 + timedelta(minutes=i), request=request))  # fmt: skip
+    page, total = store.list(owner="ann", limit=2)  # type: ignore[call-arg]
+    assert total == 3 and [r.run_id for r in page] == ["o4", "o2"]
+    page, total = store.list(owner="ann", limit=2, offset=2)  # type: ignore[call-arg]
+    assert total == 3 and [r.run_id for r in page] == ["o0"]
+    assert store.list(owner="ann", state="running")[1] == 3  # type: ignore[call-arg]
+    assert store.list(owner="bob", state="running")[1] == 0  # type: ignore[call-arg]
+    assert [r.run_id for r in store.list(owner="bob")[0]] == ["o1"]  # type: ignore[call-arg]
+    assert store.list(owner="nobody")[1] == 0  # type: ignore[call-arg]
+    assert store.list()[1] == 6
