@@ -40,6 +40,7 @@ bench: $(STAMP_TEST)
 	$(BIN)/python tests/benchmarks/bench_sidecar_chain.py
 	$(BIN)/python tests/benchmarks/bench_ledger.py
 	$(BIN)/python tests/benchmarks/bench_otel.py
+	$(BIN)/python tests/benchmarks/bench_replicas.py
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
