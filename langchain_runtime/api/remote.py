@@ -11,14 +11,14 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 from langchain_core.runnables.config import run_in_executor
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 
-from langchain_runtime.api.client import AsyncRuntimeClient, RuntimeClient
+from langchain_runtime.api.client import AsyncRuntimeClient, BudgetLike, RuntimeClient
 from langchain_runtime.api.errors import ApiError, ApiTimeoutError
 from langchain_runtime.api.schemas import PolicyIn, RunRequest, RunStatus, TaskSpec
 from langchain_runtime.domain import RunEvent, RunResult
@@ -144,18 +144,22 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
 
     # -- sync ---------------------------------------------------------------------
     def _run(self, input: Any) -> RunResult:
+        return self._drive(lambda c: c.start_run(self._request(input, str(uuid.uuid4()))).run_id)
+
+    def _drive(self, start: Callable[[RuntimeClient], str]) -> RunResult:
+        """Start a run with ``start`` (a submit or a resume), wait for it, read it."""
         owned = self._client is None
         if self._client is None and self._aclient is not None:
             raise TypeError(
-                "this RemoteOrchestrator was given an AsyncRuntimeClient: use ainvoke, or "
-                "give it a URL or a RuntimeClient"
+                "this RemoteOrchestrator was given an AsyncRuntimeClient: use ainvoke or "
+                "aresume, or give it a URL or a RuntimeClient"
             )
         deadline = time.monotonic() + self.timeout
         client = self._client or RuntimeClient(
             self.base_url, token=self._token, timeout=self._call_timeout()
         )
         try:
-            run_id = client.start_run(self._request(input, str(uuid.uuid4()))).run_id
+            run_id = start(client)
             try:
                 status = client.wait(run_id, self._left(deadline), self.poll_interval)
             except BaseException:
@@ -169,19 +173,48 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
             if owned:
                 client.close()
 
+    def resume(self, run_id: str, *, budget: BudgetLike | None = None) -> RunResult:
+        """Resume a stored run on the server and return its :class:`RunResult`.
+
+        The server keeps the run's completed tasks (``restored=True``) and runs the
+        others, as :meth:`Orchestrator.resume <langchain_runtime.Orchestrator.resume>`
+        does; the run keeps its id. It waits as :meth:`invoke` does, and a resumed run
+        that times out is aborted.
+
+        Args:
+            run_id: A run that ended failed, aborted, over budget or timed out, or was
+                interrupted (its server or replica stopped).
+            budget: Replaces the stored budget's fields (a top-up): a
+                :class:`~langchain_runtime.Budget` or ``{"max_cost": ...}``.
+
+        Raises:
+            RunNotFoundError: No such run (or not this key's).
+            ResumeError: The run is live (``run_live``) or its workflow changed
+                (``resume_refused``, naming the first difference).
+        """
+        return self._drive(lambda c: c.resume_run(run_id, budget).run_id)
+
     def invoke(self, input: Any, config: RunnableConfig | None = None, **kwargs: Any) -> RunResult:
         """Run on the server and return the :class:`RunResult` (sync)."""
         return self._call_with_config(self._run, input, config, run_type="chain")
 
     # -- async --------------------------------------------------------------------
     async def _arun(self, input: Any) -> RunResult:
+        request = self._request(input, str(uuid.uuid4()))
+
+        async def start(client: AsyncRuntimeClient) -> str:
+            return (await client.start_run(request)).run_id
+
+        return await self._adrive(start)
+
+    async def _adrive(self, start: Callable[[AsyncRuntimeClient], Awaitable[str]]) -> RunResult:
         owned = self._aclient is None
         deadline = time.monotonic() + self.timeout
         client = self._aclient or AsyncRuntimeClient(
             self.base_url, token=self._token, timeout=self._call_timeout()
         )
         try:
-            run_id = (await client.start_run(self._request(input, str(uuid.uuid4())))).run_id
+            run_id = await start(client)
             try:
                 status = await client.wait(run_id, self._left(deadline), self.poll_interval)
             except BaseException:
@@ -194,6 +227,16 @@ class RemoteOrchestrator(RunnableSerializable[Any, RunResult]):
         finally:
             if owned:
                 await client.aclose()
+
+    async def aresume(self, run_id: str, *, budget: BudgetLike | None = None) -> RunResult:
+        """Resume a stored run on the server (async); see :meth:`resume`."""
+        if self._aclient is None and self._client is not None:
+            return await asyncio.to_thread(self.resume, run_id, budget=budget)
+
+        async def start(client: AsyncRuntimeClient) -> str:
+            return (await client.resume_run(run_id, budget)).run_id
+
+        return await self._adrive(start)
 
     async def ainvoke(
         self, input: Any, config: RunnableConfig | None = None, **kwargs: Any

@@ -142,6 +142,11 @@ def test_the_server_over_a_real_socket(tmp_path: Path) -> None:
             result = remote.invoke({"topic": "remote"})
             assert result.state.value == "completed" and result["edit"].text
             assert [e.type for e in result.events][-1] == "run_finished"
+            # and resumed, sync: a finished run's tasks come back restored, none re-run
+            again = remote.resume(result.run_id)
+            assert again.run_id == result.run_id and again.state.value == "completed"
+            assert all(t.restored for t in again.tasks.values())
+            assert again["edit"].text == result["edit"].text
         with (
             RuntimeClient(server.url, timeout=5) as anonymous,
             pytest.raises(UnauthorizedError, match="bearer token") as info,

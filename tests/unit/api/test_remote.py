@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -124,3 +125,34 @@ def test_remote_orchestrator_checks_its_request_at_construction() -> None:
     remote = RemoteOrchestrator(RuntimeClient("http://x"), workflow="a")
     assert remote.base_url == "http://x"
     assert remote.get_input_schema is not None
+
+
+async def test_a_remote_run_over_budget_is_resumed_with_a_top_up(
+    make_app: AppFactory, tmp_path: Path
+) -> None:
+    app = make_app(store=str(tmp_path / "runs.db"))  # resume needs a durable store
+    transport = httpx.ASGITransport(app=app)
+    async with AsyncRuntimeClient("http://app", transport=transport) as client:
+        remote = RemoteOrchestrator(
+            client,
+            tasks=[
+                {"id": "a", "prompt": "Research {topic}"},
+                {"id": "b", "prompt": "Summarise {a}", "deps": ["a"]},
+            ],
+            model="fast",
+            policy={"budget_limit": {"amount": "0.0000001"}},
+            poll_interval=0.02,
+            timeout=20,
+        )
+        stopped = await remote.ainvoke({"topic": "owls"})
+        assert stopped.state.value == "budget_exceeded"
+        resumed = await remote.aresume(stopped.run_id, budget={"max_cost": "5"})
+        assert resumed.run_id == stopped.run_id and resumed.state.value == "completed"
+        assert set(resumed.tasks) == {"a", "b"} and resumed["b"].text
+        assert resumed.events[-1].type == "run_finished"
+        again = await remote.aresume(stopped.run_id)  # finished: what it did comes back
+        assert again.tasks["a"].restored and again.tasks["b"].restored
+        with pytest.raises(RunNotFoundError):
+            await remote.aresume("no-such-run")
+    with pytest.raises(TypeError, match="ainvoke"):
+        remote.resume(stopped.run_id)
