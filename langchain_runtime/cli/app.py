@@ -490,10 +490,16 @@ def wait(
     url: Url = _DEFAULT_URL,
     token: Token = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0, help="Seconds to wait.")] = 60.0,
+    store: ReadStore = None,
     json: Json = False,
     debug: Debug = False,
 ) -> None:
-    """Wait for a run to end; exit 0 if it completed, 1 otherwise."""
+    """Wait for a run to end; exit 0 if it completed, 1 otherwise (a sidecar's, or --store's)."""
+    if store is not None:
+        from langchain_runtime.cli.durable import wait_stored
+
+        wait_stored(run_id, store_path=store, timeout=timeout, as_json=json, out=_out())
+        return
     _remote(url, token, json).wait(run_id, timeout)
 
 
@@ -508,8 +514,20 @@ def abort(
 
 @runs_app.command()
 def events(
-    run_id: RunId, url: Url = _DEFAULT_URL, token: Token = None, json: Json = False,
+    run_id: RunId,
+    url: Url = _DEFAULT_URL,
+    token: Token = None,
+    store: ReadStore = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", min=0, help="With --store: most seconds to follow.")
+    ] = 3600.0,
+    json: Json = False,
     debug: Debug = False,
-) -> None:  # fmt: skip
+) -> None:
     """A run's events as they happen, until it ends (JSON lines with --json)."""
+    if store is not None:
+        from langchain_runtime.cli.durable import events_stored
+
+        events_stored(run_id, store_path=store, timeout=timeout, as_json=json, out=_out())
+        return
     _remote(url, token, json).events(run_id)

@@ -1,4 +1,5 @@
-"""Runs kept in a store file: ``run --store``, ``resume`` and ``runs list --store``.
+"""Runs kept in a store file: ``run --store``, ``resume`` and ``runs list|status|wait|events
+--store``.
 
 ``run FILE --store PATH`` records, beside the durable run, where its graph comes
 from (the workflow file, the workflow's name and the command's options), so
@@ -9,6 +10,7 @@ and the orchestrator refuses it if the file changed what the run's tasks do.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -27,6 +29,7 @@ from langchain_runtime.orchestration import Orchestrator
 from langchain_runtime.store import SQLiteRunStore
 
 __all__ = [
+    "events_stored",
     "list_stored",
     "open_store",
     "resume_hint",
@@ -35,7 +38,11 @@ __all__ = [
     "save_source",
     "status_stored",
     "stopped_on",
+    "wait_stored",
 ]
+
+#: Seconds between reads of a store file that another process is writing.
+_POLL = 0.2
 
 #: ``source["kind"]`` of a run started by ``langchain-runtime run --store``.
 CLI_SOURCE = "cli"
@@ -231,21 +238,12 @@ def resume_remote(
         out.print(f"run {escape(run_id)}: {escape(str(data.get('state', 'running')))} (resumed)")
 
 
-def status_stored(run_id: str, *, store_path: str, as_json: bool, out: Console) -> None:
-    """A stored run's state, and each task's (tasks not committed yet show ``pending``).
-
-    Raises:
-        CliError: No such store file or run (exit 2).
-    """
-    from langchain_runtime.cli.remote import RemoteRuns
-
-    store = open_store(store_path, create=False)
-    try:
-        rid = _run_id(store, run_id)
-        stored = store.load_run(rid)
-    finally:
-        store.close()
-    assert stored is not None  # _run_id found it
+def _stored_data(store: SQLiteRunStore, rid: str) -> tuple[dict[str, Any], bool]:
+    """A stored run as ``runs status`` shows it (tasks not committed yet ``pending``),
+    and whether it is still executing (``running`` in a live process)."""
+    stored = store.load_run(rid)
+    if stored is None:
+        raise CliError(f"no run {rid!r} in run store {store.path}")
     tasks: dict[str, Any] = {tid: {"state": "pending"} for tid in stored.header.fingerprint}
     total_tokens = 0
     total_cost = Decimal(0)
@@ -269,9 +267,89 @@ def status_stored(run_id: str, *, store_path: str, as_json: bool, out: Console) 
         "tasks": tasks,
         "error": dict(stored.error) if stored.error is not None else None,
     }
+    return data, stored.state == "running" and stored.live
+
+
+def status_stored(run_id: str, *, store_path: str, as_json: bool, out: Console) -> None:
+    """A stored run's state, and each task's (tasks not committed yet show ``pending``).
+
+    Raises:
+        CliError: No such store file or run (exit 2).
+    """
+    from langchain_runtime.cli.remote import RemoteRuns
+
+    store = open_store(store_path, create=False)
+    try:
+        rid = _run_id(store, run_id)
+        data, _ = _stored_data(store, rid)
+    finally:
+        store.close()
     RemoteRuns(store_path, None, out, as_json=as_json).show(data)
-    if not as_json and stored.state not in ("completed", "running"):
+    if not as_json and data["state"] not in ("completed", "running"):
         out.print(f"resume it with: {resume_hint(rid, store_path)}", soft_wrap=True)
+
+
+def wait_stored(
+    run_id: str, *, store_path: str, timeout: float, as_json: bool, out: Console
+) -> None:
+    """Wait for a run another process executes on a store file to end (polling the file).
+
+    Raises:
+        CliError: No such file or run (exit 2); the run did not complete, or was still
+            running after ``timeout`` seconds (exit 1).
+    """
+    from langchain_runtime.cli.remote import RemoteRuns
+
+    store = open_store(store_path, create=False)
+    try:
+        rid = _run_id(store, run_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            data, running = _stored_data(store, rid)
+            if not running or time.monotonic() >= deadline:
+                break
+            time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+    finally:
+        store.close()
+    RemoteRuns(store_path, None, out, as_json=as_json).show(data)
+    if running:
+        raise CliError(f"run {rid} is still running after {timeout:g}s", EXIT_FAILED)
+    if data["state"] != "completed":
+        error = data.get("error") or {}
+        reason = f": {error.get('message')}" if error.get("message") else ""
+        if not as_json:
+            out.print(f"resume it with: {resume_hint(rid, store_path)}", soft_wrap=True)
+        raise CliError(f"run {rid} ended {data['state']}{reason}", EXIT_FAILED)
+
+
+def events_stored(
+    run_id: str, *, store_path: str, timeout: float, as_json: bool, out: Console
+) -> None:
+    """A stored run's events, then new ones as its process commits them, until it ends.
+
+    Raises:
+        CliError: No such file or run (exit 2); the run was still running after
+            ``timeout`` seconds (exit 1).
+    """
+    from langchain_runtime.cli.remote import print_event
+
+    store = open_store(store_path, create=False)
+    try:
+        rid = _run_id(store, run_id)
+        deadline = time.monotonic() + timeout
+        after = -1
+        while True:
+            _, running = _stored_data(store, rid)  # before reading: no event is missed
+            for event in store.events(rid, after):
+                print_event(out, event, as_json=as_json)
+                after = int(event["seq"])
+            if not running:
+                return
+            if time.monotonic() >= deadline:
+                raise CliError(f"run {rid} is still running after {timeout:g}s", EXIT_FAILED)
+            time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+    finally:
+        store.close()
 
 
 def list_stored(

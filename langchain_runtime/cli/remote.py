@@ -28,7 +28,7 @@ from langchain_runtime.cli.render import (
 )
 from langchain_runtime.config import load_config
 
-__all__ = ["RemoteRuns", "by_id_or_prefix", "resolve", "serve"]
+__all__ = ["RemoteRuns", "by_id_or_prefix", "print_event", "resolve", "serve"]
 
 T = TypeVar("T")
 
@@ -329,23 +329,9 @@ class RemoteRuns:
 
     def events(self, run_id: str) -> None:
         """Each event as it is committed (JSON lines with ``--json``), until the run ends."""
-        import json
-
         with self.client() as client:
             for event in client.events(resolve(client, run_id)):
-                data = _plain(event)
-                if self.as_json:
-                    self.out.print(json.dumps(data, ensure_ascii=False), markup=False,
-                                   highlight=False, soft_wrap=True)  # fmt: skip
-                    continue
-                task = f" {data['task_id']}" if data.get("task_id") else ""
-                extra = json.dumps(data.get("data") or {}, ensure_ascii=False)
-                self.out.print(
-                    f"{data.get('seq', '')} {data.get('type', '')}{task} {extra}",
-                    markup=False,
-                    highlight=False,
-                    soft_wrap=True,
-                )
+                print_event(self.out, _plain(event), as_json=self.as_json)
 
     # ------------------------------------------------------------------ display
     def show(self, data: Mapping[str, Any]) -> None:
@@ -375,3 +361,17 @@ class RemoteRuns:
         print_fitted(self.out, title=title, columns=columns, rows=rows, notes=notes)
         if _error(data):
             self.out.print(f"error: {escape(_error(data))}")
+
+
+def print_event(out: Console, data: Mapping[str, Any], *, as_json: bool) -> None:
+    """One run event: a JSON line, or ``seq type [task] {data}``."""
+    import json
+
+    if as_json:
+        out.print(json.dumps(data, ensure_ascii=False), markup=False, highlight=False,
+                  soft_wrap=True)  # fmt: skip
+        return
+    task = f" {data['task_id']}" if data.get("task_id") else ""
+    extra = json.dumps(data.get("data") or {}, ensure_ascii=False)
+    out.print(f"{data.get('seq', '')} {data.get('type', '')}{task} {extra}", markup=False,
+              highlight=False, soft_wrap=True)  # fmt: skip

@@ -1,9 +1,13 @@
-"""``run --store``, ``resume`` and ``runs list --store`` with real SQLite files."""
+"""``run --store``, ``resume`` and ``runs list|wait|events --store`` with real SQLite files."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -137,3 +141,59 @@ def test_a_damaged_store_is_one_line(cli: Cli, write: Write, tmp_path: Path) -> 
     out = cli("runs", "list", "--store", db)
     assert out.exit_code == 2  # a wrong file given to --store: bad input, like a missing one
     assert out.stderr.strip() == f"error: run store {db} is not an SQLite database"
+
+
+def test_runs_wait_and_events_read_a_store_file(cli: Cli, write: Write, tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    done = cli("run", write("wf.yaml", CHAIN), "-i", "topic=owls", "--store", db, "--json")
+    run_id = done.json()["run_id"]
+    waited = cli("runs", "wait", run_id[:8], "--store", db, "--json")
+    assert waited.exit_code == 0, waited.stderr
+    assert waited.json()["state"] == "completed" and waited.json()["run_id"] == run_id
+    lines = cli("runs", "events", run_id, "--store", db, "--json").stdout.splitlines()
+    events = [json.loads(line) for line in lines]
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    plain = cli("runs", "events", run_id, "--store", db).stdout
+    assert "run_finished" in plain and "task_completed a" in plain
+
+    tight = CHAIN.replace("max_cost: 0.01", "max_cost: 0.0000001")
+    over = cli("run", write("tight.yaml", tight), "-i", "topic=o", "--store", db)
+    stopped = RESUME_HINT.search(over.stderr).group(1)  # type: ignore[union-attr]
+    failed = cli("runs", "wait", stopped, "--store", db)
+    assert failed.exit_code == 1 and "ended budget_exceeded" in failed.stderr
+    assert f"langchain-runtime resume {stopped} --store" in failed.stdout
+    missing = cli("runs", "wait", "nope", "--store", db)
+    assert missing.exit_code == 2 and "no run 'nope'" in missing.stderr
+
+
+def test_runs_events_follows_a_run_another_process_executes(
+    cli: Cli, write: Write, tmp_path: Path
+) -> None:
+    db = tmp_path / "runs.db"
+    wf = write("slow.yaml", SLOW.replace("latency: 30", "latency: 1.5"))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "langchain_runtime", "run", str(wf), "-i", "topic=x",
+         "--store", str(db), "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (db.exists() and _stored_ids(db)):
+            assert runner.poll() is None and time.monotonic() < deadline, "the run never started"
+            time.sleep(0.05)
+        run_id = _stored_ids(db)[0]
+        early = cli("runs", "wait", run_id, "--store", db, "--timeout", "0.2")
+        assert early.exit_code == 1 and "still running after 0.2s" in early.stderr
+        followed = cli("runs", "events", run_id, "--store", db, "--json", "--timeout", "60")
+        assert followed.exit_code == 0, followed.stderr
+        types = [json.loads(line)["type"] for line in followed.stdout.splitlines()]
+        assert types[0] == "run_started" and types[-1] == "run_finished"
+        assert types.count("task_completed") == 3
+        out, err = runner.communicate(timeout=60)
+        assert runner.returncode == 0, err.decode()
+        assert json.loads(out)["run_id"] == run_id
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate(timeout=30)
