@@ -115,6 +115,7 @@ class Provider:
         self.estimator = TokenEstimator()
         self.calculator = CostCalculator()
         self.bills: list[Bill] = []
+        self.errors: list[str] = []  # requests it could not answer (the test's bugs)
         self.lock = threading.Lock()
         self.holding = False  # hold replica 1's calls
         self.released = threading.Event()  # lets go of held calls (their replica is dead)
@@ -206,7 +207,12 @@ class Provider:
                     self.send_error(404)
                     return
                 body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                bill, answer = provider.bill(replica, body)
+                try:
+                    bill, answer = provider.bill(replica, body)
+                except Exception as exc:
+                    provider.errors.append(repr(exc))
+                    self.send_error(500)
+                    return
                 if bill.held:
                     # billed, never answered: its replica is killed meanwhile
                     provider.released.wait(WAIT * 2)
@@ -379,7 +385,8 @@ class Workload:
         with self.lock:
             return [r.run_id for r in self.runs if r.replica == 1 and r.process == process]
 
-    def _submit(self, rng: random.Random, key: str, run_id: str) -> tuple[int, int]:
+    def _submit(self, rng: random.Random, key: str, run_id: str) -> httpx.Response:
+        """POST the run to replica 1 (half the time, when it is open) or replica 2."""
         body = {"id": run_id, "workflow": f"w{rng.randint(1, 3)}", "input": {"topic": run_id}}
         if rng.random() < 0.5:
             with self.lock:
@@ -387,14 +394,12 @@ class Workload:
                     answer = self.one.client.post("/api/v1/runs", json=body, headers=_headers(key))
                     if answer.status_code == 202:
                         self.runs.append(Submitted(run_id, 1, self.one_process))
-                    return answer.status_code, 1
+                    return answer
         answer = self.two.client.post("/api/v1/runs", json=body, headers=_headers(key))
         if answer.status_code == 202:
             with self.lock:
                 self.runs.append(Submitted(run_id, 2, 0))
-        elif answer.status_code != 402:
-            self.errors.append(f"{run_id}: {answer.status_code} {answer.text}")
-        return answer.status_code, 2
+        return answer
 
     def _work(self, worker: int) -> None:
         rng = random.Random(self.seed * 100 + worker)
@@ -405,17 +410,17 @@ class Workload:
                     raise AssertionError("paused for too long")
                 key = rng.choice("ab")
                 run_id = f"{key}-s{self.seed}-w{worker}-n{n}"
-                code, _ = self._submit(rng, key, run_id)
-                if code == 402:
+                answer = self._submit(rng, key, run_id)
+                if answer.status_code == 402:
                     self.refused[key] += 1
                     refusals += 1
-                elif code == 202:
+                elif answer.status_code == 202:
                     body = self.wait(run_id, key)
                     self.final[run_id] = body
                     if body["state"] == "budget_exceeded":
                         refusals += 1
                 else:
-                    self.errors.append(f"{run_id}: HTTP {code}")
+                    self.errors.append(f"{run_id}: {answer.status_code} {answer.text}")
                     return
                 if refusals >= 3:
                     return
@@ -539,6 +544,7 @@ def _check(
     held: list[int],
     resumed: list[str],
 ) -> None:
+    assert not provider.errors, provider.errors
     bills = provider.snapshot()
     delivered = [b for b in bills if not b.held]
     stuck = [b for b in bills if b.held]
