@@ -24,6 +24,7 @@ __all__ = [
     "CallState",
     "corrected_usage",
     "count_margin",
+    "held_usage",
     "request_cache_ttls",
     "sent_unanswered",
 ]
@@ -281,3 +282,13 @@ def sent_unanswered(error: BaseException) -> bool:
         if name in _UNANSWERED or isinstance(exc, (TimeoutError, ConnectionError)):
             unanswered = True
     return unanswered
+
+
+def held_usage(call: CallState, enforcer: BudgetEnforcer) -> Usage:
+    """What a call that may be billed up to its hold costs: the hold, estimated."""
+    held = enforcer.reservation(call.key)
+    return Usage(
+        input_tokens=held.input_tokens if held else call.input_tokens,
+        output_tokens=max(held.output_tokens if held else call.output_limit, call.produced),
+        estimated=True,
+    )

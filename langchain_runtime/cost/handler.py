@@ -16,6 +16,7 @@ from langchain_runtime.cost._call_state import (
     CallState,
     corrected_usage,
     count_margin,
+    held_usage,
     request_cache_ttls,
     sent_unanswered,
 )
@@ -387,10 +388,8 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Settle a failed call at what was reported, else at an estimate: its hold when
-        the request went out and no answer came back (a read timeout, a dropped
-        connection: the provider may still bill it), else its input and what it had
-        produced."""
+        """Settle a failed call at what was reported, else at an estimate: its hold if
+        it was sent and got no answer (the provider may bill it), else its input."""
         call = self._book.pop(run_id)
         response = kwargs.get("response")
         usage = usage_from_result(response) if response is not None else None
@@ -398,7 +397,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
             if call is None:
                 return
             if sent_unanswered(error):
-                usage = self._held_usage(call)
+                usage = held_usage(call, self.enforcer)
             else:
                 # a stream cut short: what was already produced was billed too
                 output = self._count_output(response, call.model) if response is not None else 0
@@ -440,19 +439,10 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         """
         calls = self._book.take_pending(scope)
         for call in calls:
-            usage = self._held_usage(call)
+            usage = held_usage(call, self.enforcer)
             cost = self.enforcer.settle(call.key, usage, model=call.model, task_id=call.task_id)
             budget_events.settled(call.run_id, usage, cost, model=call.model, task_id=call.task_id)
         return len(calls)
-
-    def _held_usage(self, call: CallState) -> Usage:
-        """What a call that may be billed up to its hold costs: the hold (estimated)."""
-        held = self.enforcer.reservation(call.key)
-        return Usage(
-            input_tokens=held.input_tokens if held else call.input_tokens,
-            output_tokens=max(held.output_tokens if held else call.output_limit, call.produced),
-            estimated=True,
-        )
 
     # -- where we stand --------------------------------------------------------------
 
