@@ -2,24 +2,27 @@
 is SIGKILLed (twice) with calls in flight.
 
 The provider is a mocked OpenAI chat completions API on loopback sockets in this
-process, one listener per replica (their configs differ only in ``base_url``), so it
-knows which replica sent each call. It answers every call at the full length it was
-allowed (``completion_tokens`` = the ``max_completion_tokens`` it was sent) and counts
-the input the way ``TokenEstimator`` does, so each call costs exactly what the runtime
-reserved for it. It bills a call when the call arrives, in its own book. On command it
-holds (never answers) the calls of replica 1; the test then kills replica 1 once every
-one of its unfinished runs is stuck on a held call: those calls are billed and never
-delivered. Runs of two API keys (``key:a``, ``key:b``, both in ``team:t``) go through
-both replicas at once until the limits refuse them.
+process, one listener per replica (their configs differ only in ``base_url`` and the
+client ``timeout``), so it knows which replica sent each call. It answers every call at
+the full length it was allowed (``completion_tokens`` = the ``max_completion_tokens``
+it was sent) and counts the input the way ``TokenEstimator`` does, so each call costs
+exactly what the runtime reserved for it. It bills a call when the call arrives, in
+its own book. Every few calls of replica 2 are answered after its client timed out
+(billed all the same). On command it holds (never answers) the calls of replica 1;
+the test then kills replica 1 once every one of its unfinished runs is stuck on a held
+call: those calls are billed and never delivered. The runs they interrupted resume on
+replica 2; replica 1 restarts and is killed again the same way. Runs of two API keys
+(``key:a``, ``key:b``, both in ``team:t``) go through both replicas at once until the
+limits refuse them.
 
 In every trial: what the provider billed fits the team's cost and token limits and
 each key's limit, and some runs were refused; until their leases expire the held
 calls hold exactly what they were billed, and after that nothing is reserved in any
-scope; ``spent`` is exactly what the provider billed for the calls it delivered, and
-the difference is exactly the held calls (the documented crash semantics: the
-provider billed them, the ledger never saw them); every delivered call was settled
-once, every billed call reserved once; and each run reports exactly the cost of its
-delivered calls.
+scope; ``spent`` is exactly what the provider billed for the calls it answered (late
+ones included), and the difference is exactly the held calls (the documented crash
+semantics: the provider billed them, the ledger never saw them); every answered call
+was settled once, every billed call reserved once; and each run reports exactly the
+cost of its answered calls.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ WORKERS = 6
 MAX_RUNS = 18  # per worker, at most
 HOLD_AFTER = 6  # calls billed (in the round) before replica 1's calls are held
 HELD = 2  # calls of replica 1 held (at least) when it is killed
+LATE = 1.0  # replica 2's client timeout; every LATE_EVERY-th call of it is answered later
+LATE_EVERY = 8
 WAIT = 60.0  # every wait is bounded by this
 
 
@@ -94,6 +99,7 @@ class Bill:
     output_tokens: int
     cost: Decimal
     held: bool  # held, never answered (its replica was killed)
+    late: bool  # answered after the replica had given up on it (its client timed out)
 
     @property
     def key(self) -> str:
@@ -169,12 +175,13 @@ class Provider:
         usage = Usage(input_tokens=prompt, output_tokens=limit)
         with self.lock:
             held = replica == 1 and self.holding
+            late = replica == 2 and sum(b.replica == 2 for b in self.bills) % LATE_EVERY == 3
             bill = Bill(
                 replica, tag.group(2), tag.group(1), prompt, limit,
-                self.calculator.cost(MODEL, usage).amount, held,
+                self.calculator.cost(MODEL, usage).amount, held, late,
             )  # fmt: skip
             self.bills.append(bill)
-            latency = self.rng.uniform(0.005, 0.06)
+            latency = LATE + 0.5 if late else self.rng.uniform(0.005, 0.06)
         answer = {
             "id": f"chatcmpl-{len(self.bills)}",
             "object": "chat.completion",
@@ -219,11 +226,14 @@ class Provider:
                     self.close_connection = True
                     return
                 data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except OSError:
+                    assert bill.late, bill  # only a late answer finds its client gone
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
@@ -237,12 +247,12 @@ class Provider:
 # -- the replicas ----------------------------------------------------------------------
 
 
-def _config(base_url: str) -> dict[str, Any]:
+def _config(base_url: str, timeout: float) -> dict[str, Any]:
     chain = ["s1 on {topic}", "s2 on {topic} after {s1}", "s3 on {topic} after {s2}"]
     return {
         "models": {
             "gpt": {"provider": "openai", "model": MODEL, "base_url": base_url,
-                    "max_tokens": OUTPUT, "max_retries": 0, "timeout": WAIT * 3},
+                    "max_tokens": OUTPUT, "max_retries": 0, "timeout": timeout},
         },
         "server": {
             "api_keys": [
@@ -495,9 +505,10 @@ def _resume_interrupted(provider: Provider, two: Replica) -> list[str]:
 def _run_trial(database: str, tmp_path: Path, seed: int) -> None:
     provider = Provider(seed)
     configs = []
-    for replica in (1, 2):
+    for replica, timeout in ((1, WAIT * 3), (2, LATE)):
         path = tmp_path / f"replica{replica}.json"
-        path.write_text(json.dumps(_config(provider.base_url(replica))), encoding="utf-8")
+        config = _config(provider.base_url(replica), timeout)
+        path.write_text(json.dumps(config), encoding="utf-8")
         configs.append(path)
     replicas: list[Replica] = []
     try:
@@ -546,7 +557,7 @@ def _check(
 ) -> None:
     assert not provider.errors, provider.errors
     bills = provider.snapshot()
-    delivered = [b for b in bills if not b.held]
+    answered = [b for b in bills if not b.held]
     stuck = [b for b in bills if b.held]
     assert min(held) >= HELD, held
     assert len(stuck) == sum(held)
@@ -565,7 +576,7 @@ def _check(
     # ...and they bound: some runs were refused, at submission or by a call's reservation
     states = Counter(body["state"] for body in workload.final.values())
     assert workload.refused.total() + states["budget_exceeded"] > 0, states
-    # no task's call was delivered twice; a task was billed again only when its first
+    # no task's call was answered twice; a task was billed again only when its first
     # call was held by the killed replica and its run resumed (no retries)
     calls: dict[tuple[str, str], list[Bill]] = defaultdict(list)
     for bill in bills:
@@ -577,16 +588,21 @@ def _check(
     # every run has ended; a run with a held call was interrupted with its replica,
     # and the resumed ones ended on replica 2
     assert set(workload.final) == {r.run_id for r in workload.runs}
+    late = {b.run_id for b in bills if b.late}
+    assert late, "no call was answered late"
+    for run_id in late:  # its client timed out: the task, and so the run, failed
+        assert workload.final[run_id]["state"] == "failed", workload.final[run_id]
     for bill in stuck:
         body = workload.final[bill.run_id]
         if bill.run_id in resumed:
-            assert body["state"] in ("completed", "budget_exceeded"), body
+            ended = ("completed", "budget_exceeded", *(("failed",) * (bill.run_id in late)))
+            assert body["state"] in ended, body
             assert any(t["restored"] for t in body["tasks"].values()) == (bill.task != "s1")
         else:
             assert (body["state"], body["error"]["code"]) == ("failed", "interrupted"), body
-    # each run reports exactly what its delivered calls cost
+    # each run reports exactly what its answered calls cost
     by_run: dict[str, list[Bill]] = defaultdict(list)
-    for bill in delivered:
+    for bill in answered:
         by_run[bill.run_id].append(bill)
     for run_id, body in workload.final.items():
         run_cost, run_tokens = total(by_run[run_id])
@@ -600,14 +616,14 @@ def _check(
             # the killed replica's calls still hold exactly what they were billed...
             status = now.status(scope)
             assert (status.reserved, status.reserved_tokens) == total(stuck, key), scope
-            # ...and spent is exactly what the provider delivered
-            assert (status.spent, status.spent_tokens) == total(delivered, key), scope
+            # ...and spent is exactly what the provider answered
+            assert (status.spent, status.spent_tokens) == total(answered, key), scope
         # the budget routes say the same, to the admin and to each key of its own scope
         team = two.client.get(f"/api/v1/budgets/{TEAM}", headers=ADMIN).json()
-        assert Decimal(team["spent"]) == total(delivered)[0]
+        assert Decimal(team["spent"]) == total(answered)[0]
         for key in "ab":
             own = two.client.get(f"/api/v1/budgets/key:{key}", headers=_headers(key)).json()
-            assert Decimal(own["spent"]) == total(delivered, key)[0], own
+            assert Decimal(own["spent"]) == total(answered, key)[0], own
     finally:
         now.close()
     after_expiry = datetime.now(timezone.utc) + DEFAULT_LEASE_TTL + timedelta(seconds=1)
@@ -616,18 +632,18 @@ def _check(
         for scope, key in scopes.items():
             status = later.status(scope)
             assert (status.reserved, status.reserved_tokens) == (0, 0), scope
-            assert (status.spent, status.spent_tokens) == total(delivered, key), scope
+            assert (status.spent, status.spent_tokens) == total(answered, key), scope
         assert later.list_scopes() == sorted(scopes)
     finally:
         later.close()
 
-    # every billed call reserved once, every delivered call settled once, the held
+    # every billed call reserved once, every answered call settled once, the held
     # ones never; every plan (the orchestrator's hold before a call) was released
     with psycopg.connect(database) as conn:
         leases = conn.execute("SELECT id, state FROM ledger_leases").fetchall()
     calls = Counter(state for lease_id, state in leases if not lease_id.startswith("plan:"))
     plans = Counter(state for lease_id, state in leases if lease_id.startswith("plan:"))
-    assert calls == Counter({"settled": len(delivered), "held": len(stuck)}), calls
+    assert calls == Counter({"settled": len(answered), "held": len(stuck)}), calls
     assert set(plans) == {"released"}, plans
 
 
