@@ -13,6 +13,7 @@ from langchain_core.messages import AIMessage, BaseMessage
 
 from langchain_runtime.cost import _limits
 from langchain_runtime.cost._arguments import budget_from_arguments, refuse_unknown_arguments
+from langchain_runtime.cost._call_state import sent_unanswered
 from langchain_runtime.cost.budget import BudgetEnforcer, ledger_gate
 from langchain_runtime.cost.catalog import ModelCatalog
 from langchain_runtime.cost.handler import install_quiet_refusals
@@ -286,8 +287,9 @@ class BudgetMiddleware(AgentMiddleware):
         self.enforcer.settle(plan.call_id, usage, model=plan.model)
 
     def _settle_failed(self, plan: _Plan, error: BaseException) -> None:
-        if not isinstance(error, Exception):
-            # Cancelled or interrupted (asyncio.wait_for, Ctrl-C) after it was sent: the
+        if not isinstance(error, Exception) or sent_unanswered(error):
+            # Cancelled or interrupted (asyncio.wait_for, Ctrl-C) after it was sent, or
+            # sent with no answer back (a read timeout, a dropped connection): the
             # provider may bill up to the limit it was given, so that is what it costs.
             usage = Usage(input_tokens=plan.input_tokens, output_tokens=plan.limit, estimated=True)
         else:

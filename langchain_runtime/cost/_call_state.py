@@ -19,7 +19,26 @@ if TYPE_CHECKING:
 #: (cl100k for o200k: a few percent): a stream told its limit is cut only past it by this.
 ENGLISH_COUNT_MARGIN = 1.1
 
-__all__ = ["CallBook", "CallState", "corrected_usage", "count_margin", "request_cache_ttls"]
+__all__ = [
+    "CallBook",
+    "CallState",
+    "corrected_usage",
+    "count_margin",
+    "held_usage",
+    "request_cache_ttls",
+    "sent_unanswered",
+]
+
+# Transport errors by class name (httpx, httpcore, aiohttp, requests and the provider
+# SDKs that wrap them), so no client library needs importing to recognise them.
+#: The connection was never made (or never got from the pool): nothing was sent.
+_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "ClientConnectorError"})
+#: The request may have gone out and no answer came back.
+_UNANSWERED = frozenset({
+    "APITimeoutError", "APIConnectionError", "ReadTimeout", "ReadError", "WriteTimeout",
+    "WriteError", "RemoteProtocolError", "ServerDisconnectedError", "ServerTimeoutError",
+    "ClientPayloadError", "ChunkedEncodingError",
+})  # fmt: skip
 
 
 class CallState:
@@ -233,3 +252,43 @@ def corrected_usage(usage: Usage, call: CallState | None) -> Usage:
         return usage
     fields["total_tokens"] = fields["input_tokens"] + fields["output_tokens"]
     return Usage(**fields)
+
+
+def sent_unanswered(error: BaseException) -> bool:
+    """Whether a failed call may have reached the provider and got no answer back.
+
+    A read timeout or a dropped connection after the request went out: the provider
+    may still finish the call and bill it up to the output limit it was given, so it
+    costs its hold (like a cancelled call). An answer with an HTTP error status, a
+    connection that was never made, or any other error is not such a call.
+
+    Example:
+        >>> sent_unanswered(TimeoutError("read timed out")), sent_unanswered(ValueError())
+        (True, False)
+    """
+    seen: set[int] = set()
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen and len(chain) < 16:
+        seen.add(id(current))
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    unanswered = False
+    for exc in chain:
+        name = type(exc).__name__
+        status = getattr(exc, "status_code", None)
+        if isinstance(status, int) or name in _NOT_SENT or isinstance(exc, ConnectionRefusedError):
+            return False  # the provider answered (with an error), or was never reached
+        if name in _UNANSWERED or isinstance(exc, (TimeoutError, ConnectionError)):
+            unanswered = True
+    return unanswered
+
+
+def held_usage(call: CallState, enforcer: BudgetEnforcer) -> Usage:
+    """What a call that may be billed up to its hold costs: the hold, estimated."""
+    held = enforcer.reservation(call.key)
+    return Usage(
+        input_tokens=held.input_tokens if held else call.input_tokens,
+        output_tokens=max(held.output_tokens if held else call.output_limit, call.produced),
+        estimated=True,
+    )

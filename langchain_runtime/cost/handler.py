@@ -16,7 +16,9 @@ from langchain_runtime.cost._call_state import (
     CallState,
     corrected_usage,
     count_margin,
+    held_usage,
     request_cache_ttls,
+    sent_unanswered,
 )
 from langchain_runtime.cost._limits import (
     declared_limit,
@@ -386,17 +388,21 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         parent_run_id: UUID | None = None,
         **kwargs: Any,
     ) -> Any:
-        """Settle a failed call at what was reported, else at its input estimate."""
+        """Settle a failed call at what was reported, else at an estimate: its hold if
+        it was sent and got no answer (the provider may bill it), else its input."""
         call = self._book.pop(run_id)
         response = kwargs.get("response")
         usage = usage_from_result(response) if response is not None else None
         if usage is None:
             if call is None:
                 return
-            # a stream cut short: what was already produced was billed too
-            output = self._count_output(response, call.model) if response is not None else 0
-            output = max(output, call.produced, call.pieces)
-            usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
+            if sent_unanswered(error):
+                usage = held_usage(call, self.enforcer)
+            else:
+                # a stream cut short: what was already produced was billed too
+                output = self._count_output(response, call.model) if response is not None else 0
+                output = max(output, call.produced, call.pieces)
+                usage = Usage(input_tokens=call.input_tokens, output_tokens=output, estimated=True)
         else:
             usage = corrected_usage(usage, call)
         model = call.model if call else None
@@ -433,12 +439,7 @@ class BudgetCallbackHandler(BaseCallbackHandler):
         """
         calls = self._book.take_pending(scope)
         for call in calls:
-            held = self.enforcer.reservation(call.key)
-            usage = Usage(
-                input_tokens=held.input_tokens if held else call.input_tokens,
-                output_tokens=max(held.output_tokens if held else call.output_limit, call.produced),
-                estimated=True,
-            )
+            usage = held_usage(call, self.enforcer)
             cost = self.enforcer.settle(call.key, usage, model=call.model, task_id=call.task_id)
             budget_events.settled(call.run_id, usage, cost, model=call.model, task_id=call.task_id)
         return len(calls)
