@@ -132,6 +132,9 @@ class Forwarder:
         record = self.records.load(run_id)
         if record is not None and record.state not in _UNFINISHED:
             return finished_error(run_id, record.state)
+        stored = self.durable.load_run(run_id)  # ended, its record not saved yet?
+        if stored is not None and stored.state not in ("running", "interrupted"):
+            return finished_error(run_id, stored.state)
         return RunFinishedError(
             f"run {run_id} was interrupted (its replica stopped); task {spec.id!r} was not added"
         )
