@@ -31,6 +31,7 @@ from langchain_runtime.errors import (
     LangChainRuntimeError,
     RunAbortedError,
     RunFinishedError,
+    StoreError,
 )
 from langchain_runtime.store import DurableRunStore, MailboxRequest, RunMailbox, StoredRun
 
@@ -105,14 +106,18 @@ class Forwarder:
         next_check = started + LIVENESS_CHECK
         taken = False  # the executing replica has it: only its answer is awaited now
         while True:
-            answer = self.mailbox.collect_answer(request_id)
+            answer = gone = None
+            try:  # a blip of the database is waited out: the request stands
+                answer = self.mailbox.collect_answer(request_id)
+                if answer is None and time.monotonic() >= next_check:
+                    next_check = time.monotonic() + LIVENESS_CHECK
+                    gone = not self.durable.is_live(run_id)
+            except StoreError:
+                logger.warning("run %s: reading the answer to request %d failed; retrying",
+                               run_id, request_id, exc_info=True)  # fmt: skip
             if answer is not None:
                 return accepted(run_id, answer)
             now = time.monotonic()
-            gone = False
-            if now >= next_check:
-                next_check = now + LIVENESS_CHECK
-                gone = not self.durable.is_live(run_id)
             if not taken and (gone or now >= deadline):
                 if self.mailbox.withdraw_request(request_id):
                     if gone:

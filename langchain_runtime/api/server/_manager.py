@@ -172,8 +172,9 @@ class RunManager:
         sweep_interval: On a store replicas share (PostgreSQL), seconds between
             sweeps for runs of stopped replicas (see :mod:`._replicas`).
         forward_timeout: On a shared store, seconds a task added through this
-            replica to a run executing on another waits for that replica's answer
-            before it is withdrawn (``replica_unavailable``, 503).
+            replica to a run executing on another waits for that replica to take it
+            before it is withdrawn (``replica_unavailable``, 503); once taken, its
+            answer is waited for as long again. Below the client's 10 s default.
         request_poll_interval: On a shared store, seconds between this replica's
             reads of the requests (tasks to add) other replicas forwarded to its runs.
 
@@ -193,7 +194,7 @@ class RunManager:
         own_store: bool = False,
         ledger: BudgetLedger | None = None,
         sweep_interval: float = 5.0,
-        forward_timeout: float = 10.0,
+        forward_timeout: float = 5.0,
         request_poll_interval: float = 0.1,
     ) -> None:
         if max_concurrent_runs < 1:
