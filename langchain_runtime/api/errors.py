@@ -17,6 +17,7 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
         ├── PayloadTooLargeError          413 payload_too_large
         ├── TooManyRunsError              429 too_many_runs; retryable later
         ├── ServerError                   500 internal_error, 503 shutting_down/store_error
+        ├── ReplicaUnavailableError       503 replica_unavailable; retryable
         ├── ApiConnectionError(ConnectionError)  the server could not be reached
         │   └── ApiTimeoutError(TimeoutError)    no answer (or no end of run) in time
         └── ApiError + a package error (``except InvalidInputError`` catches both):
@@ -66,6 +67,7 @@ __all__ = [
     "ErrorKind",
     "ForbiddenError",
     "PayloadTooLargeError",
+    "ReplicaUnavailableError",
     "RunExistsError",
     "RunNotFoundError",
     "ScopeNotFoundError",
@@ -153,6 +155,15 @@ class ServerError(ApiError):
 
     code = "internal_error"
     status_code = 500
+
+
+class ReplicaUnavailableError(ApiError):
+    """The replica that executes the run did not answer a request forwarded to it
+    in time (it is busy, cut off or stopping); the request had no effect: retry."""
+
+    code = "replica_unavailable"
+    status_code = 503
+    is_retryable = True
 
 
 class ApiConnectionError(ApiError, ConnectionError):
@@ -254,6 +265,9 @@ ERROR_TABLE: Mapping[str, ErrorKind] = {
     "store_error": ErrorKind(503, ServerError),
     # the shared budget ledger cannot answer (database down, lock timeout): refused
     "ledger_unavailable": ErrorKind(503, ApiLedgerUnavailableError),
+    # a task added through one replica to a run executing on another that did not
+    # answer in time: withdrawn, not added
+    "replica_unavailable": ErrorKind(503, ReplicaUnavailableError),
 }
 
 

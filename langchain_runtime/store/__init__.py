@@ -3,7 +3,9 @@
 from langchain_runtime.store._base import (
     DELETED,
     DurableRunStore,
+    MailboxRequest,
     RunHeader,
+    RunMailbox,
     RunSummary,
     SharedRunStore,
     StoredRun,
@@ -17,8 +19,10 @@ from langchain_runtime.store.sqlite import SQLiteRunStore
 __all__ = [
     "DELETED",
     "DurableRunStore",
+    "MailboxRequest",
     "PostgresRunStore",
     "RunHeader",
+    "RunMailbox",
     "RunSummary",
     "SQLiteRunStore",
     "SharedRunStore",

@@ -25,7 +25,9 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = [
     "DELETED",
     "DurableRunStore",
+    "MailboxRequest",
     "RunHeader",
+    "RunMailbox",
     "RunSummary",
     "SharedRunStore",
     "StoredRun",
@@ -106,6 +108,24 @@ class StoredRun:
     error: Mapping[str, Any] | None = None
     resumes: int = 0
     live: bool = False
+
+
+@dataclass(frozen=True)
+class MailboxRequest:
+    """A request to the replica executing a run, as :meth:`RunMailbox.take_requests`
+    hands it over.
+
+    Attributes:
+        id: The request's id (to answer it).
+        run_id: The run it is for.
+        kind: What is asked (``"enqueue"``: add the task ``body``).
+        body: The request's JSON data.
+    """
+
+    id: int
+    run_id: str
+    kind: str
+    body: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
@@ -211,3 +231,34 @@ class SharedRunStore(DurableRunStore, Protocol):
         self, run_id: str, after: int = -1, timeout: float = 10.0, *, poll: float = 1.0
     ) -> builtins.list[dict[str, Any]]:
         """The run's events with ``seq > after``, waiting up to ``timeout`` for one."""
+
+
+@runtime_checkable
+class RunMailbox(Protocol):
+    """Requests to the replica that executes a run, kept in a store replicas share.
+
+    A replica asked to change a run that executes on another one posts a request
+    and waits for its answer; the executing replica takes the requests to its runs,
+    applies them and answers. Each request is taken once (of concurrent takers, one
+    gets it) and answered once; one still pending can be withdrawn.
+    """
+
+    def post_request(self, run_id: str, kind: str, body: Mapping[str, Any]) -> int:
+        """Post a request to the replica executing ``run_id``; the request's id."""
+
+    def take_requests(
+        self, run_ids: Sequence[str], *, max_age: timedelta = ...
+    ) -> builtins.list[MailboxRequest]:
+        """Take the pending requests (posted within ``max_age``) to any of ``run_ids``."""
+
+    def answer_request(self, request_id: int, answer: Mapping[str, Any]) -> bool:
+        """Answer a request taken with :meth:`take_requests` (False: it was not taken)."""
+
+    def collect_answer(self, request_id: int) -> dict[str, Any] | None:
+        """The answer to a request (removing it), or None while it is unanswered."""
+
+    def withdraw_request(self, request_id: int) -> bool:
+        """Remove a request still pending; False if it was taken (its answer will come)."""
+
+    def purge_requests(self, older_than: timedelta = ...) -> int:
+        """Delete requests older than ``older_than`` nobody will collect; how many."""

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: The schema this version writes (and migrates older databases to).
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: An arbitrary constant: the advisory lock that serialises schema migrations.
 _SCHEMA_LOCK = 7_301_913_023
 
@@ -121,6 +121,23 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         # not by reading every record: the owner is the request's ``_owner``
         "CREATE INDEX run_records_by_owner ON run_records "
         "((request::jsonb ->> '_owner'), created_at DESC, run_id DESC)",
+    ),
+    3: (
+        # requests to the replica executing a run (``store/_pg_requests.py``)
+        """CREATE TABLE run_requests (
+    id          BIGSERIAL PRIMARY KEY,
+    run_id      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    state       TEXT NOT NULL DEFAULT 'pending'
+                CHECK (state IN ('pending', 'taken', 'answered')),
+    answer      TEXT,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    taken_at    TIMESTAMPTZ,
+    answered_at TIMESTAMPTZ
+)""",
+        # what the executing replicas poll for: small, whatever the table holds
+        "CREATE INDEX run_requests_pending ON run_requests (run_id) WHERE state = 'pending'",
     ),
 }
 

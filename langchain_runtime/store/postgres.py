@@ -19,6 +19,9 @@ can share runs:
   ``heartbeat``) with the *database's* clock, compared with the database's clock,
   so skewed host clocks do not matter; a surviving replica calls
   :meth:`PostgresRunStore.mark_interrupted_stale` periodically.
+* a replica asks the one executing a run for something (add a task) through the
+  mailbox of :class:`~langchain_runtime.store.RunMailbox` (``run_requests``, in
+  ``_pg_requests.py``): each request is taken by one replica and answered once.
 
 Needs the ``postgres`` extra (``psycopg`` 3 and ``psycopg-pool``), imported only when
 a store is created.
@@ -55,6 +58,7 @@ from langchain_runtime.store._pg_claims import (
     _LiveError,
 )
 from langchain_runtime.store._pg_records import PgRecordsMixin
+from langchain_runtime.store._pg_requests import PgRequestsMixin
 
 if TYPE_CHECKING:
     from psycopg import Connection
@@ -91,7 +95,7 @@ _MEMORY = (
 _ENQUEUED = "INSERT INTO run_enqueued VALUES (%s, %s, %s, %s, %s)"
 
 
-class PostgresRunStore(PgRecordsMixin, PgClaimsMixin):
+class PostgresRunStore(PgRecordsMixin, PgClaimsMixin, PgRequestsMixin):
     """Durable runs (and the sidecar's run records) in a PostgreSQL database.
 
     The tables are created (and migrated, under an advisory lock, in one transaction)

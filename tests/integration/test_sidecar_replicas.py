@@ -2,11 +2,12 @@
 
 Real server processes on loopback ports, ``--database`` naming one fresh database
 of the session's PostgreSQL server, API keys from the config: a run submitted to
-replica 1 is read (its committed tasks), aborted and resumed through replica 2, and
-only by the key that owns it. Replica 1 is SIGKILLed mid-run; replica 2 marks its
-run interrupted within the heartbeat timeout, and resuming it there completes it
-without running a completed task again; the team's budget holds exactly what the
-tasks cost.
+replica 1 is read (its committed tasks), aborted, given tasks and resumed through
+replica 2, and only by the key that owns it. A task added through replica 2 runs on
+replica 1, and a refused one gets the error replica 1 gives. Replica 1 is SIGKILLed
+mid-run; replica 2 marks its run interrupted within the heartbeat timeout, and
+resuming it there completes it (the task added through replica 2 included) without
+running a completed task again; the team's budget holds exactly what the tasks cost.
 """
 
 from __future__ import annotations
@@ -179,6 +180,10 @@ def test_two_replicas_share_runs_aborts_and_a_dead_replicas_run_resumes(
         listed = two.client.get("/api/v1/runs", headers=B).json()
         assert listed["total"] == 0 and listed["items"] == []
         first = seen["tasks"]["s1"]
+        # a task added through replica 2 is stored with the run: it survives the kill
+        late = {"id": "late", "prompt": "After {s2}", "deps": ["s2"], "model": "quick"}
+        added = two.client.post(f"/api/v1/runs/{run_id}/tasks", json=late, headers=A)
+        assert added.status_code == 202, added.text
 
         one.kill()  # mid-run: s2 (1.5 s) is in flight
         killed = time.monotonic()
@@ -195,6 +200,8 @@ def test_two_replicas_share_runs_aborts_and_a_dead_replicas_run_resumes(
         assert done["tasks"]["s1"]["restored"] is True  # not run again
         assert done["tasks"]["s1"]["usage"] == first["usage"]
         assert done["tasks"]["s3"]["restored"] is False
+        assert done["tasks"]["late"]["state"] == "completed"
+        assert done["tasks"]["late"]["restored"] is False
 
         events = two.client.get(f"/api/v1/runs/{run_id}/events", headers=A)
         assert events.status_code == 200 and "event: end" in events.text
@@ -204,6 +211,61 @@ def test_two_replicas_share_runs_aborts_and_a_dead_replicas_run_resumes(
         team = two.client.get("/api/v1/budgets/team:t", headers=A).json()
         total = Decimal(done["cost"]["amount"]) + Decimal(aborted["cost"]["amount"])
         assert Decimal(team["spent"]) == total
+    finally:
+        one.stop()
+        two.stop()
+
+
+def _add(replica: Replica, run_id: str, task: dict[str, Any], key: dict[str, str]) -> Any:
+    return replica.client.post(f"/api/v1/runs/{run_id}/tasks", json=task, headers=key)
+
+
+def test_a_task_added_through_another_replica_runs_where_the_run_executes(
+    postgres_db: str, tmp_path: Path
+) -> None:
+    config = tmp_path / "server.json"
+    config.write_text(json.dumps(_config()), encoding="utf-8")
+    one = Replica(config, postgres_db)
+    two = Replica(config, postgres_db)
+    try:
+        two.client.put("/api/v1/budgets/team:t", json={"max_cost": "1"}, headers=A)
+        sent = one.client.post("/api/v1/runs", json={"workflow": "long", "input": {"topic": "z"}},
+                               headers=A)  # fmt: skip
+        assert sent.status_code == 202, sent.text
+        run_id = sent.json()["run_id"]
+        _poll(two, run_id, lambda b: b["state"] == "running" and "w3" in b["tasks"])
+
+        extra = {"id": "extra", "prompt": "More on {w1}", "deps": ["w1"], "model": "quick"}
+        added = _add(two, run_id, extra, A)
+        assert added.status_code == 202, added.text
+        assert added.json() == {"run_id": run_id, "task_id": "extra", "state": "pending"}
+        assert "extra" in one.client.get(f"/api/v1/runs/{run_id}", headers=A).json()["tasks"]
+
+        # refused there as here: the same status, code and message
+        for task in (
+            {"id": "w0", "prompt": "again", "model": "quick"},  # a duplicate id
+            {"id": "odd", "prompt": "p", "deps": ["nope"], "model": "quick"},  # no such dep
+            {"id": "extra", "prompt": "twice", "model": "quick"},  # added through 2 above
+        ):
+            there, here = _add(two, run_id, task, A), _add(one, run_id, task, A)
+            assert there.status_code == here.status_code == 422, (there.text, here.text)
+            assert there.json() == here.json()
+        # another key's run is none of its business, on either replica
+        assert _add(two, run_id, {"id": "b", "prompt": "p"}, B).status_code == 404
+        assert _add(one, run_id, {"id": "b", "prompt": "p"}, B).status_code == 404
+
+        done = _poll(one, run_id, lambda b: b["state"] not in ("running", "pending"))
+        assert done["state"] == "completed", done
+        for replica in (one, two):
+            body = replica.client.get(f"/api/v1/runs/{run_id}", headers=A).json()
+            assert body["tasks"]["extra"]["state"] == "completed"
+            assert body["tasks"]["extra"]["output"] == done["tasks"]["extra"]["output"]
+
+        # a finished run: the finished error, through either replica
+        there = _add(two, run_id, {"id": "after", "prompt": "p", "model": "quick"}, A)
+        here = _add(one, run_id, {"id": "after", "prompt": "p", "model": "quick"}, A)
+        assert there.status_code == here.status_code == 409
+        assert there.json()["code"] == here.json()["code"] == "run_completed"
     finally:
         one.stop()
         two.stop()

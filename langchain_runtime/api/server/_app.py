@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from langchain_runtime._version import __version__
 from langchain_runtime.api._sse import END_EVENT, format_comment, format_event
 from langchain_runtime.api.errors import (
-    PayloadTooLargeError,
     ScopeNotFoundError,
     code_for_status,
     status_for,
@@ -69,7 +68,8 @@ _WHY = {
     422: "It can not run under the server's configuration or limits.",
     429: "As many runs are executing as the server allows; retry later.",
     500: "Internal error.",
-    503: "The server is shutting down, or its budget ledger cannot answer.",
+    503: "The server is shutting down, or its budget ledger cannot answer (or, adding a "
+    "task, the replica executing the run did not answer in time: `replica_unavailable`).",
 }
 
 
@@ -82,7 +82,7 @@ _ERRORS = _responses(400, *_AUTH, 404, 409, 500, 503)
 _RESUME = _responses(400, *_AUTH, 402, 404, 409, 422, 429, 500, 503)
 _BUDGET = _responses(400, *_AUTH, 404, 408, 413, 422, 500, 503)
 _SUBMIT = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 429, 500, 503)
-_ADD = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 500)
+_ADD = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 500, 503)
 _LAST_EVENT_ID = re.compile(r"-1|[0-9]+")
 #: The ``oneOf`` of a run request: a registered workflow, or ad-hoc tasks (never both).
 _ONE_SOURCE = [
@@ -259,7 +259,7 @@ def build_app(
         code = exc.code
         if status_for(code) >= 500:
             logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-            if code not in ("shutting_down", "ledger_unavailable"):
+            if code not in ("shutting_down", "ledger_unavailable", "replica_unavailable"):
                 return error("internal_error", "internal error")
         return error(code, str(exc))
 
@@ -361,16 +361,12 @@ def build_app(
         """Add a task to a live run; it joins the next batch.
 
         The run's tasks, this one included, stay within the server's `max_tasks` (413).
+        A run executing on another replica (`serve --database`) gets the task through
+        that replica, and this answer is its answer; 503 `replica_unavailable` if it
+        did not answer in time (the task was not added).
         """
         check_work(limits, tasks=(body,))
-        principal = who(request)
-        count = manager.task_count(run_id, principal)
-        if count is not None and count >= limits.max_tasks:
-            raise PayloadTooLargeError(
-                f"run {run_id} has {count} tasks, this server's limit per run "
-                f"(serve --limit max_tasks=N); cannot add task {body.id!r}"
-            )
-        return manager.enqueue(run_id, body, principal)
+        return manager.enqueue(run_id, body, who(request), max_tasks=limits.max_tasks)
 
     @app.get(
         f"{API}/runs/{{run_id}}/events",

@@ -34,6 +34,7 @@ from pydantic_core import to_jsonable_python
 
 from langchain_runtime.api.errors import (
     ApiError,
+    PayloadTooLargeError,
     RunExistsError,
     RunNotFoundError,
     TooManyRunsError,
@@ -53,6 +54,7 @@ from langchain_runtime.api.schemas import (
 )
 from langchain_runtime.api.server._build import build_orchestrator, build_task
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
+from langchain_runtime.api.server._forward import Forwarder, finished_error
 from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._metrics import Metrics
 from langchain_runtime.api.server._replicas import ABORT_KEY, Sweeper, is_shared, remote_status
@@ -62,13 +64,12 @@ from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
 from langchain_runtime.errors import (
     InvalidInputError,
-    LangChainRuntimeError,
     ResumeError,
     RunAbortedError,
     RunFinishedError,
 )
 from langchain_runtime.orchestration import Orchestrator, RunHandle
-from langchain_runtime.store import DurableRunStore
+from langchain_runtime.store import DurableRunStore, RunMailbox, StoredRun
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.ledger import BudgetLedger
@@ -93,7 +94,7 @@ _UNFINISHED = ("pending", "running", "aborting")
 
 def client_request(request: Mapping[str, Any]) -> dict[str, Any]:
     """A stored request without the server's own keys (what the client sent)."""
-    return {k: v for k, v in request.items() if k not in (OWNER_KEY, SCOPES_KEY)}
+    return {k: v for k, v in request.items() if k not in (OWNER_KEY, SCOPES_KEY, ABORT_KEY)}
 
 
 def owner_of(record: RunRecord) -> str | None:
@@ -152,12 +153,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _finished_error(run_id: str, state: str) -> LangChainRuntimeError:
-    if state == "aborted":
-        return RunAbortedError(f"run {run_id} was aborted")
-    return RunFinishedError(f"run {run_id} has already finished ({state})")
-
-
 class RunManager:
     """Starts, tracks, persists and steers the server's runs.
 
@@ -176,6 +171,12 @@ class RunManager:
             scopes, a workflow's ``scopes:``); None: runs have no shared scopes.
         sweep_interval: On a store replicas share (PostgreSQL), seconds between
             sweeps for runs of stopped replicas (see :mod:`._replicas`).
+        forward_timeout: On a shared store, seconds a task added through this
+            replica to a run executing on another waits for that replica to take it
+            before it is withdrawn (``replica_unavailable``, 503); once taken, its
+            answer is waited for as long again. Below the client's 10 s default.
+        request_poll_interval: On a shared store, seconds between this replica's
+            reads of the requests (tasks to add) other replicas forwarded to its runs.
 
     Every method taking a ``principal`` (the API key of the request; None in the
     single-user mode) acts only on that key's runs: another key's run is
@@ -193,9 +194,17 @@ class RunManager:
         own_store: bool = False,
         ledger: BudgetLedger | None = None,
         sweep_interval: float = 5.0,
+        forward_timeout: float = 5.0,
+        request_poll_interval: float = 0.1,
     ) -> None:
         if max_concurrent_runs < 1:
             raise ValueError(f"max_concurrent_runs must be >= 1, got {max_concurrent_runs}")
+        if forward_timeout <= 0:
+            raise ValueError(f"forward_timeout must be > 0 seconds, got {forward_timeout!r}")
+        if request_poll_interval <= 0:
+            raise ValueError(
+                f"request_poll_interval must be > 0 seconds, got {request_poll_interval!r}"
+            )
         self.config = config
         self.store = store
         self.workflows = dict(workflows or {})
@@ -212,10 +221,22 @@ class RunManager:
             store if isinstance(store, DurableRunStore) else None
         )
         self._sweeper: Sweeper | None = None
+        self._requests: Sweeper | None = None
         self._shared = self._durable is not None and is_shared(store)
+        self._forwarder: Forwarder | None = None
+        if self._shared and self._durable is not None and isinstance(store, RunMailbox):
+            self._forwarder = Forwarder(store, self._durable, store, timeout=forward_timeout)
         if self._shared:  # other replicas' runs are not ours to fail: only the dead ones
             self.sweep()
             self._sweeper = Sweeper(self.sweep, sweep_interval).start()
+            if self._forwarder is not None:
+                self._requests = Sweeper(
+                    self.serve_requests,
+                    request_poll_interval,
+                    name="lcr-requests",
+                    what="reading the requests forwarded to this replica's runs",
+                    setting="request_poll_interval",
+                ).start()
             return
         interrupted = store.mark_interrupted(INTERRUPTED)
         resumable = self._keep_committed(interrupted)
@@ -267,6 +288,11 @@ class RunManager:
         if stale:
             logger.warning("%d run(s) of stopped replicas marked interrupted: %s",
                            len(stale), ", ".join(stale[:20]))  # fmt: skip
+        if self._forwarder is not None:
+            try:  # answers their posters never collected (a replica that stopped)
+                self._forwarder.mailbox.purge_requests()
+            except Exception:
+                logger.exception("purging old forwarded requests failed")
         return stale
 
     def _elsewhere(self, record: RunRecord) -> Any:
@@ -289,12 +315,7 @@ class RunManager:
         if missing:
             raise InvalidInputError(f"input: missing key(s) the prompts use: {', '.join(missing)}")
         run_id = request.id or str(uuid.uuid4())
-        # tasks added later default to the request's model, else the workflow's
-        default_model = request.model
-        name = request.workflow
-        if default_model is None and name is not None and name not in self.workflows:
-            spec = self.config.workflows.get(name)
-            default_model = spec.model if spec is not None else None
+        default_model = self._default_model(request)
         stored_request = request.model_dump(mode="json", exclude_unset=True)
         if principal is not None:
             stored_request[OWNER_KEY] = principal.name
@@ -337,6 +358,29 @@ class RunManager:
         thread.start()
         logger.info("run %s accepted (%s)", run_id, request.workflow or "ad-hoc tasks")
         return RunAccepted(run_id=run_id, state=self._state(live, handle.status().value))
+
+    @property
+    def forward_timeout(self) -> float | None:
+        """Seconds a task forwarded to another replica waits to be taken (None: the
+        store is not shared)."""
+        return self._forwarder.timeout if self._forwarder is not None else None
+
+    @forward_timeout.setter
+    def forward_timeout(self, seconds: float) -> None:
+        if seconds <= 0:
+            raise ValueError(f"forward_timeout must be > 0 seconds, got {seconds!r}")
+        if self._forwarder is not None:
+            self._forwarder.timeout = seconds
+
+    def _default_model(self, request: RunRequest) -> str | None:
+        """The model of tasks added to the run: the request's, else its workflow's."""
+        if request.model is not None:
+            return request.model
+        name = request.workflow
+        if name is None or name in self.workflows:
+            return None
+        spec = self.config.workflows.get(name)
+        return spec.model if spec is not None else None
 
     def _scoped(self, orch: Orchestrator, key_scopes: tuple[str, ...]) -> Orchestrator:
         return scoped(orch, key_scopes, self.ledger)
@@ -392,14 +436,7 @@ class RunManager:
         key_scopes = tuple(record.request.get(SCOPES_KEY) or ())
         orch = self._scoped(orch, key_scopes)
         orch = orch.model_copy(update={"store": self._durable})
-        default_model = body.model
-        if (
-            default_model is None
-            and body.workflow is not None
-            and body.workflow not in self.workflows
-        ):
-            spec = self.config.workflows.get(body.workflow)
-            default_model = spec.model if spec is not None else None
+        default_model = self._default_model(body)
         tasks = [
             build_task(self.config, TaskSpec.model_validate(item["spec"]), default_model, "task")
             for item in stored.header.enqueued
@@ -543,6 +580,8 @@ class RunManager:
             except Exception:
                 logger.exception("saving the result of run %s failed (%d)", live.run_id, attempt)
                 time.sleep(0.1 * (attempt + 1))
+        if self._forwarder is not None:  # its posters need not wait out their timeout
+            self._forwarder.refuse(live.run_id, finished_error(live.run_id, status.state))
         with self._lock:
             self._live.pop(live.run_id, None)
         self.metrics.run_finished(status, time.monotonic() - live.started)
@@ -723,7 +762,7 @@ class RunManager:
             if live.aborting or live.handle.abort():
                 live.aborting = True
                 return RunAccepted(run_id=run_id, state="aborting")
-            raise _finished_error(run_id, live.handle.status().value)
+            raise finished_error(run_id, live.handle.status().value)
         record = self._load(run_id, principal)
         stored = self._elsewhere(record)
         if stored is not None and stored.live:  # the executing replica polls for this
@@ -733,28 +772,87 @@ class RunManager:
             return RunAccepted(run_id=run_id, state="aborting")
         if stored is not None and stored.state == "interrupted":
             raise RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
-        raise _finished_error(run_id, record.state)
+        raise finished_error(run_id, record.state)
 
     def enqueue(
-        self, run_id: str, spec: TaskSpec, principal: Principal | None = None
+        self,
+        run_id: str,
+        spec: TaskSpec,
+        principal: Principal | None = None,
+        *,
+        max_tasks: int | None = None,
     ) -> TaskAccepted:
-        """Add a task to a live run (validated like the tasks of a request)."""
+        """Add a task to a live run (validated like the tasks of a request).
+
+        A run executing on another replica (a shared store) gets the task through
+        that replica: the request is posted to the store's mailbox and the answer is
+        that replica's own (accepted, or the error it refused the task with). With
+        ``max_tasks``, a run that has that many tasks already is refused (413).
+
+        Raises:
+            ReplicaUnavailableError: The executing replica did not answer within
+                ``forward_timeout`` seconds (503); the task was not added.
+        """
         live = self._visible_live(run_id, principal)
-        if live is None:
-            record = self._load(run_id, principal)
-            stored = self._elsewhere(record)
-            if stored is not None and stored.live:
-                raise _refused(
-                    f"run {run_id} executes on another replica ({stored.header.owner}); "
-                    "tasks can be added only there",
-                    "run_live",
-                )
-            raise _finished_error(run_id, record.state)
+        if live is not None:
+            return self._enqueue_live(live, spec, max_tasks)
+        record = self._load(run_id, principal)
+        stored = self._elsewhere(record)
+        if stored is not None and stored.live:
+            return self._forward(record, stored, spec, max_tasks)
+        if stored is not None and stored.state == "interrupted":
+            raise RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
+        raise finished_error(run_id, record.state)
+
+    def _enqueue_live(self, live: _Live, spec: TaskSpec, max_tasks: int | None) -> TaskAccepted:
+        run_id = live.run_id
         if live.aborting:
             raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
+        if max_tasks is not None:
+            count = len(live.handle.snapshot().tasks)
+            if count >= max_tasks:
+                raise PayloadTooLargeError(
+                    f"run {run_id} has {count} tasks, this server's limit per run "
+                    f"(serve --limit max_tasks=N); cannot add task {spec.id!r}"
+                )
         task = build_task(self.config, spec, live.default_model, "task")
         live.handle.enqueue(task, spec.model_dump(mode="json", exclude_unset=True))
         return TaskAccepted(run_id=run_id, task_id=task.id)
+
+    # -- forwarding to the replica that executes the run --------------------------------
+    def _forward(
+        self, record: RunRecord, stored: StoredRun, spec: TaskSpec, max_tasks: int | None
+    ) -> TaskAccepted:
+        """Add a task to a run executing on another replica, through the mailbox."""
+        run_id = record.run_id
+        if self._forwarder is None:
+            raise _refused(
+                f"run {run_id} executes on another replica ({stored.header.owner}); "
+                "tasks can be added only there",
+                "run_live",
+            )
+        if record.request.get(ABORT_KEY):
+            raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
+        # what can be refused here is refused as the executing replica would
+        request = RunRequest.model_validate(client_request(record.request))
+        build_task(self.config, spec, self._default_model(request), "task")
+        return self._forwarder.forward(stored, spec, max_tasks)
+
+    def serve_requests(self) -> int:
+        """Answer the requests other replicas forwarded to this replica's live runs
+        (one read of the store); how many were answered."""
+        if self._forwarder is None:
+            return 0
+        with self._lock:
+            run_ids = list(self._live)
+        return self._forwarder.serve(run_ids, self._add_forwarded)
+
+    def _add_forwarded(self, run_id: str, spec: TaskSpec, max_tasks: int | None) -> TaskAccepted:
+        live = self._get_live(run_id)
+        if live is None:  # it ended after the requests were taken
+            record = self.store.load(run_id)
+            raise finished_error(run_id, record.state if record is not None else "failed")
+        return self._enqueue_live(live, spec, max_tasks)
 
     # -- shutting down -------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:
@@ -767,6 +865,8 @@ class RunManager:
             lives = list(self._live.values())
         if self._sweeper is not None:
             self._sweeper.stop()
+        if self._requests is not None:
+            self._requests.stop()
         with self._lock:
             threads = list(self._threads)
         for live in lives:

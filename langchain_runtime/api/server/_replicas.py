@@ -12,7 +12,20 @@ On such a store a replica:
 - reads a run executing on another replica from the store (committed tasks, the
   event log), so any replica answers ``GET``, ``/events`` and ``resume``;
 - aborts a run executing on another replica by writing an abort request into the
-  run's record; the executing replica polls its runs' records and aborts.
+  run's record; the executing replica polls its runs' records and aborts;
+- adds a task to a run executing on another replica (``POST .../tasks``) through
+  the store's mailbox (:class:`~langchain_runtime.store.RunMailbox`): it checks the
+  task as the executing replica would (its models, its prompts), posts it and waits
+  up to ``forward_timeout`` seconds for the answer. The executing replica reads the
+  requests to its live runs every ``request_poll_interval`` seconds (one statement
+  for all of them, which takes each request once), adds the task exactly as for a
+  local caller and writes the answer; the caller gets that answer (202, or the same
+  error it would get there: ``dag_invalid``, ``run_completed``...). A request that
+  was not taken in time is withdrawn (503 ``replica_unavailable``: the task was not
+  added); a run that ends meanwhile answers its pending requests ``run_completed``
+  (or ``run_aborted``). An added task is stored with the run (its spec), so it
+  survives a failover and a resume like one added locally. Both sides are in
+  :mod:`._forward`.
 """
 
 from __future__ import annotations
@@ -69,15 +82,25 @@ def remote_status(record: RunRecord, stored: StoredRun) -> dict[str, Any]:
 
 
 class Sweeper:
-    """Calls ``sweep`` every ``interval`` seconds in a daemon thread until stopped."""
+    """Calls ``sweep`` every ``interval`` seconds in a daemon thread until stopped
+    (the sweep for runs of stopped replicas; the read of forwarded requests)."""
 
-    def __init__(self, sweep: Callable[[], object], interval: float) -> None:
+    def __init__(
+        self,
+        sweep: Callable[[], object],
+        interval: float,
+        *,
+        name: str = "lcr-sweeper",
+        what: str = "sweeping for runs of stopped replicas",
+        setting: str = "sweep_interval",
+    ) -> None:
         if interval <= 0:
-            raise ValueError(f"sweep_interval must be > 0 seconds, got {interval!r}")
+            raise ValueError(f"{setting} must be > 0 seconds, got {interval!r}")
         self._sweep = sweep
         self._interval = interval
+        self._what = what
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="lcr-sweeper", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
 
     def start(self) -> Sweeper:
         self._thread.start()
@@ -88,7 +111,7 @@ class Sweeper:
             try:
                 self._sweep()
             except Exception:  # the store is down: try again next time
-                logger.exception("sweeping for runs of stopped replicas failed")
+                logger.exception("%s failed", self._what)
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()

@@ -21,6 +21,7 @@ from langchain_runtime.api.errors import (
     ApiError,
     ForbiddenError,
     PayloadTooLargeError,
+    ReplicaUnavailableError,
     RunExistsError,
     RunNotFoundError,
     ScopeNotFoundError,
@@ -59,6 +60,7 @@ EXPECTED: dict[str, tuple[int, type[LangChainRuntimeError]]] = {
     "store_error": (503, ServerError),
     "scope_not_found": (404, ScopeNotFoundError),
     "ledger_unavailable": (503, LedgerUnavailableError),
+    "replica_unavailable": (503, ReplicaUnavailableError),
 }
 
 
