@@ -12,7 +12,7 @@ import pytest
 
 from langchain_runtime import PostgresRunStore, StoreError
 from langchain_runtime.store import local_owner
-from langchain_runtime.store._pg import SCHEMA_VERSION, redact
+from langchain_runtime.store._pg import _VERSION_TABLE, MIGRATIONS, SCHEMA_VERSION, redact
 from tests.postgres_server import PostgresServer
 from tests.unit.store._helpers import header, record
 
@@ -104,10 +104,11 @@ def test_a_keys_runs_are_listed_through_the_owner_index(store: PostgresRunStore)
 
 
 def test_a_version_1_database_migrates_to_the_owner_index(postgres_db: str) -> None:
-    PostgresRunStore(postgres_db).close()
-    with psycopg.connect(postgres_db, autocommit=True) as conn:  # as version 1 left it
-        conn.execute("DROP INDEX run_records_by_owner")
-        conn.execute("UPDATE run_store_schema_version SET version = 1")
+    with psycopg.connect(postgres_db) as conn, conn.transaction():  # what version 1 wrote
+        for statement in MIGRATIONS[1]:
+            conn.execute(statement)
+        conn.execute(_VERSION_TABLE)
+        conn.execute("INSERT INTO run_store_schema_version VALUES (1, 'cafe')")
     PostgresRunStore(postgres_db).close()
     with psycopg.connect(postgres_db, autocommit=True) as conn:
         assert conn.execute("SELECT version FROM run_store_schema_version").fetchall() == [
