@@ -36,6 +36,7 @@ from langchain_runtime.api.errors import (
     error_from_body,
 )
 from langchain_runtime.api.schemas import (
+    TERMINAL_STATES,
     BudgetList,
     BudgetSet,
     BudgetStatus,
@@ -95,6 +96,16 @@ def _decode(response: httpx.Response, model: type[M]) -> M:
         return model.model_validate_json(response.content)
     except ValueError as exc:
         raise ApiError(f"unexpected response to {response.request.url}: {exc}") from exc
+
+
+def _peek_state(response: httpx.Response) -> str | None:
+    """The ``state`` of a run status response, unvalidated; None if it has none."""
+    try:
+        body = json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    state = body.get("state") if isinstance(body, dict) else None
+    return state if isinstance(state, str) else None
 
 
 def error_for(response: httpx.Response) -> ApiError:
@@ -281,13 +292,20 @@ class Core:
     def wait(self, run_id: str, timeout: float, poll_interval: float) -> Plan[RunStatus]:
         """Poll until the run has ended; :class:`ApiTimeoutError` after ``timeout``."""
         deadline = time.monotonic() + timeout
+        path = f"{_API}/runs/{_quote(run_id)}"
         while True:
-            status = yield from self.get_run(run_id)
-            if status.finished:
-                return status
+            response = yield from self.call(self.request("GET", path), idempotent=True)
+            # a poll of a run still going needs its state only: the whole status (every
+            # task of a long run) is validated once, when it has ended
+            state = _peek_state(response)
+            if state is None or state in TERMINAL_STATES:
+                status = _decode(response, RunStatus)
+                if status.finished:
+                    return status
+                state = status.state
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise ApiTimeoutError(f"run {run_id} still {status.state} after waiting {timeout}s")
+                raise ApiTimeoutError(f"run {run_id} still {state} after waiting {timeout}s")
             yield Sleep(min(poll_interval, remaining))
 
     def event_cursor(self, run_id: str, after: int | None) -> EventCursor:

@@ -99,6 +99,8 @@ class Run(_Scheduler):
         self.state = RunState.PENDING
         self.states: dict[str, TaskState] = dict.fromkeys(graph.tasks, TaskState.PENDING)
         self.results: dict[str, TaskResult] = {}
+        #: results of tasks not finished yet, as snapshots show them (see _placeholder)
+        self._placeholders: dict[str, TaskResult] = {}
         self.outputs: dict[str, Any] = {}
         self.memory = MemoryManager(
             on_write=self._on_memory_write, on_delete=self._on_memory_delete
@@ -474,12 +476,12 @@ class Run(_Scheduler):
         if durable_live and len(self._durable) < len(tasks):
             # finished but not stored yet: to callers it is still running
             for tid in [t for t in tasks if t not in self._durable]:
-                tasks[tid] = TaskResult(task_id=tid, state=TaskState.RUNNING)
+                tasks[tid] = self._placeholder(tid, TaskState.RUNNING)
                 outputs.pop(tid, None)
         if len(tasks) < len(self.states):  # live: tasks still pending or running
             for tid, state in list(self.states.items()):
                 if tid not in tasks:
-                    tasks[tid] = TaskResult(task_id=tid, state=state)
+                    tasks[tid] = self._placeholder(tid, state)
         return RunResult(
             run_id=self.run_id,
             state=self.state,
@@ -493,6 +495,14 @@ class Run(_Scheduler):
             models=self.accounting.by_model(),
             scheduling=self.policy.scheduling,
         )
+
+    def _placeholder(self, tid: str, state: TaskState) -> TaskResult:
+        """The result of a task not finished (or not stored) yet: one object per task
+        and state, so polling a long run does not build one per task per snapshot."""
+        held = self._placeholders.get(tid)
+        if held is None or held.state is not state:
+            held = self._placeholders[tid] = TaskResult(task_id=tid, state=state)
+        return held
 
     def _check_input(self) -> None:
         missing = sorted(k for k in self.required_inputs if k not in self.run_input)

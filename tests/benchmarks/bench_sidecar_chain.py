@@ -53,9 +53,11 @@ from langchain_runtime.config import load_config
 logging.basicConfig(level=logging.WARNING)
 from langchain_runtime.store import SQLiteRunStore
 config = load_config(json.loads(sys.argv[2]))
+from langchain_runtime.api.server._limits import ServerLimits
 store = SQLiteRunStore(sys.argv[3], exclusive=True, synchronous=sys.argv[4])
+# chains longer than the default limit of 1,000 tasks per run (serve --limit max_tasks=N)
 serve("127.0.0.1", int(sys.argv[1]), log_level="warning", config=config, store=store,
-      max_body_bytes=50_000_000)
+      max_body_bytes=50_000_000, limits=ServerLimits(max_tasks=100_000))
 """
 
 
