@@ -198,12 +198,16 @@ class BudgetEnforcer:
         task_id: str | None = None,
         *,
         cache_write: CacheWriteTTL | None = None,
+        placeholder: bool = False,
     ) -> Reservation:
         """Hold budget for a call before it is sent (and in the ledger's scopes).
 
         Reserving again under a held ``call_id`` replaces that hold. ``cache_write``
         (``"5m"``/``"1h"``: :func:`~langchain_runtime.cost.pricing.cache_write_ttl`)
-        holds the input at that cache-write rate.
+        holds the input at that cache-write rate. ``placeholder``: no call is sent
+        while this hold stands (it is released first), so its ledger lease names no
+        holder and is never charged for a dead one (see
+        :meth:`~langchain_runtime.cost.ledger.LedgerGate.reserve`).
 
         Raises:
             BudgetExceededError: The call does not fit in what is left, here or in a
@@ -230,7 +234,7 @@ class BudgetEnforcer:
                 check_fits(task_budget, settled, held, res, task_id)
             self._reservations[res.call_id] = res
             self._hold(res, 1)
-        self._reserve_in_ledger(res, replaced=old is not None)
+        self._reserve_in_ledger(res, replaced=old is not None, placeholder=placeholder)
         return res
 
     def reserve_up_to(
@@ -288,12 +292,14 @@ class BudgetEnforcer:
         self._reserve_in_ledger(res, replaced=old is not None)
         return res
 
-    def _reserve_in_ledger(self, res: Reservation, *, replaced: bool) -> None:
+    def _reserve_in_ledger(
+        self, res: Reservation, *, replaced: bool, placeholder: bool = False
+    ) -> None:
         """Hold ``res`` in the ledger's scopes too, or undo the local hold and raise."""
         if self.gate is None:
             return
         try:
-            self.gate.reserve(res.call_id, res.cost, res.tokens)
+            self.gate.reserve(res.call_id, res.cost, res.tokens, placeholder=placeholder)
         except BaseException as exc:
             with self._lock:
                 if self._reservations.get(res.call_id) is res:
