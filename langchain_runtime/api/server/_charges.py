@@ -53,8 +53,8 @@ class DeadRunCharges:
     def charge(self, dead: Iterable[str] = ()) -> int:
         """Charge the runs just found ``dead``, and retry those still pending.
 
-        Never raises: a run the ledger could not charge stays pending (logged).
-        Returns how many leases were charged.
+        Never raises: when the ledger cannot answer, that run and those not tried yet
+        stay pending (logged). Returns how many leases were charged.
         """
         if self.ledger is None:
             return 0
@@ -73,14 +73,17 @@ class DeadRunCharges:
                 continue
             try:
                 count = self.ledger.charge_held(run_id)
-            except Exception as exc:  # the ledger is down: the next sweep tries again
+            except Exception as exc:
+                # the ledger is down: the next sweep tries again (asking it for each
+                # of the other runs now would only wait out its timeout once more each)
                 logger.warning(
                     "run %s: the calls it had in flight could not be charged at their hold "
-                    "(%s); trying again at the next sweep",
+                    "(%s); %d run(s) left to charge at the next sweep",
                     run_id,
                     exc,
+                    len(self.pending),
                 )
-                continue
+                break
             self._forget(run_id)
             charged += count
             if count:
