@@ -76,8 +76,13 @@ def check_fits(
             )
 
 
-def ledger_gate(ledger: object, scopes: Iterable[str] | str, owner: str) -> LedgerGate | None:
+def ledger_gate(
+    ledger: object, scopes: Iterable[str] | str, owner: str, *, holder: str | None = None
+) -> LedgerGate | None:
     """The gate for ``ledger`` and ``scopes`` (None without a ledger), checked.
+
+    ``holder`` names who makes the calls (an orchestrator run's id), for
+    :meth:`~langchain_runtime.cost.ledger.BudgetLedger.charge_held`.
 
     Raises:
         ConfigurationError: Scopes without a ledger, a ledger without scopes, a bad
@@ -104,6 +109,6 @@ def ledger_gate(ledger: object, scopes: Iterable[str] | str, owner: str) -> Ledg
             "e.g. scopes=['team:research']"
         )
     try:
-        return LedgerGate(ledger, names)
+        return LedgerGate(ledger, names, holder=holder)
     except ValueError as exc:
         raise ConfigurationError(f"{owner}: {exc}") from None

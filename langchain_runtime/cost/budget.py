@@ -65,9 +65,8 @@ class BudgetEnforcer:
     local budget is one more scope of the same reservation. The ledger is asked
     outside the lock (it may be a database); when it refuses, or cannot answer
     (:class:`~langchain_runtime.errors.LedgerUnavailableError`), the local hold is
-    undone and the call is refused before it is sent. Settlements and releases are
-    passed on to the ledger; :meth:`reset` leaves the ledger alone (its spend is
-    shared with others).
+    undone and the call is refused before it is sent. Settlements and releases go to
+    the ledger; :meth:`reset` leaves it alone (its spend is shared with others).
 
     Args:
         budget: The overall limits (no limit by default).
@@ -198,12 +197,13 @@ class BudgetEnforcer:
         task_id: str | None = None,
         *,
         cache_write: CacheWriteTTL | None = None,
+        placeholder: bool = False,
     ) -> Reservation:
         """Hold budget for a call before it is sent (and in the ledger's scopes).
 
         Reserving again under a held ``call_id`` replaces that hold. ``cache_write``
         (``"5m"``/``"1h"``: :func:`~langchain_runtime.cost.pricing.cache_write_ttl`)
-        holds the input at that cache-write rate.
+        holds the input at that cache-write rate; ``placeholder``: see ``LedgerGate.reserve``.
 
         Raises:
             BudgetExceededError: The call does not fit in what is left, here or in a
@@ -230,7 +230,7 @@ class BudgetEnforcer:
                 check_fits(task_budget, settled, held, res, task_id)
             self._reservations[res.call_id] = res
             self._hold(res, 1)
-        self._reserve_in_ledger(res, replaced=old is not None)
+        self._reserve_in_ledger(res, replaced=old is not None, plan=placeholder)
         return res
 
     def reserve_up_to(
@@ -288,12 +288,12 @@ class BudgetEnforcer:
         self._reserve_in_ledger(res, replaced=old is not None)
         return res
 
-    def _reserve_in_ledger(self, res: Reservation, *, replaced: bool) -> None:
+    def _reserve_in_ledger(self, res: Reservation, *, replaced: bool, plan: bool = False) -> None:
         """Hold ``res`` in the ledger's scopes too, or undo the local hold and raise."""
         if self.gate is None:
             return
         try:
-            self.gate.reserve(res.call_id, res.cost, res.tokens)
+            self.gate.reserve(res.call_id, res.cost, res.tokens, placeholder=plan)
         except BaseException as exc:
             with self._lock:
                 if self._reservations.get(res.call_id) is res:

@@ -83,19 +83,18 @@ class RunAccounting:
         *,
         ledger: BudgetLedger | None = None,
     ):
-        from langchain_runtime.cost import BudgetCallbackHandler
+        from langchain_runtime.cost import BudgetCallbackHandler, BudgetEnforcer
+        from langchain_runtime.cost.budget import ledger_gate
 
         self.budget = policy.budget
         #: Per-task limits; the enforcer reads this dict, so tasks added later count.
         self.task_budgets: dict[str, Budget] = task_budgets if task_budgets is not None else {}
         scopes = policy.scopes if ledger is not None or policy.scopes else ()
-        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(
-            policy.budget,
-            catalog=catalog,
-            per_task=self.task_budgets,
-            ledger=ledger if scopes else None,
-            scopes=scopes,
-        )
+        # the run's leases name the run: when its process is known dead (a sweep, a
+        # restart, a resume), ledger.charge_held(run_id) charges its calls in flight
+        gate = ledger_gate(ledger if scopes else None, scopes, "Orchestrator", holder=run_id)
+        enforcer = BudgetEnforcer(policy.budget, catalog, per_task=self.task_budgets, gate=gate)
+        self.handler: BudgetCallbackHandler = BudgetCallbackHandler(enforcer=enforcer)
         self.shared = self.handler.enforcer.gate is not None
         self._run_id = run_id
         self._plans: dict[str, str] = {}
@@ -162,8 +161,15 @@ class RunAccounting:
         # unique per attempt: a resumed run (same run id) or a retried task must not
         # reuse an id the ledger has seen released
         call_id = f"plan:{self._run_id}:{task.id}:{uuid.uuid4().hex[:12]}"
+        # a placeholder: released before the call is sent, never charged for a dead run
         enforcer.reserve(
-            call_id, name, input_tokens, limit, task_id=task.id, cache_write=cache_write
+            call_id,
+            name,
+            input_tokens,
+            limit,
+            task_id=task.id,
+            cache_write=cache_write,
+            placeholder=True,
         )
         self._plans[task.id] = call_id
         return task.prompt | model.bind(max_tokens=limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from langchain_runtime.observability._svg import Svg
 
 __all__ = ["Orchestrator"]
+
+logger = logging.getLogger(__name__)
 
 
 class Orchestrator(RunnableSerializable[Any, Any]):
@@ -247,6 +250,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             stored = check_resumable(
                 self.store.load_run(run_id), run_id, graph, self.store, claimed=claimed
             )
+            self._charge_dead_calls(run_id)
             policy = RunPolicy.model_validate(stored.header.policy)
             if budget is not None:  # a top-up after budget_exceeded, or a new limit
                 policy = policy.model_copy(update={"budget": budget})
@@ -260,6 +264,33 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             if claimed:  # the run goes back as it was: another resume may take it
                 self.store.release(run_id)
             raise
+
+    def _charge_dead_calls(self, run_id: str) -> None:
+        """Charge, at their hold, the ledger leases the run's dead process left unsettled.
+
+        The run is ours now (claimed, or not live): whatever it had in flight was sent
+        by a process that died, and may have been billed. Idempotent per lease, so a
+        run resumed many times is charged once. A ledger that cannot answer is logged:
+        those leases then expire and free their hold, as the ledger alone would have it.
+        """
+        if self.ledger is None:
+            return
+        try:
+            charged = self.ledger.charge_held(run_id)
+        except Exception as exc:
+            logger.warning(
+                "run %s: the calls its stopped process had in flight could not be charged "
+                "at their hold (%s); their leases will expire instead",
+                run_id,
+                exc,
+            )
+            return
+        if charged:
+            logger.warning(
+                "run %s: %d call(s) in flight when its process stopped charged at their hold",
+                run_id,
+                charged,
+            )
 
     def _claim(self, run_id: str) -> bool:
         """Hold stored run ``run_id`` for this process before reading it, where the store
@@ -289,6 +320,11 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         run again; their usage and cost stay in the run's totals and count against
         its budget. Failed, skipped, cancelled and never-started tasks run as fresh
         attempts. The run keeps its id, its input and its stored policy.
+
+        With a ledger, the calls the stopped process had in flight (their leases are
+        the run's, still unsettled) are first charged at their hold in the shared
+        scopes (:meth:`~langchain_runtime.cost.ledger.BudgetLedger.charge_held`):
+        the provider may have billed them, so their budget is not handed out again.
 
         Args:
             run_id: The stored run.

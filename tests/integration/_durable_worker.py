@@ -1,9 +1,12 @@
 """A workflow on ChatOpenAI (respx-mocked) that a test runs, kills and resumes.
 
-``python -m tests.integration._durable_worker STORE BILLING PHASE`` runs the chain
-with a run store, printing each task id once the stream reports it (after its
+``python -m tests.integration._durable_worker STORE BILLING PHASE [LEDGER]`` runs the
+chain with a run store, printing each task id once the stream reports it (after its
 commit is stored); every response the mocked provider completes is appended to the
-BILLING file as one JSON line, flushed and synced, so the test knows what was billed.
+BILLING file as one JSON line, flushed and synced, so the test knows what was billed;
+each request is noted in ``requests_file(BILLING)`` as it arrives (its call is then in
+flight, its ledger lease held).
+With LEDGER (a SQLite ledger file), every call also reserves in the scope ``SCOPE``.
 """
 
 from __future__ import annotations
@@ -19,16 +22,17 @@ from typing import Any
 import httpx
 import respx
 
-from langchain_runtime import Orchestrator, SQLiteRunStore, Task
+from langchain_runtime import Orchestrator, RunPolicy, SQLiteLedger, SQLiteRunStore, Task
 
 URL = "https://api.openai.com/v1/chat/completions"
 STEPS = 6
 RUN_ID = "6f1d0c1e-0000-4000-8000-000000000001"
 #: Seconds the mocked provider takes to answer: a kill lands while a call is in flight.
 LATENCY = 0.3
+SCOPE = "team:durable"
 
 
-def build(store: SQLiteRunStore) -> Orchestrator:
+def build(store: SQLiteRunStore, ledger: SQLiteLedger | None = None) -> Orchestrator:
     from langchain_openai import ChatOpenAI
 
     model = ChatOpenAI(model="gpt-4o-mini", api_key="sk-test", max_retries=0, timeout=5)
@@ -36,11 +40,18 @@ def build(store: SQLiteRunStore) -> Orchestrator:
     for i in range(1, STEPS):
         prompt = f"Step {i} after: {{t{i - 1}}}"
         tasks.append(Task(f"t{i}", prompt=prompt, model=model, deps=[f"t{i - 1}"]))
-    return Orchestrator(tasks, store=store)
+    if ledger is None:
+        return Orchestrator(tasks, store=store)
+    return Orchestrator(tasks, store=store, ledger=ledger, policy=RunPolicy(scopes=(SCOPE,)))
 
 
 def usage_for(step: int) -> dict[str, int]:
     return {"prompt_tokens": 20 + step, "completion_tokens": 10, "total_tokens": 30 + step}
+
+
+def requests_file(billing: Path) -> Path:
+    """Where the mock notes each request's step as it arrives."""
+    return billing.with_suffix(".requests")
 
 
 def mock(router: respx.Router, billing: Path, phase: str, latency: float = LATENCY) -> None:
@@ -48,6 +59,8 @@ def mock(router: respx.Router, billing: Path, phase: str, latency: float = LATEN
         body = json.loads(request.content)
         prompt = body["messages"][-1]["content"]
         step = int(prompt.split()[1])
+        with requests_file(billing).open("a") as f:
+            f.write(f"{phase} {step}\n")
         time.sleep(latency)
         with billing.open("a") as f:
             f.write(json.dumps({"phase": phase, "step": step, "usage": usage_for(step)}) + "\n")
@@ -77,9 +90,10 @@ def mock(router: respx.Router, billing: Path, phase: str, latency: float = LATEN
 def main(argv: list[str]) -> int:
     store_path, billing, phase = Path(argv[0]), Path(argv[1]), argv[2]
     store = SQLiteRunStore(store_path)
+    ledger = SQLiteLedger(argv[3]) if len(argv) > 3 else None
     with respx.mock() as router:
         mock(router, billing, phase)
-        orch = build(store)
+        orch = build(store, ledger)
         handle_input: dict[str, Any] = {"topic": "owls"}
         for chunk in orch.stream(handle_input, {"run_id": uuid.UUID(RUN_ID)}):
             task_id = getattr(chunk, "task_id", None)

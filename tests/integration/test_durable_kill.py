@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from decimal import Decimal
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 import pytest
 import respx
 
-from langchain_runtime import CostCalculator, RunState, SQLiteRunStore, Usage
+from langchain_runtime import CostCalculator, RunState, SQLiteLedger, SQLiteRunStore, Usage
 from tests.integration import _durable_worker as worker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,10 +51,12 @@ def price(lines: list[dict[str, object]]) -> Decimal:
     return total
 
 
-def run_and_kill(store: Path, billing: Path, k: int) -> None:
+def run_and_kill(store: Path, billing: Path, k: int, ledger: Path | None = None) -> None:
+    """Run the worker, SIGKILL it after its k-th commit (with a ledger: once task k's
+    request reached the provider, so that call is in flight with its lease held)."""
     cmd = [sys.executable, "-m", "tests.integration._durable_worker", str(store), str(billing)]
     with subprocess.Popen(
-        [*cmd, "1"],
+        [*cmd, "1", *([str(ledger)] if ledger is not None else [])],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -72,6 +75,8 @@ def run_and_kill(store: Path, billing: Path, k: int) -> None:
                 except queue.Empty:
                     proc.kill()
                     pytest.fail(f"worker reported fewer than {k} tasks in 60 s")
+            if ledger is not None:
+                wait_for_request(billing, k)
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait(timeout=30)
         finally:
@@ -79,6 +84,16 @@ def run_and_kill(store: Path, billing: Path, k: int) -> None:
                 proc.kill()
                 proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
+
+
+def wait_for_request(billing: Path, step: int, timeout: float = 60) -> None:
+    requests = worker.requests_file(billing)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.exists() and f"1 {step}" in requests.read_text().splitlines():
+            return
+        time.sleep(0.01)
+    pytest.fail(f"step {step}'s request did not reach the provider in {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +140,45 @@ def test_killed_after_k_commits_then_resumed_bills_nothing_twice(
     assert {tid: out.content for tid, out in result.outputs.items()} == uninterrupted
     assert result.cost.amount == price(first) + price(second)
     assert uuid.UUID(result.run_id)
+
+
+def test_a_resume_charges_the_killed_process_s_call_in_flight_at_its_hold(
+    tmp_path: Path, uninterrupted: dict[str, object]
+) -> None:
+    store_path, billing, ledger_path = tmp_path / "runs.db", tmp_path / "b.jsonl", tmp_path / "l.db"
+    with SQLiteLedger(ledger_path) as setup:
+        setup.set_limit(worker.SCOPE, max_cost="1")
+    run_and_kill(store_path, billing, 2, ledger_path)  # killed with t2's call in flight
+    first = billed(billing)
+    assert sorted(int(str(line["step"])) for line in first) == [0, 1]
+
+    store, ledger = SQLiteRunStore(store_path), SQLiteLedger(ledger_path)
+    try:
+        killed = ledger.status(worker.SCOPE)
+        hold = killed.reserved  # t2's lease outlived its process (it would expire, freed)
+        assert hold > 0 and killed.spent == price(first)
+        with respx.mock() as router:
+            worker.mock(router, billing, "2", latency=0)
+            result = worker.build(store, ledger).resume(worker.RUN_ID)
+        after = ledger.status(worker.SCOPE)
+        with respx.mock(assert_all_called=False) as router:  # restores all, charges nothing
+            worker.mock(router, billing, "3", latency=0)
+            again = worker.build(store, ledger).resume(worker.RUN_ID)
+        final = ledger.status(worker.SCOPE)
+    finally:
+        store.close()
+        ledger.close()
+
+    assert result.state is RunState.COMPLETED
+    assert {tid: out.content for tid, out in result.outputs.items()} == uninterrupted
+    second = [line for line in billed(billing) if line["phase"] == "2"]
+    assert sorted(int(str(line["step"])) for line in second) == list(range(2, worker.STEPS))
+    # the killed call is charged at its hold (what it may have been billed), the others
+    # at what they cost; nothing is held any more
+    assert after.reserved == 0
+    assert after.spent == price(first) + hold + price(second)
+    assert after.remaining == Decimal(1) - after.spent
+    assert result.cost.amount == price(first) + price(second)
+    assert again.state is RunState.COMPLETED
+    assert all(tr.restored for tr in again.tasks.values())
+    assert (final.spent, final.reserved) == (after.spent, 0)

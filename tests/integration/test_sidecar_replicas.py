@@ -5,9 +5,11 @@ of the session's PostgreSQL server, API keys from the config: a run submitted to
 replica 1 is read (its committed tasks), aborted, given tasks and resumed through
 replica 2, and only by the key that owns it. A task added through replica 2 runs on
 replica 1, and a refused one gets the error replica 1 gives. Replica 1 is SIGKILLed
-mid-run; replica 2 marks its run interrupted within the heartbeat timeout, and
-resuming it there completes it (the task added through replica 2 included) without
-running a completed task again; the team's budget holds exactly what the tasks cost.
+mid-call; replica 2 marks its run interrupted within the heartbeat timeout and
+charges the call that was in flight at its hold (nothing stays reserved for it,
+nothing is freed to be spent twice), and resuming it there completes it (the task
+added through replica 2 included) without running a completed task again; the
+team's budget holds exactly what the tasks cost plus that hold.
 """
 
 from __future__ import annotations
@@ -146,6 +148,17 @@ def _poll(replica: Replica, run_id: str, done: Any, timeout: float = 60) -> dict
     raise AssertionError(f"run {run_id} did not get there in {timeout}s: {body}")
 
 
+def _budget(replica: Replica, done: Any, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = replica.client.get("/api/v1/budgets/team:t", headers=A).json()
+        if done(body):
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"the budget team:t did not get there in {timeout}s: {body}")
+
+
 def test_two_replicas_share_runs_aborts_and_a_dead_replicas_run_resumes(
     postgres_db: str, tmp_path: Path
 ) -> None:
@@ -184,13 +197,20 @@ def test_two_replicas_share_runs_aborts_and_a_dead_replicas_run_resumes(
         late = {"id": "late", "prompt": "After {s2}", "deps": ["s2"], "model": "quick"}
         added = two.client.post(f"/api/v1/runs/{run_id}/tasks", json=late, headers=A)
         assert added.status_code == 202, added.text
+        _budget(two, lambda b: Decimal(b["reserved"]) > 0)  # s2's call (1.5 s) holds now
+        time.sleep(0.3)  # well inside that call, past its plan's hold
+        in_flight = _budget(two, lambda b: Decimal(b["reserved"]) > 0)
+        hold = Decimal(in_flight["reserved"])
 
-        one.kill()  # mid-run: s2 (1.5 s) is in flight
+        one.kill()  # mid-call: s2 is in flight
         killed = time.monotonic()
         failed = _poll(two, run_id, lambda b: b["state"] == "failed", timeout=STALE_AFTER + 10)
         assert time.monotonic() - killed < STALE_AFTER + 10
         assert failed["error"]["code"] == "interrupted"
         assert failed["tasks"]["s1"]["state"] == "completed"
+        # the sweep that found the run dead charged its call in flight at its hold
+        charged = _budget(two, lambda b: Decimal(b["reserved"]) == 0)
+        assert Decimal(charged["spent"]) == Decimal(in_flight["spent"]) + hold
 
         assert two.client.post(f"/api/v1/runs/{run_id}/resume", headers=B).status_code == 404
         resumed = two.client.post(f"/api/v1/runs/{run_id}/resume", headers=A)
@@ -207,10 +227,12 @@ def test_two_replicas_share_runs_aborts_and_a_dead_replicas_run_resumes(
         assert events.status_code == 200 and "event: end" in events.text
         assert two.client.get(f"/api/v1/runs/{run_id}/events", headers=B).status_code == 404
 
-        # the team's budget holds what the settled calls cost (both runs), nothing held
+        # the team's budget holds what the settled calls cost (both runs) plus the hold
+        # of the call the kill cut off (charged once: the resume charged nothing again)
         team = two.client.get("/api/v1/budgets/team:t", headers=A).json()
         total = Decimal(done["cost"]["amount"]) + Decimal(aborted["cost"]["amount"])
-        assert Decimal(team["spent"]) == total
+        assert Decimal(team["spent"]) == total + hold
+        assert Decimal(team["reserved"]) == 0
     finally:
         one.stop()
         two.stop()

@@ -6,7 +6,8 @@ four-task chain whose third task is slow; once the first two are reported comple
 SIGKILL. A new server on the same file reports the run ``failed`` with the code
 ``interrupted``, the two tasks completed with their cost; ``POST .../resume``
 finishes it: those two come back ``restored`` with the same usage and cost (they are
-not run again), the others run, and the run's cost is the sum of its tasks'.
+not run again), the others run, and the run's cost is the sum of its tasks'. With a
+ledger, the call the kill cut off is charged at its hold when the new server starts.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +171,64 @@ def test_kill_restart_resume_keeps_completed_tasks_and_their_cost(tmp_path: Path
         assert body["tasks"][tid]["state"] == "completed"
     total = sum(float(t["cost"]["amount"]) for t in body["tasks"].values())
     assert float(body["cost"]["amount"]) == pytest.approx(total)
+
+
+def _budget(client: httpx.Client, done: Any, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        body = client.get("/api/v1/budgets/team:k").json()
+        if done(body):
+            return body
+        time.sleep(0.02)
+    raise AssertionError(f"the budget team:k did not get there in {timeout}s: {body}")
+
+
+def test_a_restarted_server_charges_the_call_its_killed_predecessor_had_in_flight(
+    tmp_path: Path,
+) -> None:
+    config, store = tmp_path / "server.json", tmp_path / "runs.db"
+
+    def write_config(slow_latency: float) -> None:
+        spec = _config(slow_latency)
+        spec["ledger"] = f"sqlite:///{tmp_path / 'ledger.db'}"
+        spec["workflows"]["chain"]["scopes"] = ["team:k"]
+        config.write_text(json.dumps(spec))
+
+    write_config(slow_latency=60)
+    server = Server(config, store)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            assert client.put("/api/v1/budgets/team:k", json={"max_cost": "1"}).status_code == 200
+            r = client.post("/api/v1/runs", json={"workflow": "chain", "input": {"topic": "owls"}})
+            assert r.status_code == 202
+            run_id = r.json()["run_id"]
+            _poll(client, run_id, lambda b: b["tasks"].get("s3", {}).get("state") == "running")
+            _budget(client, lambda b: float(b["reserved"]) > 0)  # s3's 60 s call holds now
+            time.sleep(0.3)  # well inside that call, past its plan's hold
+            in_flight = _budget(client, lambda b: float(b["reserved"]) > 0)
+    finally:
+        server.kill()  # SIGKILL, with s3's call in flight
+
+    write_config(slow_latency=0)
+    server = Server(config, store)
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            # the new server marked the run interrupted and charged s3's call at its hold
+            lost = client.get(f"/api/v1/runs/{run_id}").json()
+            assert lost["state"] == "failed" and lost["error"]["code"] == "interrupted"
+            charged = client.get("/api/v1/budgets/team:k").json()
+            assert charged["reserved"] == "0"
+            hold = Decimal(in_flight["reserved"])
+            assert Decimal(charged["spent"]) == Decimal(in_flight["spent"]) + hold > 0
+            assert Decimal(charged["remaining"]) == 1 - Decimal(charged["spent"])
+
+            assert client.post(f"/api/v1/runs/{run_id}/resume").status_code == 202
+            body = _poll(client, run_id, lambda b: b["state"] not in ("pending", "running"))
+            assert body["state"] == "completed"
+            final = client.get("/api/v1/budgets/team:k").json()
+    finally:
+        server.stop()
+    # every task's cost, plus the hold of the call the kill cut off, charged once
+    assert Decimal(final["spent"]) == Decimal(body["cost"]["amount"]) + hold
+    assert Decimal(final["reserved"]) == 0

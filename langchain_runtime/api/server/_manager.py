@@ -53,6 +53,7 @@ from langchain_runtime.api.schemas import (
     TaskStatus,
 )
 from langchain_runtime.api.server._build import build_orchestrator, build_task
+from langchain_runtime.api.server._charges import DeadRunCharges
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
 from langchain_runtime.api.server._forward import Forwarder, finished_error
 from langchain_runtime.api.server._keys import Principal
@@ -222,6 +223,8 @@ class RunManager:
         )
         self._sweeper: Sweeper | None = None
         self._requests: Sweeper | None = None
+        # the calls dead runs had in flight are charged at their hold in the ledger
+        self._charges = DeadRunCharges(ledger, self._revived)
         self._shared = self._durable is not None and is_shared(store)
         self._forwarder: Forwarder | None = None
         if self._shared and self._durable is not None and isinstance(store, RunMailbox):
@@ -240,6 +243,9 @@ class RunManager:
             return
         interrupted = store.mark_interrupted(INTERRUPTED)
         resumable = self._keep_committed(interrupted)
+        self._charges.charge(interrupted)
+        if self._charges.pending:  # the ledger did not answer: try again until it does
+            self._sweeper = Sweeper(self._charges.charge, sweep_interval).start()
         if interrupted:
             logger.warning(
                 "%d run(s) were in flight when the server stopped; marked failed "
@@ -272,7 +278,11 @@ class RunManager:
         return kept
 
     def sweep(self) -> list[str]:
-        """Mark the runs of stopped replicas interrupted (resumable); their ids."""
+        """Mark the runs of stopped replicas interrupted (resumable); their ids.
+
+        The calls they had in flight are charged at their hold in the ledger (those the
+        ledger could not take are tried again at the next sweep).
+        """
         assert self._durable is not None
         stale: list[str] = self.store.mark_interrupted_stale()  # type: ignore[attr-defined]
         for run_id in stale:
@@ -288,12 +298,20 @@ class RunManager:
         if stale:
             logger.warning("%d run(s) of stopped replicas marked interrupted: %s",
                            len(stale), ", ".join(stale[:20]))  # fmt: skip
+        self._charges.charge(stale)
         if self._forwarder is not None:
             try:  # answers their posters never collected (a replica that stopped)
                 self._forwarder.mailbox.purge_requests()
             except Exception:
                 logger.exception("purging old forwarded requests failed")
         return stale
+
+    def _revived(self, run_id: str) -> bool:
+        """Whether a run found dead executes again (resumed here or elsewhere)."""
+        if self._get_live(run_id) is not None:
+            return True
+        stored = self._durable.load_run(run_id) if self._durable is not None else None
+        return stored is not None and stored.live
 
     def _elsewhere(self, record: RunRecord) -> Any:
         """The stored durable run of an unfinished run not executing here, or None."""

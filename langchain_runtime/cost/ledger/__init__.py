@@ -1,7 +1,8 @@
 """Budgets shared across runs, processes and machines: the budget ledger.
 
 - :class:`BudgetLedger` is the interface: named scopes with limits and windows,
-  all-or-nothing reservations held as expiring leases, idempotent settlements.
+  all-or-nothing reservations held as expiring leases, idempotent settlements, and
+  ``charge_held(holder)``, which charges a holder known dead at what it held.
 - :class:`InMemoryLedger` (one process), :class:`SQLiteLedger` (processes sharing a
   file) and :class:`PostgresLedger` (replicas sharing a PostgreSQL database; needs the
   ``postgres`` extra) implement it.

@@ -33,16 +33,21 @@ from langchain_runtime.cost.ledger._model import (
 )
 from langchain_runtime.errors import LedgerUnavailableError
 
-__all__ = ["DEFAULT_LEASE_TTL", "BudgetLedger", "SettleOutcome"]
+__all__ = ["DEFAULT_LEASE_TTL", "BudgetLedger", "SettleOutcome", "Written"]
 
 logger = logging.getLogger(__name__)
 
 #: How long a reservation holds budget unless it is renewed or settled first.
 DEFAULT_LEASE_TTL = timedelta(minutes=5)
 
-#: ``settled``: written now; ``duplicate``: this id was settled before (nothing
-#: changed); ``journaled``: the ledger could not be written, kept for replay.
-SettleOutcome = Literal["settled", "duplicate", "journaled"]
+#: ``settled``: written now; ``corrected``: written now, replacing the charge at
+#: its hold that :meth:`BudgetLedger.charge_held` had recorded for this id (its holder
+#: had been declared dead; spend moved by real minus hold); ``duplicate``: this id was
+#: settled before (nothing changed); ``journaled``: the ledger could not be written,
+#: kept for replay.
+SettleOutcome = Literal["settled", "corrected", "duplicate", "journaled"]
+#: What a backend's ``_settle`` did (``journaled`` is decided above it).
+Written = Literal["settled", "corrected", "duplicate"]
 
 
 class BudgetLedger(ABC):
@@ -57,7 +62,17 @@ class BudgetLedger(ABC):
     or nothing (:meth:`reserve`), as a :class:`Lease` that expires after ``lease_ttl``
     unless renewed: a crashed process cannot hold budget for ever. :meth:`settle`
     replaces the hold by the real cost exactly once per reservation id, even after the
-    lease expired (spend is never lost). When the storage cannot answer, reservations
+    lease expired (spend is never lost).
+
+    A lease may name its ``holder`` (an orchestrator run's id). The ledger alone cannot
+    tell a crashed process from a slow one, so a lease nobody settles expires and frees
+    its hold; but when the runtime knows the holder died (a sweep found its replica
+    gone, a server restarted, the run is being resumed), :meth:`charge_held` charges
+    the holder's unsettled leases at their hold, the most their calls can have been
+    billed, instead of letting that budget be spent twice. A real settlement arriving
+    later (the process was only paused) replaces the charge, once.
+
+    When the storage cannot answer, reservations
     are refused with :class:`~langchain_runtime.errors.LedgerUnavailableError` (the
     ledger fails closed) and settlements are retried, then kept in a
     :class:`SettleJournal` and replayed when the storage is back.
@@ -127,6 +142,7 @@ class BudgetLedger(ABC):
         tokens: int = 0,
         lease_ttl: timedelta | None = None,
         reservation_id: str | None = None,
+        holder: str | None = None,
     ) -> Lease:
         """Hold ``cost`` and ``tokens`` in every one of ``scopes``, or in none.
 
@@ -137,6 +153,8 @@ class BudgetLedger(ABC):
             lease_ttl: How long the hold lasts unless renewed (the ledger's default).
             reservation_id: An id of your own (e.g. the call's run id); a new one
                 otherwise. Reserving again under a held id replaces that hold.
+            holder: Who makes the call (e.g. its run's id), for :meth:`charge_held`;
+                None: the lease only ever expires (its hold is then freed).
 
         Raises:
             BudgetExceededError: It does not fit in one of the scopes (nothing is held).
@@ -153,9 +171,11 @@ class BudgetLedger(ABC):
         lease_id = reservation_id if reservation_id is not None else uuid.uuid4().hex
         if not isinstance(lease_id, str) or not lease_id:
             raise ValueError(f"reservation_id must be a non-empty string, got {lease_id!r}")
+        if holder is not None:
+            _check_holder(holder)
         self._replay()
         now = self._now()
-        return self._reserve(Lease(lease_id, names, amount, tokens, now + ttl), now)
+        return self._reserve(Lease(lease_id, names, amount, tokens, now + ttl, holder), now)
 
     def renew(self, reservation_id: str, *, lease_ttl: timedelta | None = None) -> datetime | None:
         """Extend a live lease; returns its new expiry, or None if it is not live.
@@ -173,10 +193,12 @@ class BudgetLedger(ABC):
     ) -> SettleOutcome:
         """Record a call's real cost in its scopes and drop its hold, once per id.
 
-        Works on an expired lease too (the late spend is recorded). When the ledger
-        cannot be written after ``settle_attempts`` tries, the settlement is kept in
-        the journal and replayed later: it returns ``"journaled"`` and never raises
-        for that reason.
+        Works on an expired lease too (the late spend is recorded), and on a lease
+        :meth:`charge_held` charged at its hold: the real cost replaces that charge
+        (``"corrected"``), so a process declared dead that was only paused still
+        records the truth, and nothing is counted twice. When the ledger cannot be
+        written after ``settle_attempts`` tries, the settlement is kept in the journal
+        and replayed later: it returns ``"journaled"`` and never raises for that reason.
 
         Raises:
             KeyError: No reservation with this id was ever made in this ledger.
@@ -193,7 +215,7 @@ class BudgetLedger(ABC):
         delay = self.retry_delay
         for attempt in range(1, self.settle_attempts + 1):
             try:
-                recorded = self._settle(reservation_id, amount, tokens, self._now())
+                written = self._settle(reservation_id, amount, tokens, self._now())
             except LedgerUnavailableError as exc:
                 if attempt == self.settle_attempts:
                     self.journal.add(reservation_id, amount, tokens)
@@ -207,8 +229,32 @@ class BudgetLedger(ABC):
                 time.sleep(delay)
                 delay *= 2
             else:
-                return "settled" if recorded else "duplicate"
+                return written
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def charge_held(self, holder: str) -> int:
+        """Charge every unsettled lease of a dead ``holder`` at its hold; how many.
+
+        Call it when ``holder`` (a run's id) is known to have died with calls in
+        flight: its process was killed, its replica stopped. Each of its leases still
+        held (live, or expired and so already freed for others) is settled at the cost
+        and tokens it reserved -- the most its call can have been billed, since a
+        provider normally bills a request whose answer never arrived -- in the windows
+        it was reserved in, exactly once per lease. Released and settled leases are
+        left alone. Calling it again charges nothing twice (it returns 0), so a caller
+        may retry it freely after ``LedgerUnavailableError``.
+
+        Never call it for a holder that is still running: its calls would be charged
+        while in flight (their later settlements still correct the spend, but their
+        leases can no longer be renewed). A later :meth:`settle` of a charged lease
+        replaces the charge by the real cost (``"corrected"``), once.
+
+        Raises:
+            LedgerUnavailableError: The ledger cannot answer (nothing was charged).
+        """
+        _check_holder(holder)
+        self._replay()
+        return self._charge_held(holder, self._now())
 
     def release(self, reservation_id: str) -> bool:
         """Drop the hold of a call that was never sent; True if a live hold was dropped."""
@@ -290,11 +336,21 @@ class BudgetLedger(ABC):
     def _renew(self, lease_id: str, now: datetime, expires: datetime) -> bool: ...
 
     @abstractmethod
-    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> bool:
-        """True if recorded now, False if already settled; KeyError if unknown."""
+    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> Written:
+        """``settled`` (or ``corrected``, over a charge) now, ``duplicate`` if already
+        settled; KeyError if unknown. On a charged lease, spend moves by real - hold."""
+
+    @abstractmethod
+    def _charge_held(self, holder: str, now: datetime) -> int:
+        """Settle ``holder``'s ``held`` leases at their hold, state ``charged``; how many."""
 
     @abstractmethod
     def _release(self, lease_id: str, now: datetime) -> bool: ...
 
     @abstractmethod
     def _purge(self, before: datetime) -> int: ...
+
+
+def _check_holder(holder: object) -> None:
+    if not isinstance(holder, str) or not holder:
+        raise ValueError(f"a lease holder is a non-empty string (a run id), got {holder!r}")

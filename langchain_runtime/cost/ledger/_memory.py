@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from langchain_runtime.cost.ledger._base import DEFAULT_LEASE_TTL, BudgetLedger
+from langchain_runtime.cost.ledger._base import DEFAULT_LEASE_TTL, BudgetLedger, Written
 from langchain_runtime.cost.ledger._journal import SettleJournal
 from langchain_runtime.cost.ledger._model import (
     Clock,
@@ -28,6 +28,7 @@ class _Held:
     lease: Lease
     #: scope -> the window key the hold (and later its spend) belongs to
     windows: dict[str, int]
+    #: held, released, charged (at its hold, by charge_held) or settled
     state: str = "held"
     expires_at: datetime = field(init=False)
 
@@ -73,6 +74,8 @@ class InMemoryLedger(BudgetLedger):
         self._leases: dict[str, _Held] = {}
         #: ids of leases that may still hold budget (expired ones leave on the next look)
         self._active: set[str] = set()
+        #: holder -> ids of its leases (for charge_held)
+        self._by_holder: dict[str, set[str]] = {}
 
     def __repr__(self) -> str:
         return f"InMemoryLedger(scopes={len(self._limits)}, leases={len(self._leases)})"
@@ -136,8 +139,12 @@ class InMemoryLedger(BudgetLedger):
                 if old is not None:
                     old.state = "held"
                     self._active.add(old.lease.id)
+            if old is not None and old.lease.holder is not None:
+                self._by_holder.get(old.lease.holder, set()).discard(lease.id)
             self._leases[lease.id] = _Held(lease, windows)
             self._active.add(lease.id)
+            if lease.holder is not None:
+                self._by_holder.setdefault(lease.holder, set()).add(lease.id)
             for scope, key in windows.items():
                 self._spend.setdefault((scope, key), (Decimal(0), 0))
         return lease
@@ -150,19 +157,39 @@ class InMemoryLedger(BudgetLedger):
             held.expires_at = expires
             return True
 
-    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> bool:
+    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> Written:
         with self._lock:
             held = self._leases.get(lease_id)
             if held is None:
                 raise KeyError(f"no reservation {lease_id!r} in this ledger")
             if held.state == "settled":
-                return False
+                return "duplicate"
+            charged = held.state == "charged"
+            if charged:  # the real cost replaces the charge at the hold
+                cost -= held.lease.cost
+                tokens -= held.lease.tokens
             held.state = "settled"
             self._active.discard(lease_id)
-            for scope, key in held.windows.items():
-                spent_cost, spent_tokens = self._spend.get((scope, key), (Decimal(0), 0))
-                self._spend[(scope, key)] = (spent_cost + cost, spent_tokens + tokens)
-            return True
+            self._add_spend(held.windows, cost, tokens)
+            return "corrected" if charged else "settled"
+
+    def _charge_held(self, holder: str, now: datetime) -> int:
+        with self._lock:
+            charged = 0
+            for lease_id in sorted(self._by_holder.get(holder, ())):
+                held = self._leases[lease_id]
+                if held.state != "held":
+                    continue
+                held.state = "charged"
+                self._active.discard(lease_id)
+                self._add_spend(held.windows, held.lease.cost, held.lease.tokens)
+                charged += 1
+            return charged
+
+    def _add_spend(self, windows: dict[str, int], cost: Decimal, tokens: int) -> None:
+        for scope, key in windows.items():
+            spent_cost, spent_tokens = self._spend.get((scope, key), (Decimal(0), 0))
+            self._spend[(scope, key)] = (spent_cost + cost, spent_tokens + tokens)
 
     def _release(self, lease_id: str, now: datetime) -> bool:
         with self._lock:
@@ -178,6 +205,11 @@ class InMemoryLedger(BudgetLedger):
         with self._lock:
             old = [key for key, held in self._leases.items() if held.expires_at < before]
             for key in old:
-                del self._leases[key]
+                holder = self._leases.pop(key).lease.holder
                 self._active.discard(key)
+                if holder is not None:
+                    ids = self._by_holder.get(holder, set())
+                    ids.discard(key)
+                    if not ids:
+                        self._by_holder.pop(holder, None)
             return len(old)

@@ -231,6 +231,9 @@ class Lease:
         scopes: The scopes it holds budget in (sorted).
         cost, tokens: What it holds in each of them.
         expires_at: When its hold lapses unless renewed (UTC).
+        holder: Who holds it (e.g. the run that made the call), or None: when that
+            holder is known to be dead, :meth:`BudgetLedger.charge_held` charges the
+            lease at its hold instead of letting the hold expire and be freed.
     """
 
     id: str
@@ -238,6 +241,7 @@ class Lease:
     cost: Decimal
     tokens: int
     expires_at: datetime
+    holder: str | None = None
 
 
 def _money(amount: Decimal) -> str:

@@ -28,7 +28,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from langchain_runtime.cost.ledger._base import DEFAULT_LEASE_TTL, BudgetLedger
+from langchain_runtime.cost.ledger._base import DEFAULT_LEASE_TTL, BudgetLedger, Written
 from langchain_runtime.cost.ledger._journal import SettleJournal
 from langchain_runtime.cost.ledger._model import (
     Clock,
@@ -53,7 +53,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_SCHEMA_VERSION = "1"
+#: 2: leases name their holder (``charge_held``); version-1 tables are migrated on open
+_SCHEMA_VERSION = "2"
 #: an arbitrary constant: the advisory lock that serialises schema creation
 _SCHEMA_LOCK = 7_301_913_022
 _SCHEMA = (
@@ -64,11 +65,18 @@ _SCHEMA = (
     "cost NUMERIC NOT NULL, tokens BIGINT NOT NULL, PRIMARY KEY (scope, window_key))",
     "CREATE TABLE IF NOT EXISTS ledger_leases (id TEXT PRIMARY KEY, state TEXT NOT NULL, "
     "expires_at BIGINT NOT NULL, cost NUMERIC NOT NULL, tokens BIGINT NOT NULL, "
-    "windows JSONB NOT NULL)",
+    "windows JSONB NOT NULL, holder TEXT)",
     "CREATE TABLE IF NOT EXISTS ledger_holds (scope TEXT NOT NULL, window_key BIGINT NOT NULL, "
     "lease_id TEXT NOT NULL, cost NUMERIC NOT NULL, tokens BIGINT NOT NULL, "
     "expires_at BIGINT NOT NULL, PRIMARY KEY (scope, lease_id))",
     "CREATE INDEX IF NOT EXISTS ledger_holds_lease ON ledger_holds (lease_id)",
+)
+# version 1 -> 2 (idempotent, under the schema lock): existing leases have no holder
+_MIGRATE_2 = "ALTER TABLE ledger_leases ADD COLUMN IF NOT EXISTS holder TEXT"
+# after the migration: a version-1 table has no holder column until then
+_HOLDER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ledger_leases_holder ON ledger_leases (holder) "
+    "WHERE holder IS NOT NULL"
 )
 # Spend and live holds of each (scope, window) in one statement, so one snapshot: a
 # settlement committing meanwhile is seen whole or not at all.
@@ -90,10 +98,10 @@ WITH swept AS (
     WHERE (lease_id <> %(id)s AND scope = ANY(%(scopes)s) AND expires_at <= %(now)s)
        OR (lease_id = %(id)s AND NOT scope = ANY(%(scopes)s))
 ), lease AS (
-    INSERT INTO ledger_leases (id, state, expires_at, cost, tokens, windows)
-    VALUES (%(id)s, 'held', %(expires)s, %(cost)s, %(tokens)s, %(windows)s::jsonb)
+    INSERT INTO ledger_leases (id, state, expires_at, cost, tokens, windows, holder)
+    VALUES (%(id)s, 'held', %(expires)s, %(cost)s, %(tokens)s, %(windows)s::jsonb, %(holder)s)
     ON CONFLICT (id) DO UPDATE SET expires_at = EXCLUDED.expires_at, cost = EXCLUDED.cost,
-        tokens = EXCLUDED.tokens, windows = EXCLUDED.windows
+        tokens = EXCLUDED.tokens, windows = EXCLUDED.windows, holder = EXCLUDED.holder
     WHERE ledger_leases.state = 'held'
     RETURNING id
 )
@@ -104,22 +112,52 @@ ON CONFLICT (scope, lease_id) DO UPDATE SET window_key = EXCLUDED.window_key,
     cost = EXCLUDED.cost, tokens = EXCLUDED.tokens, expires_at = EXCLUDED.expires_at
 RETURNING 1
 """
-# One statement: the lease row's lock makes a second settle of the same id find it
-# settled; spend rows are added to under their own row locks.
+# One statement. ``old`` locks the lease's row first and reads its latest committed
+# state (FOR UPDATE waits for a concurrent settle or charge_held, then sees what it
+# wrote): a second settle of the same id finds it settled, and a settle of a lease
+# charge_held charged adds real minus hold. Spend rows are added to under their own
+# row locks.
 _SETTLE = """
-WITH lease AS (
+WITH old AS (
+    SELECT state, cost, tokens FROM ledger_leases WHERE id = %(id)s FOR UPDATE
+), lease AS (
     UPDATE ledger_leases SET state = 'settled'
-    WHERE id = %(id)s AND state <> 'settled' RETURNING windows
+    WHERE id = %(id)s AND (SELECT state FROM old) <> 'settled' RETURNING windows
 ), dropped AS (
     DELETE FROM ledger_holds WHERE lease_id = %(id)s AND EXISTS (SELECT 1 FROM lease)
+), charge AS (
+    SELECT CASE WHEN state = 'charged' THEN cost ELSE 0 END AS cost,
+           CASE WHEN state = 'charged' THEN tokens ELSE 0 END AS tokens
+    FROM old
 ), spent AS (
     INSERT INTO ledger_spend (scope, window_key, cost, tokens)
-    SELECT w.key, w.value::bigint, %(cost)s, %(tokens)s
-    FROM lease, jsonb_each_text(lease.windows) AS w
+    SELECT w.key, w.value::bigint, %(cost)s - charge.cost, %(tokens)s - charge.tokens
+    FROM lease, charge, jsonb_each_text(lease.windows) AS w
     ON CONFLICT (scope, window_key) DO UPDATE SET cost = ledger_spend.cost + EXCLUDED.cost,
         tokens = ledger_spend.tokens + EXCLUDED.tokens
 )
-SELECT (SELECT COUNT(*) FROM lease), EXISTS (SELECT 1 FROM ledger_leases WHERE id = %(id)s)
+SELECT (SELECT state FROM old), EXISTS (SELECT 1 FROM lease)
+"""
+# One statement: the holder's held leases become charged under their row locks (a
+# concurrent settle either went first -- the lease is no longer held -- or waits and
+# then corrects the charge); their holds are added to spend per (scope, window), one
+# row each (ON CONFLICT cannot touch a row twice), in jsonb key order as settle locks them.
+_CHARGE_HELD = """
+WITH lease AS (
+    UPDATE ledger_leases SET state = 'charged'
+    WHERE holder = %(holder)s AND state = 'held' RETURNING id, cost, tokens, windows
+), dropped AS (
+    DELETE FROM ledger_holds WHERE lease_id IN (SELECT id FROM lease)
+), spent AS (
+    INSERT INTO ledger_spend (scope, window_key, cost, tokens)
+    SELECT w.key, w.value::bigint, SUM(lease.cost), SUM(lease.tokens)
+    FROM lease, jsonb_each_text(lease.windows) AS w
+    GROUP BY w.key, w.value::bigint
+    ORDER BY octet_length(w.key), w.key COLLATE "C"
+    ON CONFLICT (scope, window_key) DO UPDATE SET cost = ledger_spend.cost + EXCLUDED.cost,
+        tokens = ledger_spend.tokens + EXCLUDED.tokens
+)
+SELECT COUNT(*) FROM lease
 """
 _RENEW = """
 WITH lease AS (
@@ -304,11 +342,18 @@ class PostgresLedger(BudgetLedger):
         row = conn.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
         if row is None:
             conn.execute("INSERT INTO ledger_meta VALUES ('schema', %s)", (_SCHEMA_VERSION,))
+        elif row[0] == "1":  # created before leases had holders: theirs stay NULL
+            conn.execute(_MIGRATE_2)
+            conn.execute(
+                "UPDATE ledger_meta SET value = %s WHERE key = 'schema'", (_SCHEMA_VERSION,)
+            )
+            logger.info("ledger tables at %s migrated to schema version 2", _redact(self.dsn))
         elif row[0] != _SCHEMA_VERSION:
             raise ConfigurationError(
                 f"the ledger tables at {_redact(self.dsn)} have schema version {row[0]}; this "
                 f"version of langchain-runtime reads version {_SCHEMA_VERSION}"
             )
+        conn.execute(_HOLDER_INDEX)
 
     @staticmethod
     def _lock_scopes(conn: Connection[Any], scopes: Sequence[str]) -> dict[str, ScopeLimit]:
@@ -402,6 +447,7 @@ class PostgresLedger(BudgetLedger):
                     "cost": lease.cost,
                     "tokens": lease.tokens,
                     "windows": json.dumps(keys),
+                    "holder": lease.holder,
                 },
             ).fetchall()
             if not written:  # settled or released by someone else meanwhile
@@ -419,13 +465,23 @@ class PostgresLedger(BudgetLedger):
 
         return self._run(work, transaction=False)
 
-    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> bool:
-        def work(conn: Connection[Any]) -> bool:
+    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> Written:
+        def work(conn: Connection[Any]) -> Written:
             row = conn.execute(_SETTLE, {"id": lease_id, "cost": cost, "tokens": tokens}).fetchone()
             assert row is not None
-            if not row[1]:
+            if row[0] is None:
                 raise KeyError(f"no reservation {lease_id!r} in this ledger")
-            return bool(row[0])
+            if not row[1]:
+                return "duplicate"
+            return "corrected" if row[0] == "charged" else "settled"
+
+        return self._run(work, transaction=False)
+
+    def _charge_held(self, holder: str, now: datetime) -> int:
+        def work(conn: Connection[Any]) -> int:
+            row = conn.execute(_CHARGE_HELD, {"holder": holder}).fetchone()
+            assert row is not None
+            return int(row[0])
 
         return self._run(work, transaction=False)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from langchain_runtime.cost.ledger._base import DEFAULT_LEASE_TTL, BudgetLedger
+from langchain_runtime.cost.ledger._base import DEFAULT_LEASE_TTL, BudgetLedger, Written
 from langchain_runtime.cost.ledger._journal import SettleJournal
 from langchain_runtime.cost.ledger._model import (
     Clock,
@@ -35,7 +35,8 @@ from langchain_runtime.errors import ConfigurationError, LedgerUnavailableError
 
 __all__ = ["SQLiteLedger"]
 
-_SCHEMA_VERSION = "1"
+#: 2: leases name their holder (``charge_held``); a version-1 file is migrated on open
+_SCHEMA_VERSION = "2"
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS ledger_scopes (
@@ -45,13 +46,18 @@ CREATE TABLE IF NOT EXISTS ledger_spend (
     cost TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (scope, window_key));
 CREATE TABLE IF NOT EXISTS ledger_leases (
     id TEXT PRIMARY KEY, state TEXT NOT NULL, expires_at INTEGER NOT NULL,
-    cost TEXT NOT NULL, tokens INTEGER NOT NULL, windows TEXT NOT NULL);
+    cost TEXT NOT NULL, tokens INTEGER NOT NULL, windows TEXT NOT NULL, holder TEXT);
 CREATE TABLE IF NOT EXISTS ledger_holds (
     scope TEXT NOT NULL, window_key INTEGER NOT NULL, lease_id TEXT NOT NULL,
     cost TEXT NOT NULL, tokens INTEGER NOT NULL, expires_at INTEGER NOT NULL,
     PRIMARY KEY (scope, lease_id));
 CREATE INDEX IF NOT EXISTS ledger_holds_lease ON ledger_holds (lease_id);
 """
+# after the migration: a version-1 table has no holder column until then
+_HOLDER_INDEX = (
+    "CREATE INDEX IF NOT EXISTS ledger_leases_holder ON ledger_leases (holder) "
+    "WHERE holder IS NOT NULL"
+)
 
 
 class SQLiteLedger(BudgetLedger):
@@ -135,11 +141,15 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
         row = db.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
         if row is None:
             db.execute("INSERT INTO ledger_meta VALUES ('schema', ?)", (_SCHEMA_VERSION,))
+        elif row[0] == "1":  # written before leases had holders: theirs stay None
+            db.execute("ALTER TABLE ledger_leases ADD COLUMN holder TEXT")
+            db.execute("UPDATE ledger_meta SET value = ? WHERE key = 'schema'", (_SCHEMA_VERSION,))
         elif row[0] != _SCHEMA_VERSION:
             raise ConfigurationError(
                 f"ledger file {self.path} has schema version {row[0]}, this version "
                 f"of langchain-runtime reads version {_SCHEMA_VERSION}"
             )
+        db.execute(_HOLDER_INDEX)
 
     def __repr__(self) -> str:
         return f"SQLiteLedger({str(self.path)!r})"
@@ -258,8 +268,17 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
                 windows[scope] = key
             expires = to_micros(lease.expires_at)
             db.execute(
-                "INSERT OR REPLACE INTO ledger_leases VALUES (?, 'held', ?, ?, ?, ?)",
-                (lease.id, expires, str(lease.cost), lease.tokens, json.dumps(windows)),
+                "INSERT OR REPLACE INTO ledger_leases "
+                "(id, state, expires_at, cost, tokens, windows, holder) "
+                "VALUES (?, 'held', ?, ?, ?, ?, ?)",
+                (
+                    lease.id,
+                    expires,
+                    str(lease.cost),
+                    lease.tokens,
+                    json.dumps(windows),
+                    lease.holder,
+                ),
             )
             db.executemany(
                 "INSERT INTO ledger_holds VALUES (?, ?, ?, ?, ?, ?)",
@@ -289,24 +308,46 @@ a call needs up to 300 tokens but only 200 of its 1000-token budget is left \
             )
             return True
 
-    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> bool:
+    def _settle(self, lease_id: str, cost: Decimal, tokens: int, now: datetime) -> Written:
         with self._write() as db:
             row = db.execute(
-                "SELECT state, windows FROM ledger_leases WHERE id = ?", (lease_id,)
+                "SELECT state, windows, cost, tokens FROM ledger_leases WHERE id = ?", (lease_id,)
             ).fetchone()
             if row is None:
                 raise KeyError(f"no reservation {lease_id!r} in this ledger")
             if row[0] == "settled":
-                return False
+                return "duplicate"
+            charged = row[0] == "charged"
+            if charged:  # the real cost replaces the charge at the hold
+                cost -= Decimal(row[2])
+                tokens -= int(row[3])
             db.execute("UPDATE ledger_leases SET state = 'settled' WHERE id = ?", (lease_id,))
             db.execute("DELETE FROM ledger_holds WHERE lease_id = ?", (lease_id,))
-            for scope, key in json.loads(row[1]).items():
-                spent_cost, spent_tokens = self._spent(db, scope, key)
-                db.execute(
-                    "INSERT OR REPLACE INTO ledger_spend VALUES (?, ?, ?, ?)",
-                    (scope, key, str(spent_cost + cost), spent_tokens + tokens),
-                )
-            return True
+            self._add_spend(db, json.loads(row[1]), cost, tokens)
+            return "corrected" if charged else "settled"
+
+    def _charge_held(self, holder: str, now: datetime) -> int:
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT id, cost, tokens, windows FROM ledger_leases "
+                "WHERE holder = ? AND state = 'held' ORDER BY id",
+                (holder,),
+            ).fetchall()
+            for lease_id, cost, tokens, windows in rows:
+                db.execute("UPDATE ledger_leases SET state = 'charged' WHERE id = ?", (lease_id,))
+                db.execute("DELETE FROM ledger_holds WHERE lease_id = ?", (lease_id,))
+                self._add_spend(db, json.loads(windows), Decimal(cost), int(tokens))
+            return len(rows)
+
+    def _add_spend(
+        self, db: sqlite3.Connection, windows: dict[str, int], cost: Decimal, tokens: int
+    ) -> None:
+        for scope, key in windows.items():
+            spent_cost, spent_tokens = self._spent(db, scope, key)
+            db.execute(
+                "INSERT OR REPLACE INTO ledger_spend VALUES (?, ?, ?, ?)",
+                (scope, key, str(spent_cost + cost), spent_tokens + tokens),
+            )
 
     def _release(self, lease_id: str, now: datetime) -> bool:
         with self._write() as db:

@@ -32,6 +32,10 @@ class LedgerGate:
     Args:
         ledger: The shared ledger.
         scopes: The scopes every call made through this gate reserves in.
+        holder: Who makes the calls (an orchestrator run's id): their leases name it,
+            so :meth:`BudgetLedger.charge_held` can charge them at their hold once
+            the holder is known dead. None (``with_budget``, ``BudgetMiddleware``):
+            a lease nobody settles only expires.
         lease_ttl: The lease lifetime (the ledger's default otherwise).
         renew_every: How often live leases are renewed (a third of the lifetime by
             default); None turns renewal off.
@@ -53,11 +57,15 @@ class LedgerGate:
         ledger: BudgetLedger,
         scopes: Iterable[str],
         *,
+        holder: str | None = None,
         lease_ttl: timedelta | None = None,
         renew_every: timedelta | str | None = "auto",
     ) -> None:
         self.ledger = ledger
         self.scopes = normalize_scopes(scopes)
+        if holder is not None and (not isinstance(holder, str) or not holder):
+            raise ValueError(f"holder must be a non-empty string (a run id), got {holder!r}")
+        self.holder = holder
         self.lease_ttl = lease_ttl if lease_ttl is not None else ledger.lease_ttl
         if renew_every == "auto":
             self.renew_every: timedelta | None = self.lease_ttl / 3
@@ -73,10 +81,22 @@ class LedgerGate:
         self._renewer: threading.Thread | None = None
 
     def __repr__(self) -> str:
-        return f"LedgerGate({self.ledger!r}, scopes={list(self.scopes)})"
+        holder = "" if self.holder is None else f", holder={self.holder!r}"
+        return f"LedgerGate({self.ledger!r}, scopes={list(self.scopes)}{holder})"
 
-    def reserve(self, call_id: str, cost: Decimal | int | float | str, tokens: int = 0) -> Lease:
+    def reserve(
+        self,
+        call_id: str,
+        cost: Decimal | int | float | str,
+        tokens: int = 0,
+        *,
+        placeholder: bool = False,
+    ) -> Lease:
         """Hold the call's worst case in every scope, before it is sent.
+
+        ``placeholder``: the hold stands in for a call that is not sent while it is
+        held (an orchestrator's plan, released before the call reserves for itself),
+        so it names no holder: a dead holder owes nothing for it, and it expires.
 
         Raises:
             BudgetExceededError: It does not fit in one of the scopes.
@@ -89,6 +109,7 @@ class LedgerGate:
                 tokens=tokens,
                 lease_ttl=self.lease_ttl,
                 reservation_id=str(call_id),
+                holder=None if placeholder else self.holder,
             )
         except BudgetExceededError:
             raise
@@ -159,7 +180,11 @@ class LedgerGate:
                 if self.ledger.renew(lease_id, lease_ttl=self.lease_ttl) is not None:
                     renewed += 1
                 else:
-                    logger.warning("lease %s had already expired and was not renewed", lease_id)
+                    logger.warning(
+                        "lease %s is no longer held (it expired, or was charged at its hold "
+                        "as its holder was declared dead) and was not renewed",
+                        lease_id,
+                    )
                     self._forget(lease_id)
             except Exception as exc:  # the renewer thread must outlive a ledger hiccup
                 logger.warning("could not renew lease %s: %s", lease_id, exc)

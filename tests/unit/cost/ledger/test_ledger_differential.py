@@ -1,7 +1,8 @@
 """The three backends agree: random sequences of operations, the same answers everywhere.
 
-Hypothesis drives reservations, settlements (on time, late, twice), releases,
-renewals, limit changes and the clock; after every step each backend must have given
+Hypothesis drives reservations (by one of two holders, or none), settlements (on
+time, late, twice, after a charge), releases, renewals, charges of a dead holder's
+leases, limit changes and the clock; after every step each backend must have given
 the same outcome and report the same status for every scope. With every settlement
 at most its reservation and nothing settled late, no scope ever goes over its limit.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from langchain_runtime.cost.ledger import BudgetLedger, InMemoryLedger, PostgresLedger, SQLiteLedger
@@ -26,6 +27,7 @@ from tests.unit.cost.ledger.conftest import FakeClock
 SCOPES = ("team:a", "user:1", "user:2")
 COSTS = st.sampled_from([Decimal("0"), Decimal("0.01"), Decimal("0.05"), Decimal("0.125")])
 TTL = timedelta(seconds=60)
+HOLDERS = ("run-a", "run-b")
 
 ops = st.lists(
     st.one_of(
@@ -34,7 +36,9 @@ ops = st.lists(
             st.sets(st.sampled_from(SCOPES), min_size=1),
             COSTS,
             st.integers(0, 300),
+            st.sampled_from([None, *HOLDERS]),
         ),
+        st.tuples(st.just("charge"), st.sampled_from(HOLDERS)),
         st.tuples(st.just("settle"), st.integers(0, 30), st.floats(0, 1), st.booleans()),
         st.tuples(st.just("release"), st.integers(0, 30)),
         st.tuples(st.just("renew"), st.integers(0, 30)),
@@ -60,9 +64,12 @@ def _apply(ledger: BudgetLedger, op: tuple[Any, ...], ids: list[str], prefix: st
                 cost=op[2],
                 tokens=op[3],
                 reservation_id=f"{prefix}{len(ids)}",
+                holder=None if op[4] is None else prefix + op[4],
             )
             ids.append(lease.id)
             return ("held", lease.scopes, lease.cost, lease.tokens, lease.expires_at)
+        if kind == "charge":
+            return ("charged", ledger.charge_held(prefix + op[1]))
         if kind == "limit":
             return ledger.set_limit(prefix + op[1], max_cost=op[2], max_tokens=op[3], window=op[4])
         if not ids and kind in ("settle", "release", "renew"):
@@ -110,6 +117,30 @@ def backends(postgres_db: str, tmp_path: Path) -> Iterator[tuple[FakeClock, list
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(steps=ops)
+# a dead holder's leases: one live, one expired, one settled, one released, another
+# holder's; charged, charged again, then late settlements (corrected, duplicate)
+@example(
+    steps=[
+        ("limit", "team:a", Decimal("0.3"), 600, "hour"),
+        ("reserve", {"team:a", "user:1"}, Decimal("0.125"), 200, "run-a"),
+        ("advance", 61),
+        ("reserve", {"team:a"}, Decimal("0.05"), 100, "run-a"),
+        ("reserve", {"team:a"}, Decimal("0.01"), 10, "run-a"),
+        ("settle", 2, 0.004, True),
+        ("reserve", {"user:1"}, Decimal("0.01"), 10, "run-a"),
+        ("release", 3),
+        ("reserve", {"team:a", "user:2"}, Decimal("0.05"), 50, "run-b"),
+        ("reserve", {"team:a"}, Decimal("0.01"), 50, None),
+        ("charge", "run-a"),
+        ("charge", "run-a"),
+        ("settle", 0, 0.1, True),
+        ("settle", 0, 0.1, True),
+        ("settle", 1, 0.02, False),
+        ("advance", 3600),
+        ("charge", "run-b"),
+        ("settle", 4, 0.5, True),
+    ]
+)
 def test_backends_agree_on_every_step(
     backends: tuple[FakeClock, list[BudgetLedger]], steps: list[tuple[Any, ...]]
 ) -> None:
