@@ -71,6 +71,27 @@ def check_prices(
                 raise ConfigurationError(f"task {task.id!r}: {exc}") from None
 
 
+def lease_holder(run_id: str, attempt: int) -> str:
+    """The ledger holder of one attempt's calls: ``run_id#attempt`` (0 for the first
+    run, ``n`` for its ``n``-th resume).
+
+    A dead attempt's leases are charged at their hold
+    (:meth:`~langchain_runtime.cost.ledger.BudgetLedger.charge_held`); naming the
+    attempt keeps the charge off the calls of a resume that already runs.
+
+    >>> lease_holder("r1", 0), dead_holders("r1", resumes=2, live=True)
+    ('r1#0', ['r1#0', 'r1#1'])
+    """
+    return f"{run_id}#{attempt}"
+
+
+def dead_holders(run_id: str, *, resumes: int, live: bool) -> list[str]:
+    """The holders of a stored run's attempts that no process runs any more: every
+    attempt up to its latest (``resumes``), that one too unless it is ``live``."""
+    last = resumes - 1 if live else resumes
+    return [lease_holder(run_id, n) for n in range(last + 1)]
+
+
 class RunAccounting:
     """The run's usage tracker and, with a budget, its enforcer and planner."""
 
@@ -82,6 +103,7 @@ class RunAccounting:
         task_budgets: dict[str, Budget] | None = None,
         *,
         ledger: BudgetLedger | None = None,
+        holder: str | None = None,
     ):
         from langchain_runtime.cost import BudgetCallbackHandler, BudgetEnforcer
         from langchain_runtime.cost.budget import ledger_gate
@@ -90,9 +112,11 @@ class RunAccounting:
         #: Per-task limits; the enforcer reads this dict, so tasks added later count.
         self.task_budgets: dict[str, Budget] = task_budgets if task_budgets is not None else {}
         scopes = policy.scopes if ledger is not None or policy.scopes else ()
-        # the run's leases name the run: when its process is known dead (a sweep, a
-        # restart, a resume), ledger.charge_held(run_id) charges its calls in flight
-        gate = ledger_gate(ledger if scopes else None, scopes, "Orchestrator", holder=run_id)
+        # the run's leases name the run's attempt (``holder``, see lease_holder): when
+        # its process is known dead (a sweep, a restart, a resume), charge_held(holder)
+        # charges its calls in flight
+        holder = holder if holder is not None else lease_holder(run_id, 0)
+        gate = ledger_gate(ledger if scopes else None, scopes, "Orchestrator", holder=holder)
         enforcer = BudgetEnforcer(policy.budget, catalog, per_task=self.task_budgets, gate=gate)
         self.handler: BudgetCallbackHandler = BudgetCallbackHandler(enforcer=enforcer)
         self.shared = self.handler.enforcer.gate is not None

@@ -50,7 +50,7 @@ from langchain_runtime.errors import (
     RunFinishedError,
     StoreError,
 )
-from langchain_runtime.orchestration._accounting import RunAccounting, check_prices
+from langchain_runtime.orchestration._accounting import RunAccounting, check_prices, lease_holder
 from langchain_runtime.orchestration._commit import FAILED, TaskListener
 from langchain_runtime.orchestration._results import Prepared, as_exception, describe
 from langchain_runtime.orchestration._schedule import _Scheduler
@@ -86,6 +86,7 @@ class Run(_Scheduler):
         store: DurableRunStore | None = None,
         restored: StoredRun | None = None,
         ledger: BudgetLedger | None = None,
+        attempt: int = 0,
     ):
         self.graph = graph.copy() if live or restored is not None else graph
         self.policy = policy
@@ -138,6 +139,7 @@ class Run(_Scheduler):
             self.run_id,
             {t.id: t.budget for t in graph if t.budget is not None},
             ledger=ledger,
+            holder=lease_holder(self.run_id, attempt),  # 0, or which resume this is
         )
         self._prepared: dict[str, Prepared] = {}
         self.limit = policy.max_parallelism

@@ -207,6 +207,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
         run_id: str | None,
         live: bool,
         restored: StoredRun | None = None,
+        attempt: int = 0,
     ) -> Run:
         return Run(
             graph,
@@ -222,6 +223,7 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             store=self.store,
             ledger=self.ledger,
             restored=restored,
+            attempt=attempt,
         )
 
     def _make_resume(
@@ -250,7 +252,10 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             stored = check_resumable(
                 self.store.load_run(run_id), run_id, graph, self.store, claimed=claimed
             )
-            self._charge_dead_calls(run_id)
+            # the claim counted this attempt in ``resumes``; a store that cannot claim
+            # counts it when the run begins
+            attempt = stored.resumes if claimed else stored.resumes + 1
+            self._charge_dead_calls(run_id, attempt)
             policy = RunPolicy.model_validate(stored.header.policy)
             if budget is not None:  # a top-up after budget_exceeded, or a new limit
                 policy = policy.model_copy(update={"budget": budget})
@@ -258,25 +263,32 @@ class Orchestrator(RunnableSerializable[Any, Any]):
             run_input = decode(stored.header.input)
             cfg = ensure_config(config)
             return self._new_run(
-                graph, policy, run_input, cfg, run_id=run_id, live=live, restored=stored
-            )
+                graph, policy, run_input, cfg, run_id=run_id, live=live, restored=stored,
+                attempt=attempt,
+            )  # fmt: skip
         except BaseException:
             if claimed:  # the run goes back as it was: another resume may take it
                 self.store.release(run_id)
             raise
 
-    def _charge_dead_calls(self, run_id: str) -> None:
-        """Charge, at their hold, the ledger leases the run's dead process left unsettled.
+    def _charge_dead_calls(self, run_id: str, attempt: int) -> None:
+        """Charge, at their hold, the ledger leases the run's dead attempts left unsettled.
 
-        The run is ours now (claimed, or not live): whatever it had in flight was sent
-        by a process that died, and may have been billed. Idempotent per lease, so a
-        run resumed many times is charged once. A ledger that cannot answer is logged:
-        those leases then expire and free their hold, as the ledger alone would have it.
+        The run is ours now (claimed, or not live) as ``attempt``: whatever the
+        attempts before it had in flight was sent by a process that died, and may have
+        been billed. Idempotent per lease, so a run resumed many times is charged once.
+        A ledger that cannot answer is logged: those leases then expire and free their
+        hold, as the ledger alone would have it.
         """
+        from langchain_runtime.orchestration._accounting import dead_holders
+
         if self.ledger is None:
             return
         try:
-            charged = self.ledger.charge_held(run_id)
+            charged = sum(
+                self.ledger.charge_held(holder)
+                for holder in dead_holders(run_id, resumes=attempt, live=True)
+            )
         except Exception as exc:
             logger.warning(
                 "run %s: the calls its stopped process had in flight could not be charged "

@@ -33,14 +33,15 @@ class DeadRunCharges:
 
     Args:
         ledger: The server's ledger (None: nothing to charge).
-        revived: Whether a run found dead is executing again (resumed here or on
-            another replica): its leases are then a live process's and are left
-            alone (the resume charged the dead process's own before it started).
+        holders: The ledger holders of a run's attempts that no process runs any more
+            (``run_id#n``, see :func:`~langchain_runtime.orchestration._accounting.
+            dead_holders`): a resume already running, here or on another replica,
+            holds its own leases and they are left alone.
     """
 
-    def __init__(self, ledger: BudgetLedger | None, revived: Callable[[str], bool]) -> None:
+    def __init__(self, ledger: BudgetLedger | None, holders: Callable[[str], list[str]]) -> None:
         self.ledger = ledger
-        self._revived = revived
+        self._holders = holders
         self._lock = threading.Lock()
         self._pending: set[str] = set()
 
@@ -64,15 +65,12 @@ class DeadRunCharges:
         charged = 0
         for run_id in todo:
             try:
-                revived = self._revived(run_id)
+                holders = self._holders(run_id)
             except Exception as exc:  # the store is down: ask again next time
-                logger.warning("run %s: could not tell whether it was resumed: %s", run_id, exc)
-                continue
-            if revived:  # a resume took it: it charged the dead process's leases itself
-                self._forget(run_id)
+                logger.warning("run %s: could not read its attempts: %s", run_id, exc)
                 continue
             try:
-                count = self.ledger.charge_held(run_id)
+                count = sum(self.ledger.charge_held(holder) for holder in holders)
             except Exception as exc:
                 # the ledger is down: the next sweep tries again (asking it for each
                 # of the other runs now would only wait out its timeout once more each)

@@ -70,6 +70,7 @@ from langchain_runtime.errors import (
     RunFinishedError,
 )
 from langchain_runtime.orchestration import Orchestrator, RunHandle
+from langchain_runtime.orchestration._accounting import dead_holders, lease_holder
 from langchain_runtime.store import DurableRunStore, RunMailbox, StoredRun
 
 if TYPE_CHECKING:
@@ -224,7 +225,7 @@ class RunManager:
         self._sweeper: Sweeper | None = None
         self._requests: Sweeper | None = None
         # the calls dead runs had in flight are charged at their hold in the ledger
-        self._charges = DeadRunCharges(ledger, self._revived)
+        self._charges = DeadRunCharges(ledger, self._dead_holders)
         self._shared = self._durable is not None and is_shared(store)
         self._forwarder: Forwarder | None = None
         if self._shared and self._durable is not None and isinstance(store, RunMailbox):
@@ -306,12 +307,14 @@ class RunManager:
                 logger.exception("purging old forwarded requests failed")
         return stale
 
-    def _revived(self, run_id: str) -> bool:
-        """Whether a run found dead executes again (resumed here or elsewhere)."""
-        if self._get_live(run_id) is not None:
-            return True
+    def _dead_holders(self, run_id: str) -> list[str]:
+        """The ledger holders of a run's attempts no process runs any more (a resume,
+        here or elsewhere, may already run its latest: that one is left alone)."""
+        live_here = self._get_live(run_id) is not None
         stored = self._durable.load_run(run_id) if self._durable is not None else None
-        return stored is not None and stored.live
+        if stored is None:
+            return [] if live_here else [lease_holder(run_id, 0)]
+        return dead_holders(run_id, resumes=stored.resumes, live=stored.live or live_here)
 
     def _elsewhere(self, record: RunRecord) -> Any:
         """The stored durable run of an unfinished run not executing here, or None."""

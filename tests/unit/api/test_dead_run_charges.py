@@ -27,9 +27,9 @@ def ledger_path(tmp_path: Path) -> Path:
     path = tmp_path / "ledger.db"
     with SQLiteLedger(path) as dead:  # the killed process: two calls in flight for r1
         dead.set_limit("team:a", max_cost="1")
-        dead.reserve("team:a", cost="0.25", tokens=100, holder="r1")
-        dead.reserve("team:a", cost="0.125", tokens=50, holder="r1")
-        dead.reserve("team:a", cost="0.5", holder="r2")  # another run, still alive
+        dead.reserve("team:a", cost="0.25", tokens=100, holder="r1#0")
+        dead.reserve("team:a", cost="0.125", tokens=50, holder="r1#0")
+        dead.reserve("team:a", cost="0.5", holder="r2#0")  # another run, still alive
     return path
 
 
@@ -51,7 +51,7 @@ def test_a_dead_run_is_charged_and_a_refusal_is_retried_at_the_next_sweep(
     ledger_path: Path,
 ) -> None:
     with SQLiteLedger(ledger_path, timeout=0.1) as ledger:
-        charges = DeadRunCharges(ledger, revived=lambda run_id: False)
+        charges = DeadRunCharges(ledger, lambda run_id: [f"{run_id}#0"])
         lock = FileLock(ledger_path)
         try:  # one refusal and the others wait too: each would wait out the timeout
             assert charges.charge(["r1", "r3"]) == 0  # logged, not raised
@@ -68,31 +68,35 @@ def test_a_dead_run_is_charged_and_a_refusal_is_retried_at_the_next_sweep(
         assert ledger.status("team:a").spent == D("0.375")
 
 
-def test_a_run_resumed_before_the_retry_is_left_to_its_resume(ledger_path: Path) -> None:
-    resumed: set[str] = set()
+def test_a_run_resumed_before_the_retry_keeps_its_new_attempt_s_calls(ledger_path: Path) -> None:
+    attempts = {"r1": 0}  # the latest attempt no process runs
     with SQLiteLedger(ledger_path, timeout=0.1) as ledger:
-        charges = DeadRunCharges(ledger, revived=lambda run_id: run_id in resumed)
+        charges = DeadRunCharges(
+            ledger, lambda run_id: [f"{run_id}#{n}" for n in range(attempts[run_id] + 1)]
+        )
         lock = FileLock(ledger_path)
         try:
             charges.charge(["r1"])
         finally:
             lock.release()
-        resumed.add("r1")  # its leases are now a live process's
-        assert charges.charge() == 0
+        # a resume runs attempt 1 now, with a call in flight: not the dead attempt's
+        ledger.reserve("team:a", cost="0.0625", holder="r1#1")
+        assert charges.charge() == 2  # attempt 0's two calls, not attempt 1's
         assert charges.pending == frozenset()
-        assert ledger.status("team:a").reserved == D("0.875")
+        status = ledger.status("team:a")
+        assert (status.spent, status.reserved) == (D("0.375"), D("0.5625"))
 
 
 def test_a_run_whose_liveness_cannot_be_read_stays_pending(ledger_path: Path) -> None:
-    def store_down(run_id: str) -> bool:
+    def store_down(run_id: str) -> list[str]:
         raise ConnectionError("the run store did not answer")
 
     with SQLiteLedger(ledger_path) as ledger:
-        charges = DeadRunCharges(ledger, revived=store_down)
+        charges = DeadRunCharges(ledger, store_down)
         assert charges.charge(["r1"]) == 0
         assert charges.pending == {"r1"}
         assert ledger.status("team:a").reserved == D("0.875")
-    assert DeadRunCharges(None, revived=store_down).charge(["r1"]) == 0  # no ledger
+    assert DeadRunCharges(None, store_down).charge(["r1"]) == 0  # no ledger
 
 
 def test_a_restarted_server_charges_its_interrupted_runs_once_the_ledger_answers(
