@@ -32,7 +32,10 @@ __all__ = [
 # Transport errors by class name (httpx, httpcore, aiohttp, requests and the provider
 # SDKs that wrap them), so no client library needs importing to recognise them.
 #: The connection was never made (or never got from the pool): nothing was sent.
-_NOT_SENT = frozenset({"ConnectError", "ConnectTimeout", "PoolTimeout", "ClientConnectorError"})
+_NOT_SENT = frozenset({
+    "ConnectError", "ConnectTimeout", "PoolTimeout", "ClientConnectorError",
+    "LocalProtocolError", "UnsupportedProtocol", "ProxyError", "InvalidURL",
+})  # fmt: skip
 #: The request may have gone out and no answer came back.
 _UNANSWERED = frozenset({
     "APITimeoutError", "APIConnectionError", "ReadTimeout", "ReadError", "WriteTimeout",

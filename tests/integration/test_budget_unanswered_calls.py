@@ -171,3 +171,25 @@ def test_what_counts_as_sent_without_an_answer() -> None:
     assert not sent_unanswered(caused(ReadTimeout(), ConnectionRefusedError()))
     assert not sent_unanswered(APIStatusError())
     assert not sent_unanswered(ValueError("bad arguments"))
+
+
+def test_real_transport_errors_are_told_apart() -> None:
+    import httpx
+    import openai
+
+    request = httpx.Request("POST", "https://api.example/v1/chat/completions")
+
+    def through_the_sdk(inner: Exception) -> BaseException:
+        outer = openai.APIConnectionError(request=request)
+        outer.__cause__ = inner
+        return outer
+
+    # the request may have reached the provider: it costs its hold
+    for sent in (httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("dropped")):
+        assert sent_unanswered(through_the_sdk(sent)), sent
+    assert sent_unanswered(openai.APITimeoutError(request=request))
+    # it never left this machine: input only
+    for never in (httpx.ConnectTimeout("no route"), httpx.PoolTimeout("pool"),
+                  httpx.LocalProtocolError("bad header"), httpx.UnsupportedProtocol("ftp"),
+                  httpx.ProxyError("proxy said no"), httpx.ConnectError("refused")):  # fmt: skip
+        assert not sent_unanswered(through_the_sdk(never)), never
