@@ -340,6 +340,12 @@ def serve(
                      "postgresql://: another replica's run is interrupted after this long "
                      "without a heartbeat."),
     ] = 30.0,
+    lease_ttl: Annotated[
+        float | None,
+        typer.Option("--lease-ttl", min=1, metavar="SECONDS", help="Lifetime of a call's "
+                     "ledger reservation without a renewal (default 300); calls in flight "
+                     "renew theirs."),
+    ] = None,
     token: Token = None,
     log_format: Annotated[
         LogFormat,
@@ -389,7 +395,9 @@ def serve(
             raise errors.CliError(str(exc), errors.EXIT_USAGE) from exc
     if database is not None and store is not None:
         raise errors.CliError("give --store or --database, not both")
-    extra = {"database": database, "stale_after": stale_after} if database else {}
+    extra: dict[str, Any] = {"database": database, "stale_after": stale_after} if database else {}
+    if lease_ttl is not None:
+        extra["lease_ttl"] = lease_ttl
     start(host=host, port=port, config=config, store=store, token=token,
           allowed_hosts=allowed_hosts, limits=limit, **extra)  # fmt: skip
 

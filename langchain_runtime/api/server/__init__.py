@@ -40,6 +40,7 @@ import ipaddress
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -91,6 +92,7 @@ def create_app(
     ledger: BudgetLedger | None = None,
     database: str | None = None,
     stale_after: float = 30.0,
+    lease_ttl: float | None = None,
 ) -> FastAPI:
     """The sidecar as an ASGI application.
 
@@ -126,6 +128,10 @@ def create_app(
         stale_after: With a PostgreSQL ``database``: seconds without a heartbeat after
             which another replica's run counts as interrupted (replicas sweep every
             quarter of it).
+        lease_ttl: Seconds a call's ledger reservation lives without a renewal (the
+            ledger this opens: ``database``'s or the config's ``ledger:``); default
+            300. Calls in flight renew theirs; a lease nobody renews (a process that
+            died unnoticed) frees its hold after this long.
 
     Raises:
         ImportError: FastAPI or uvicorn is not installed.
@@ -133,6 +139,7 @@ def create_app(
             keys; API keys with scopes but no ledger.
     """
     _require_server_deps()
+    _ttl(lease_ttl)  # a bad value is refused before anything is opened
     if token is not None and not token.strip():
         raise ConfigurationError(
             "token: an empty token would turn authentication off; give a token, or none "
@@ -148,7 +155,7 @@ def create_app(
     if database is not None:
         if store is not None:
             raise ConfigurationError("give a store or a database, not both")
-        store, db_ledger = open_database(database, stale_after=stale_after)
+        store, db_ledger = open_database(database, stale_after=stale_after, lease_ttl=lease_ttl)
         if ledger is None and config.ledger() is None:
             ledger = db_ledger
         elif db_ledger is not None:
@@ -174,7 +181,7 @@ def create_app(
     elif token is None:
         token = os.environ.get(TOKEN_ENV) or None
     if ledger is None:
-        ledger = config.ledger()
+        ledger = config.ledger(**_ttl(lease_ttl))
     if keys is not None and keys.scopes() and ledger is None:
         raise ConfigurationError(
             f"{config.source}: API keys carry budget scopes ({', '.join(keys.scopes()[:5])}) "
@@ -202,7 +209,18 @@ def create_app(
     )
 
 
-def open_database(url: str, *, stale_after: float = 30.0) -> tuple[RunStore, BudgetLedger]:
+def _ttl(lease_ttl: float | None) -> dict[str, Any]:
+    """The ledger constructor's ``lease_ttl`` option for ``lease_ttl`` seconds (if any)."""
+    if lease_ttl is None:
+        return {}
+    if isinstance(lease_ttl, bool) or not lease_ttl > 0:
+        raise ConfigurationError(f"lease_ttl must be a number of seconds > 0, got {lease_ttl!r}")
+    return {"lease_ttl": timedelta(seconds=lease_ttl)}
+
+
+def open_database(
+    url: str, *, stale_after: float = 30.0, lease_ttl: float | None = None
+) -> tuple[RunStore, BudgetLedger]:
     """The run store and the ledger a ``--database`` URL names.
 
     Raises:
@@ -218,7 +236,7 @@ def open_database(url: str, *, stale_after: float = 30.0) -> tuple[RunStore, Bud
 
         pg_store: RunStore = PostgresRunStore(url, stale_after=stale_after)
         try:
-            return pg_store, PostgresLedger(url)
+            return pg_store, PostgresLedger(url, **_ttl(lease_ttl))
         except BaseException:
             pg_store.close()
             raise
@@ -228,7 +246,7 @@ def open_database(url: str, *, stale_after: float = 30.0) -> tuple[RunStore, Bud
         path = url[len("sqlite:///") :]
         sqlite_store = SqliteRunStore(Path(path), exclusive=True)  # its tables first
         try:
-            return sqlite_store, SQLiteLedger(path)
+            return sqlite_store, SQLiteLedger(path, **_ttl(lease_ttl))
         except BaseException:
             sqlite_store.close()
             raise

@@ -122,3 +122,12 @@ def test_serve_refuses_an_unknown_limit(cli: Cli, served: list[dict[str, Any]]) 
     assert out.exit_code == 2
     assert "--limit 'max_taks=5': expected NAME=VALUE with NAME one of" in out.stderr
     assert served == []
+
+
+def test_serve_passes_the_lease_ttl(cli: Cli, served: list[dict[str, Any]]) -> None:
+    out = cli("serve", "--lease-ttl", "45", "--database", "sqlite:///x.db")
+    assert out.exit_code == 0, out.stderr
+    (call,) = served
+    assert (call["lease_ttl"], call["database"]) == (45.0, "sqlite:///x.db")
+    refused = cli("serve", "--lease-ttl", "0")
+    assert refused.exit_code == 2 and "--lease-ttl" in refused.stderr
