@@ -139,7 +139,20 @@ def create_app(
             keys; API keys with scopes but no ledger.
     """
     _require_server_deps()
+    from langchain_runtime.cost.ledger import DEFAULT_LEASE_TTL
+
     _ttl(lease_ttl)  # a bad value is refused before anything is opened
+    ttl = lease_ttl if lease_ttl is not None else DEFAULT_LEASE_TTL.total_seconds()
+    shared = database is not None and database.lower().startswith(("postgresql:", "postgres:"))
+    if shared and ttl < 2 * stale_after:
+        # a dead replica's calls are charged when a sweep finds it (up to 1.25 x
+        # stale_after after its last heartbeat); their leases must outlive that, or
+        # their holds are handed out again before the charge lands
+        raise ConfigurationError(
+            f"lease_ttl ({ttl:g} s) must be at least twice stale_after ({stale_after:g} s), "
+            "so that a dead replica's calls are charged before their leases expire: raise "
+            f"--lease-ttl to {2 * stale_after:g} or more, or lower --stale-after"
+        )
     if token is not None and not token.strip():
         raise ConfigurationError(
             "token: an empty token would turn authentication off; give a token, or none "

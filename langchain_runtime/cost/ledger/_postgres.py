@@ -336,6 +336,16 @@ class PostgresLedger(BudgetLedger):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _create_schema(self, conn: Connection[Any]) -> None:
+        # Already there (the usual case): no DDL, whose locks would queue every other
+        # replica's reservations behind this open, even with IF NOT EXISTS.
+        ready = conn.execute(
+            "SELECT to_regclass('ledger_meta') IS NOT NULL "
+            "AND to_regclass('ledger_leases_holder') IS NOT NULL"
+        ).fetchone()
+        if ready is not None and ready[0]:
+            row = conn.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
+            if row is not None and row[0] == _SCHEMA_VERSION:
+                return
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         for statement in _SCHEMA:
             conn.execute(statement)

@@ -39,3 +39,12 @@ def test_a_lease_ttl_that_is_not_positive_is_refused(tmp_path: Path, bad: object
     with pytest.raises(ConfigurationError, match="lease_ttl must be a number of seconds > 0"):
         create_app(database=f"sqlite:///{tmp_path / 'all.db'}", lease_ttl=bad)  # type: ignore[arg-type]
     assert not (tmp_path / "all.db").exists()  # refused before anything was opened
+
+
+def test_leases_must_outlive_the_time_a_dead_replica_takes_to_be_found() -> None:
+    # checked before anything is opened: no server is needed to see the refusal
+    url = "postgresql://app@127.0.0.1:1/runs"
+    with pytest.raises(ConfigurationError, match=r"lease_ttl \(10 s\) must be at least twice"):
+        create_app(database=url, lease_ttl=10, stale_after=30)
+    with pytest.raises(ConfigurationError, match=r"raise --lease-ttl to 400 or more"):
+        create_app(database=url, stale_after=200)  # the default 300 s

@@ -128,3 +128,25 @@ def test_version_1_postgres_ledger_tables_are_migrated_on_open(
     with psycopg.connect(postgres_db) as conn:
         row: Any = conn.execute("SELECT value FROM ledger_meta WHERE key = 'schema'").fetchone()
         assert row == ("2",)
+
+
+@pytest.mark.postgres
+def test_opening_a_ready_postgres_ledger_takes_no_table_lock(postgres_db: str) -> None:
+    """A replica starting (or reconnecting) while a call's lease row is being written
+    must not wait for it, nor make other writers queue behind its DDL."""
+    import psycopg
+
+    from langchain_runtime.cost.ledger import PostgresLedger
+
+    first = PostgresLedger(postgres_db)
+    first.reserve(["team:a"], cost="1", reservation_id="in-flight", holder="r#0")
+    writer = psycopg.connect(postgres_db)  # a transaction holding that lease's row
+    try:
+        writer.execute("UPDATE ledger_leases SET expires_at = expires_at WHERE id = 'in-flight'")
+        second = PostgresLedger(postgres_db, timeout=1.0)  # opens without waiting
+        assert second.status("team:a").reserved == 1
+        second.close()
+    finally:
+        writer.rollback()
+        writer.close()
+        first.close()
