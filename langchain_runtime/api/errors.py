@@ -17,7 +17,8 @@ that class (``except BudgetExceededError`` works for a local and a remote run)::
         ├── PayloadTooLargeError          413 payload_too_large
         ├── TooManyRunsError              429 too_many_runs; retryable later
         ├── ServerError                   500 internal_error, 503 shutting_down/store_error
-        ├── ReplicaUnavailableError       503 replica_unavailable; retryable
+        ├── ReplicaUnavailableError       503 replica_unavailable; retryable (not added)
+        ├── EnqueueUnknownError           504 enqueue_unknown; not retryable (maybe added)
         ├── ApiConnectionError(ConnectionError)  the server could not be reached
         │   └── ApiTimeoutError(TimeoutError)    no answer (or no end of run) in time
         └── ApiError + a package error (``except InvalidInputError`` catches both):
@@ -64,6 +65,7 @@ __all__ = [
     "ApiRunAbortedError",
     "ApiRunFinishedError",
     "ApiTimeoutError",
+    "EnqueueUnknownError",
     "ErrorKind",
     "ForbiddenError",
     "PayloadTooLargeError",
@@ -166,6 +168,16 @@ class ReplicaUnavailableError(ApiError):
     is_retryable = True
 
 
+class EnqueueUnknownError(ApiError):
+    """A task forwarded to the replica that executes the run was taken by it, but no
+    answer came in time (it is slow, or stopped while adding the task): whether the
+    task was added is unknown. Do not retry blindly; ``GET /api/v1/runs/{id}`` shows
+    whether the run has it."""
+
+    code = "enqueue_unknown"
+    status_code = 504
+
+
 class ApiConnectionError(ApiError, ConnectionError):
     """The server could not be reached, or the connection broke before an answer."""
 
@@ -266,8 +278,11 @@ ERROR_TABLE: Mapping[str, ErrorKind] = {
     # the shared budget ledger cannot answer (database down, lock timeout): refused
     "ledger_unavailable": ErrorKind(503, ApiLedgerUnavailableError),
     # a task added through one replica to a run executing on another that did not
-    # answer in time: withdrawn, not added
+    # take it in time: withdrawn, not added
     "replica_unavailable": ErrorKind(503, ReplicaUnavailableError),
+    # one the executing replica took but did not answer in time: maybe added (the
+    # run's status tells), so not to be retried as if it had no effect
+    "enqueue_unknown": ErrorKind(504, EnqueueUnknownError),
 }
 
 

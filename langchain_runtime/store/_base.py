@@ -240,16 +240,18 @@ class RunMailbox(Protocol):
     A replica asked to change a run that executes on another one posts a request
     and waits for its answer; the executing replica takes the requests to its runs,
     applies them and answers. Each request is taken once (of concurrent takers, one
-    gets it) and answered once; one still pending can be withdrawn.
+    gets it) and answered once; one still pending can be withdrawn. A request expires
+    at its poster's deadline: it is never taken after it.
     """
 
-    def post_request(self, run_id: str, kind: str, body: Mapping[str, Any]) -> int:
-        """Post a request to the replica executing ``run_id``; the request's id."""
+    def post_request(
+        self, run_id: str, kind: str, body: Mapping[str, Any], *, expires_in: float
+    ) -> int:
+        """Post a request to the replica executing ``run_id``, takeable for
+        ``expires_in`` seconds (the store's clock); the request's id."""
 
-    def take_requests(
-        self, run_ids: Sequence[str], *, max_age: timedelta = ...
-    ) -> builtins.list[MailboxRequest]:
-        """Take the pending requests (posted within ``max_age``) to any of ``run_ids``."""
+    def take_requests(self, run_ids: Sequence[str]) -> builtins.list[MailboxRequest]:
+        """Take the pending requests (not expired) to any of ``run_ids``."""
 
     def answer_request(self, request_id: int, answer: Mapping[str, Any]) -> bool:
         """Answer a request taken with :meth:`take_requests` (False: it was not taken)."""
@@ -260,5 +262,8 @@ class RunMailbox(Protocol):
     def withdraw_request(self, request_id: int) -> bool:
         """Remove a request still pending; False if it was taken (its answer will come)."""
 
+    def drop_request(self, request_id: int) -> dict[str, Any] | None:
+        """Remove a request whatever its state (its poster gives up); its answer if any."""
+
     def purge_requests(self, older_than: timedelta = ...) -> int:
-        """Delete requests older than ``older_than`` nobody will collect; how many."""
+        """Delete requests expired ``older_than`` ago (nobody will collect them); how many."""

@@ -8,7 +8,9 @@ password.
 
 The schema is created and migrated by the store under a transaction-scoped advisory
 lock, in one transaction (PostgreSQL's DDL is transactional), so two replicas that
-start at once never both migrate, and a migration that fails leaves nothing behind.
+start at once never both migrate, and a migration that fails leaves nothing behind;
+that transaction alone has no statement timeout (an index over a large table takes
+what it takes) and a lock timeout of :data:`MIGRATION_LOCK_TIMEOUT` seconds.
 JSON documents are ``TEXT`` (``JSONB`` would rewrite them: ``1e20`` comes back as an
 integer, and keys are reordered); money is ``NUMERIC``; times are ``TIMESTAMPTZ``.
 """
@@ -30,7 +32,16 @@ if TYPE_CHECKING:
     from psycopg import Connection
     from psycopg_pool import ConnectionPool
 
-__all__ = ["SCHEMA_VERSION", "Database", "dumps", "redact", "repeatable", "task_cost", "utc"]
+__all__ = [
+    "MIGRATION_LOCK_TIMEOUT",
+    "SCHEMA_VERSION",
+    "Database",
+    "dumps",
+    "redact",
+    "repeatable",
+    "task_cost",
+    "utc",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +51,8 @@ T = TypeVar("T")
 SCHEMA_VERSION = 3
 #: An arbitrary constant: the advisory lock that serialises schema migrations.
 _SCHEMA_LOCK = 7_301_913_023
+#: Seconds a migration (or a replica waiting for another's) may wait for a lock.
+MIGRATION_LOCK_TIMEOUT = 60
 
 #: ``version -> statements`` that bring a database from ``version - 1`` to ``version``.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -123,8 +136,11 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "((request::jsonb ->> '_owner'), created_at DESC, run_id DESC)",
     ),
     3: (
-        # requests to the replica executing a run (``store/_pg_requests.py``)
-        """CREATE TABLE run_requests (
+        # requests to the replica executing a run (``store/_pg_requests.py``); each
+        # expires at its poster's deadline (the database's clock). IF NOT EXISTS (and
+        # the ADD COLUMN): a development build had this table, without ``expires_at``,
+        # at version 2, before the owner index above took that number
+        """CREATE TABLE IF NOT EXISTS run_requests (
     id          BIGSERIAL PRIMARY KEY,
     run_id      TEXT NOT NULL,
     kind        TEXT NOT NULL,
@@ -133,11 +149,20 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
                 CHECK (state IN ('pending', 'taken', 'answered')),
     answer      TEXT,
     created_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    expires_at  TIMESTAMPTZ NOT NULL,
     taken_at    TIMESTAMPTZ,
     answered_at TIMESTAMPTZ
 )""",
+        # that build's rows expire at once (their posters are long gone)
+        "ALTER TABLE run_requests ADD COLUMN IF NOT EXISTS expires_at TIMESTAMPTZ NOT NULL "
+        "DEFAULT '-infinity'",
+        "ALTER TABLE run_requests ALTER COLUMN expires_at DROP DEFAULT",
         # what the executing replicas poll for: small, whatever the table holds
-        "CREATE INDEX run_requests_pending ON run_requests (run_id) WHERE state = 'pending'",
+        "CREATE INDEX IF NOT EXISTS run_requests_pending ON run_requests (run_id) "
+        "WHERE state = 'pending'",
+        # that build's version 2 had no owner index (migration 2 is skipped there)
+        "CREATE INDEX IF NOT EXISTS run_records_by_owner ON run_records "
+        "((request::jsonb ->> '_owner'), created_at DESC, run_id DESC)",
     ),
 }
 
@@ -259,6 +284,23 @@ class Database:
             raise self.error(exc) from None
 
     def _migrate(self, conn: Connection[Any]) -> str:
+        # A migration may build an index over every run record, far longer than the
+        # pool's statement timeout, and a replica that starts meanwhile waits for it
+        # on the advisory lock: no statement timeout here, a lock timeout of minutes.
+        conn.execute("SET LOCAL statement_timeout = 0")
+        conn.execute(f"SET LOCAL lock_timeout = '{MIGRATION_LOCK_TIMEOUT}s'")
+        try:
+            return self._migrate_locked(conn)
+        except self.psycopg.errors.LockNotAvailable as exc:
+            raise StoreError(
+                f"run store at {self.where} cannot be used: its schema could not be "
+                f"checked or migrated: a lock was held for more than "
+                f"{MIGRATION_LOCK_TIMEOUT} s (another replica migrating a large "
+                f"database, or a long transaction on the store's tables) "
+                f"({type(exc).__name__}: {_first_line(exc)})"
+            ) from None
+
+    def _migrate_locked(self, conn: Connection[Any]) -> str:
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         conn.execute(_VERSION_TABLE)
         row = conn.execute(

@@ -69,8 +69,16 @@ _WHY = {
     429: "As many runs are executing as the server allows; retry later.",
     500: "Internal error.",
     503: "The server is shutting down, or its budget ledger cannot answer (or, adding a "
-    "task, the replica executing the run did not answer in time: `replica_unavailable`).",
+    "task, the replica executing the run did not take it in time, or this replica has "
+    "too many tasks waiting to be forwarded: `replica_unavailable`; the task was not "
+    "added, a retry is safe).",
+    504: "Adding a task: the replica executing the run took it but did not answer in "
+    "time (`enqueue_unknown`): it may have been added; the run's status tells.",
 }
+
+
+#: The 5xx errors whose message is the client's (the others are "internal error").
+_TOLD = ("shutting_down", "ledger_unavailable", "replica_unavailable", "enqueue_unknown")
 
 
 def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -82,7 +90,7 @@ _ERRORS = _responses(400, *_AUTH, 404, 409, 500, 503)
 _RESUME = _responses(400, *_AUTH, 402, 404, 409, 422, 429, 500, 503)
 _BUDGET = _responses(400, *_AUTH, 404, 408, 413, 422, 500, 503)
 _SUBMIT = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 429, 500, 503)
-_ADD = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 500, 503)
+_ADD = _responses(400, *_AUTH, 402, 404, 408, 409, 413, 422, 500, 503, 504)
 _LAST_EVENT_ID = re.compile(r"-1|[0-9]+")
 #: The ``oneOf`` of a run request: a registered workflow, or ad-hoc tasks (never both).
 _ONE_SOURCE = [
@@ -259,7 +267,7 @@ def build_app(
         code = exc.code
         if status_for(code) >= 500:
             logger.error("%s %s failed", request.method, request.url.path, exc_info=exc)
-            if code not in ("shutting_down", "ledger_unavailable", "replica_unavailable"):
+            if code not in _TOLD:
                 return error("internal_error", "internal error")
         return error(code, str(exc))
 
@@ -362,8 +370,10 @@ def build_app(
 
         The run's tasks, this one included, stay within the server's `max_tasks` (413).
         A run executing on another replica (`serve --database`) gets the task through
-        that replica, and this answer is its answer; 503 `replica_unavailable` if it
-        did not answer in time (the task was not added).
+        that replica, and this answer is its answer, within about 5 s (its deadline):
+        503 `replica_unavailable` if that replica did not take it in time (the task
+        was not added: a retry is safe); 504 `enqueue_unknown` if it took the task but
+        did not answer (it may have been added: `GET /api/v1/runs/{id}` tells).
         """
         check_work(limits, tasks=(body,))
         return manager.enqueue(run_id, body, who(request), max_tasks=limits.max_tasks)

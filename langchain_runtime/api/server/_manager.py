@@ -65,6 +65,7 @@ from langchain_runtime.config import RuntimeConfig
 from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
 from langchain_runtime.errors import (
     InvalidInputError,
+    LangChainRuntimeError,
     ResumeError,
     RunAbortedError,
     RunFinishedError,
@@ -121,6 +122,17 @@ def _refused(message: str, code: str) -> ResumeError:
     return exc
 
 
+def _not_executing(record: RunRecord, stored: StoredRun | None) -> LangChainRuntimeError:
+    """Why a run that executes nowhere cannot be changed: it ended, or its replica
+    stopped (``stored``: its durable run, if any)."""
+    run_id = record.run_id
+    if stored is not None and record.state in _UNFINISHED:  # its record not saved yet
+        if stored.state not in ("running", "interrupted"):
+            return finished_error(run_id, stored.state)
+        return RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
+    return finished_error(run_id, record.state)
+
+
 def _now() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -173,10 +185,11 @@ class RunManager:
             scopes, a workflow's ``scopes:``); None: runs have no shared scopes.
         sweep_interval: On a store replicas share (PostgreSQL), seconds between
             sweeps for runs of stopped replicas (see :mod:`._replicas`).
-        forward_timeout: On a shared store, seconds a task added through this
-            replica to a run executing on another waits for that replica to take it
-            before it is withdrawn (``replica_unavailable``, 503); once taken, its
-            answer is waited for as long again. Below the client's 10 s default.
+        forward_timeout: On a shared store, the deadline (seconds) of a task added
+            through this replica to a run executing on another: not taken by then,
+            it is withdrawn (``replica_unavailable``, 503: not added); taken, its
+            answer is waited for a second longer (then ``enqueue_unknown``, 504: it
+            may have been added). Keep it below the client's timeout (10 s).
         request_poll_interval: On a shared store, seconds between this replica's
             reads of the requests (tasks to add) other replicas forwarded to its runs.
 
@@ -382,7 +395,7 @@ class RunManager:
 
     @property
     def forward_timeout(self) -> float | None:
-        """Seconds a task forwarded to another replica waits to be taken (None: the
+        """The deadline (seconds) of a task forwarded to another replica (None: the
         store is not shared)."""
         return self._forwarder.timeout if self._forwarder is not None else None
 
@@ -786,14 +799,14 @@ class RunManager:
             raise finished_error(run_id, live.handle.status().value)
         record = self._load(run_id, principal)
         stored = self._elsewhere(record)
-        if stored is not None and stored.live:  # the executing replica polls for this
+        if (stored is not None and stored.live) or self._not_begun(record, stored):
+            # the executing replica polls its runs' records for this (one not begun
+            # yet too: it aborts as it begins)
             asked = dict(record.request)
             asked[ABORT_KEY] = True
             self.store.save(replace(record, request=asked, updated_at=_now()))
             return RunAccepted(run_id=run_id, state="aborting")
-        if stored is not None and stored.state == "interrupted":
-            raise RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
-        raise finished_error(run_id, record.state)
+        raise _not_executing(record, stored)
 
     def enqueue(
         self,
@@ -811,19 +824,20 @@ class RunManager:
         ``max_tasks``, a run that has that many tasks already is refused (413).
 
         Raises:
-            ReplicaUnavailableError: The executing replica did not answer within
-                ``forward_timeout`` seconds (503); the task was not added.
+            ReplicaUnavailableError: The executing replica did not take the task
+                within ``forward_timeout`` seconds, or too many tasks wait to be
+                forwarded already (503); the task was not added.
+            EnqueueUnknownError: The executing replica took the task but did not
+                answer in time (504); it may have been added.
         """
         live = self._visible_live(run_id, principal)
         if live is not None:
             return self._enqueue_live(live, spec, max_tasks)
         record = self._load(run_id, principal)
         stored = self._elsewhere(record)
-        if stored is not None and stored.live:
+        if (stored is not None and stored.live) or self._not_begun(record, stored):
             return self._forward(record, stored, spec, max_tasks)
-        if stored is not None and stored.state == "interrupted":
-            raise RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
-        raise finished_error(run_id, record.state)
+        raise _not_executing(record, stored)
 
     def _enqueue_live(self, live: _Live, spec: TaskSpec, max_tasks: int | None) -> TaskAccepted:
         run_id = live.run_id
@@ -841,14 +855,21 @@ class RunManager:
         return TaskAccepted(run_id=run_id, task_id=task.id)
 
     # -- forwarding to the replica that executes the run --------------------------------
+    def _not_begun(self, record: RunRecord, stored: StoredRun | None) -> bool:
+        """Whether ``record`` is a run just submitted to another replica (on a shared
+        store), which has not begun its durable run yet: that replica has it."""
+        return self._shared and stored is None and record.state in _UNFINISHED
+
     def _forward(
-        self, record: RunRecord, stored: StoredRun, spec: TaskSpec, max_tasks: int | None
+        self, record: RunRecord, stored: StoredRun | None, spec: TaskSpec, max_tasks: int | None
     ) -> TaskAccepted:
-        """Add a task to a run executing on another replica, through the mailbox."""
+        """Add a task to a run executing on another replica (``stored``: its durable
+        run, None if not begun yet), through the mailbox."""
         run_id = record.run_id
+        owner = stored.header.owner if stored is not None else None
         if self._forwarder is None:
             raise _refused(
-                f"run {run_id} executes on another replica ({stored.header.owner}); "
+                f"run {run_id} executes on another replica ({owner or 'not begun yet'}); "
                 "tasks can be added only there",
                 "run_live",
             )
@@ -857,7 +878,7 @@ class RunManager:
         # what can be refused here is refused as the executing replica would
         request = RunRequest.model_validate(client_request(record.request))
         build_task(self.config, spec, self._default_model(request), "task")
-        return self._forwarder.forward(stored, spec, max_tasks)
+        return self._forwarder.forward(run_id, owner, spec, max_tasks)
 
     def serve_requests(self) -> int:
         """Answer the requests other replicas forwarded to this replica's live runs

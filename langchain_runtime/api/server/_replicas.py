@@ -11,21 +11,24 @@ On such a store a replica:
   with their committed tasks, resumable on any replica;
 - reads a run executing on another replica from the store (committed tasks, the
   event log), so any replica answers ``GET``, ``/events`` and ``resume``;
-- aborts a run executing on another replica by writing an abort request into the
-  run's record; the executing replica polls its runs' records and aborts;
+- aborts a run executing on another replica (or submitted there, not begun yet)
+  by writing an abort request into the run's record; the executing replica polls
+  its runs' records and aborts;
 - adds a task to a run executing on another replica (``POST .../tasks``) through
   the store's mailbox (:class:`~langchain_runtime.store.RunMailbox`): it checks the
-  task as the executing replica would (its models, its prompts), posts it and waits
-  up to ``forward_timeout`` seconds for the answer. The executing replica reads the
-  requests to its live runs every ``request_poll_interval`` seconds (one statement
-  for all of them, which takes each request once), adds the task exactly as for a
-  local caller and writes the answer; the caller gets that answer (202, or the same
-  error it would get there: ``dag_invalid``, ``run_completed``...). A request that
-  was not taken in time is withdrawn (503 ``replica_unavailable``: the task was not
-  added); a run that ends meanwhile answers its pending requests ``run_completed``
-  (or ``run_aborted``). An added task is stored with the run (its spec), so it
-  survives a failover and a resume like one added locally. Both sides are in
-  :mod:`._forward`.
+  task as the executing replica would (its models, its prompts), posts it (to expire
+  at its deadline, ``forward_timeout`` seconds) and waits for the answer. The
+  executing replica reads the requests to its live runs (those just submitted, not
+  begun yet, included) every ``request_poll_interval`` seconds (one statement for
+  all of them, which takes each unexpired request once), adds the task exactly as
+  for a local caller and writes the answer; the caller gets that answer (202, or
+  the same error it would get there: ``dag_invalid``, ``run_completed``...). A
+  request not taken by the deadline is withdrawn (503 ``replica_unavailable``: the
+  task was not added); one taken but not answered a second later is given up (504
+  ``enqueue_unknown``: it may have been added); a run that ends meanwhile answers
+  its pending requests ``run_completed`` (or ``run_aborted``). An added task is
+  stored with the run (its spec), so it survives a failover and a resume like one
+  added locally. Both sides are in :mod:`._forward`.
 """
 
 from __future__ import annotations

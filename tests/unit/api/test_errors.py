@@ -19,6 +19,7 @@ from langchain_runtime import (
 from langchain_runtime.api.errors import (
     ERROR_TABLE,
     ApiError,
+    EnqueueUnknownError,
     ForbiddenError,
     PayloadTooLargeError,
     ReplicaUnavailableError,
@@ -61,6 +62,7 @@ EXPECTED: dict[str, tuple[int, type[LangChainRuntimeError]]] = {
     "scope_not_found": (404, ScopeNotFoundError),
     "ledger_unavailable": (503, LedgerUnavailableError),
     "replica_unavailable": (503, ReplicaUnavailableError),
+    "enqueue_unknown": (504, EnqueueUnknownError),
 }
 
 

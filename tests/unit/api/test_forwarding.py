@@ -20,10 +20,17 @@ from langchain_runtime import (
     RunAbortedError,
     RunFinishedError,
 )
-from langchain_runtime.api.errors import PayloadTooLargeError, ReplicaUnavailableError
-from langchain_runtime.api.schemas import RunRequest, TaskSpec
+from langchain_runtime.api.errors import (
+    EnqueueUnknownError,
+    PayloadTooLargeError,
+    ReplicaUnavailableError,
+)
+from langchain_runtime.api.schemas import RunRequest, TaskAccepted, TaskSpec
+from langchain_runtime.api.server import _forward
+from langchain_runtime.api.server._forward import Forwarder
 from langchain_runtime.api.server._manager import RunManager
 from langchain_runtime.config import RuntimeConfig
+from langchain_runtime.errors import StoreError
 from tests.unit.api._helpers import Gate, wait_for
 
 pytestmark = pytest.mark.postgres
@@ -122,19 +129,20 @@ def test_an_unanswered_task_is_withdrawn_and_not_added(replicas: Replicas, gate:
     owner = replicas.start(request_poll_interval=DEAF)
     other = replicas.start(forward_timeout=0.3)
     run_id = _held_run(owner, gate)
-    with pytest.raises(ReplicaUnavailableError, match=r"did not answer within 0\.3 s") as caught:
+    with pytest.raises(ReplicaUnavailableError, match=r"did not take task 'extra' within 0\.3 s"):
         other.enqueue(run_id, TaskSpec(id="extra", prompt="p", model="fast"))
-    assert caught.value.status_code == 503 and caught.value.is_retryable
     assert replicas.requests() == []  # withdrawn
     assert owner.serve_requests() == 0  # so the owner, back, never adds it
     assert "extra" not in owner.status(run_id)["tasks"]
 
 
 def test_a_run_that_ends_while_a_task_waits_answers_it_finished(
-    replicas: Replicas, gate: Gate
+    replicas: Replicas, gate: Gate, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # the caller never checks the run itself: the answer is the owner's refusal
+    monkeypatch.setattr(_forward, "LIVENESS_CHECK", DEAF)
     owner = replicas.start(request_poll_interval=DEAF)  # it answers only when the run ends
-    other = replicas.start(forward_timeout=60)
+    other = replicas.start(forward_timeout=30)
     run_id = _held_run(owner, gate)
     caught: list[BaseException] = []
 
@@ -175,3 +183,134 @@ def test_refusals_made_without_asking_the_executing_replica(replicas: Replicas, 
     with pytest.raises(RunFinishedError, match="finished") as finished:
         other.enqueue(done, TaskSpec(id="z", prompt="p", model="fast"))
     assert finished.value.code == "run_completed"
+
+
+def test_a_task_taken_but_not_answered_in_time_is_an_unknown_outcome(
+    replicas: Replicas, gate: Gate
+) -> None:
+    owner = replicas.start()
+    other = replicas.start(forward_timeout=0.3)
+    run_id = _held_run(owner, gate)
+    adding, release = threading.Event(), threading.Event()
+    real = owner._add_forwarded
+
+    def slow(run_id: str, spec: TaskSpec, max_tasks: int | None) -> TaskAccepted:
+        adding.set()  # taken: the owner is adding it (e.g. a slow store write)
+        assert release.wait(30)
+        return real(run_id, spec, max_tasks)
+
+    owner._add_forwarded = slow  # type: ignore[method-assign]
+    try:
+        with pytest.raises(EnqueueUnknownError) as caught:
+            other.enqueue(run_id, TaskSpec(id="extra", prompt="p", model="fast"))
+    finally:
+        release.set()
+    assert adding.is_set()
+    err = caught.value
+    assert (err.code, err.status_code, err.is_retryable) == ("enqueue_unknown", 504, False)
+    assert "took task 'extra' but did not answer within 0.3 s" in str(err)
+    assert f"GET /api/v1/runs/{run_id} shows whether it was added" in str(err)
+    assert ReplicaUnavailableError.is_retryable  # unlike the 503: not added, retry
+    # indeed the owner adds it after the caller gave up; the caller's row is gone
+    wait_for(lambda: "extra" in owner.status(run_id)["tasks"])
+    assert replicas.requests() == []
+
+
+def test_a_request_that_could_not_be_withdrawn_expires_unapplied(
+    replicas: Replicas, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner = replicas.start(request_poll_interval=DEAF)
+    other = replicas.start(forward_timeout=0.3)
+    run_id = _held_run(owner, gate)
+
+    def blip(request_id: int) -> Any:
+        raise StoreError("run store cannot be used: the database could not be reached")
+
+    # the database does not answer the caller once its deadline has come
+    monkeypatch.setattr(other.store, "withdraw_request", blip)
+    monkeypatch.setattr(other.store, "drop_request", blip)
+    with pytest.raises(EnqueueUnknownError, match="could not be withdrawn") as caught:
+        other.enqueue(run_id, TaskSpec(id="extra", prompt="p", model="fast"))
+    assert not caught.value.is_retryable
+    assert replicas.requests() == [(run_id, "pending")]  # left behind, but expired:
+    assert owner.serve_requests() == 0  # the owner, back, never takes it
+    assert "extra" not in owner.status(run_id)["tasks"]
+
+
+def test_a_task_added_right_after_submit_is_forwarded_to_the_run_not_begun_yet(
+    replicas: Replicas, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, other = replicas.start(), replicas.start()
+    begin, checked = threading.Event(), threading.Event()
+    real_begin = owner.store.begin_run
+
+    def held_begin(*args: Any, **kwargs: Any) -> None:
+        assert begin.wait(30)  # the durable run begins only once the caller checked
+        real_begin(*args, **kwargs)
+
+    real_gone = Forwarder._gone
+
+    def gone(self: Forwarder, run_id: str) -> bool:
+        found = real_gone(self, run_id)
+        if not found:
+            checked.set()  # the caller checked the run not begun: it still executes
+        return found
+
+    monkeypatch.setattr(owner.store, "begin_run", held_begin)
+    monkeypatch.setattr(Forwarder, "_gone", gone)
+    run_id = owner.submit(RunRequest(workflow="gated")).run_id
+    assert other.store.load_run(run_id) is None  # not begun: its record is pending
+    threading.Thread(target=lambda: checked.wait(30) and begin.set(), daemon=True).start()
+    accepted = other.enqueue(run_id, TaskSpec(id="extra", prompt="p", model="fast"))
+    assert (accepted.run_id, accepted.task_id) == (run_id, "extra")
+    assert checked.is_set()
+    assert gate.started.wait(10)
+    assert "extra" in owner.status(run_id)["tasks"]
+    gate.event.set()
+    done = _ended(owner, other, run_id)
+    assert done["state"] == "completed" and done["tasks"]["extra"]["state"] == "completed"
+
+
+def test_a_run_aborted_right_after_submit_through_another_replica_aborts(
+    replicas: Replicas, gate: Gate, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    owner, other = replicas.start(), replicas.start()
+    begin = threading.Event()
+    real_begin = owner.store.begin_run
+
+    def held_begin(*args: Any, **kwargs: Any) -> None:
+        assert begin.wait(30)
+        real_begin(*args, **kwargs)
+
+    monkeypatch.setattr(owner.store, "begin_run", held_begin)
+    run_id = owner.submit(RunRequest(workflow="gated")).run_id
+    assert other.store.load_run(run_id) is None  # not begun yet
+    assert other.abort(run_id).state == "aborting"
+    with pytest.raises(RunAbortedError, match="being aborted"):  # as for a live run
+        other.enqueue(run_id, TaskSpec(id="y", prompt="p", model="fast"))
+    begin.set()
+    assert _ended(owner, other, run_id)["state"] == "aborted"  # as it began
+
+
+def test_forwards_waiting_at_once_are_capped(replicas: Replicas, gate: Gate) -> None:
+    owner, other = replicas.start(request_poll_interval=DEAF), replicas.start()
+    run_id = _held_run(owner, gate)
+    forwarder = Forwarder(other.store, other.store, other.store, timeout=5, max_waiting=1)
+    caught: list[BaseException] = []
+
+    def first() -> None:
+        try:
+            forwarder.forward(run_id, None, TaskSpec(id="a", prompt="p", model="fast"), None)
+        except BaseException as exc:  # collected for the assertions below
+            caught.append(exc)
+
+    waiter = threading.Thread(target=first)
+    waiter.start()
+    wait_for(lambda: replicas.requests() == [(run_id, "pending")])  # it holds the slot
+    with pytest.raises(ReplicaUnavailableError, match="too many tasks waiting to be forwarded"):
+        forwarder.forward(run_id, None, TaskSpec(id="b", prompt="p", model="fast"), None)
+    assert replicas.requests() == [(run_id, "pending")]  # the second posted nothing
+    waiter.join(30)
+    assert not waiter.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], ReplicaUnavailableError), caught
+    assert replicas.requests() == []  # withdrawn
