@@ -14,29 +14,28 @@ its tasks change, not a rewrite of the whole run), a crash loses only the calls 
 flight, and a run can be resumed (:meth:`RunManager.resume`). On a store that
 keeps no durable runs (``MemoryRunStore``) the watcher saves the run's status every
 ``checkpoint_interval`` seconds instead.
+
+This module starts, watches, resumes and closes runs; reading them is
+:class:`~._reading.RunReading`, steering them (abort, add a task, forward either to
+the executing replica) :class:`~._steering.RunSteering`, and what they share is in
+:mod:`._live`.
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import threading
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from langchain_core.runnables import RunnableConfig
-from pydantic_core import to_jsonable_python
 
 from langchain_runtime.api.errors import (
     ApiError,
-    PayloadTooLargeError,
     RunExistsError,
-    RunNotFoundError,
     TooManyRunsError,
 )
 from langchain_runtime.api.schemas import (
@@ -44,35 +43,44 @@ from langchain_runtime.api.schemas import (
     ApiRunState,
     ResumeRequest,
     RunAccepted,
-    RunPage,
     RunRequest,
     RunStatus,
-    RunSummary,
-    TaskAccepted,
     TaskSpec,
-    TaskStatus,
 )
 from langchain_runtime.api.server._build import build_orchestrator, build_task
 from langchain_runtime.api.server._charges import DeadRunCharges
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
 from langchain_runtime.api.server._forward import Forwarder, finished_error
 from langchain_runtime.api.server._keys import Principal
+from langchain_runtime.api.server._live import (
+    INTERRUPTED,
+    OWNER_KEY,
+    RESUMABLE,
+    SCOPES_KEY,
+    SHUT_DOWN,
+    UNFINISHED,
+    Live,
+    client_request,
+    encode_event,
+    handle_snapshot_or_empty,
+    now,
+    refused,
+)
 from langchain_runtime.api.server._metrics import Metrics
-from langchain_runtime.api.server._replicas import ABORT_KEY, Sweeper, is_shared, remote_status
+from langchain_runtime.api.server._reading import RunReading
+from langchain_runtime.api.server._replicas import ABORT_KEY, Sweeper, is_shared
+from langchain_runtime.api.server._steering import RunSteering
 from langchain_runtime.api.server._tenancy import scoped
 from langchain_runtime.api.store import RunRecord, RunStore, interrupt_status
 from langchain_runtime.config import RuntimeConfig
-from langchain_runtime.domain import RunEvent, RunResult, RunState, TaskError
+from langchain_runtime.domain import RunResult, RunState, TaskError
 from langchain_runtime.errors import (
     InvalidInputError,
-    LangChainRuntimeError,
     ResumeError,
-    RunAbortedError,
-    RunFinishedError,
 )
 from langchain_runtime.orchestration import Orchestrator, RunHandle
 from langchain_runtime.orchestration._accounting import dead_holders, lease_holder
-from langchain_runtime.store import DurableRunStore, RunMailbox, StoredRun
+from langchain_runtime.store import DurableRunStore, RunMailbox
 
 if TYPE_CHECKING:
     from langchain_runtime.cost.ledger import BudgetLedger
@@ -81,93 +89,13 @@ __all__ = ["RunManager"]
 
 logger = logging.getLogger(__name__)
 
-INTERRUPTED = "the server stopped while this run was in flight; it was not resumed"
-RESUMABLE = (
-    "the server stopped while this run was in flight; its completed tasks are kept: "
-    "resume it with POST /api/v1/runs/{run_id}/resume"
-)
-SHUT_DOWN = "the server shut down before this run ended"
-#: Keys of a stored request that are the server's, not the client's: who submitted
-#: the run (an API key's name) and the ledger scopes its calls reserve in.
-OWNER_KEY = "_owner"
-SCOPES_KEY = "_scopes"
-_LIST_PAGE = 500
-_UNFINISHED = ("pending", "running", "aborting")
-
-
-def client_request(request: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored request without the server's own keys (what the client sent)."""
-    return {k: v for k, v in request.items() if k not in (OWNER_KEY, SCOPES_KEY, ABORT_KEY)}
-
-
-def owner_of(record: RunRecord) -> str | None:
-    """The name of the API key that submitted the run (None: no keys were in use)."""
-    owner = record.request.get(OWNER_KEY)
-    return owner if isinstance(owner, str) else None
-
-
-def visible(record: RunRecord, principal: Principal | None) -> bool:
-    """Whether ``principal`` may see the run: the single user and admins see all."""
-    return principal is None or principal.admin or owner_of(record) == principal.name
-
 
 class ShuttingDownError(ApiError):
     code = "shutting_down"
     status_code = 503
 
 
-def _refused(message: str, code: str) -> ResumeError:
-    exc = ResumeError(message)
-    exc.code = code  # run_live (409) or resume_refused (422): see api.errors.ERROR_TABLE
-    return exc
-
-
-def _not_executing(record: RunRecord, stored: StoredRun | None) -> LangChainRuntimeError:
-    """Why a run that executes nowhere cannot be changed: it ended, or its replica
-    stopped (``stored``: its durable run, if any)."""
-    run_id = record.run_id
-    if stored is not None and record.state in _UNFINISHED:  # its record not saved yet
-        if stored.state not in ("running", "interrupted"):
-            return finished_error(run_id, stored.state)
-        return RunFinishedError(f"run {run_id} was interrupted (its replica stopped)")
-    return finished_error(run_id, record.state)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def encode_event(event: RunEvent, run_id: str) -> dict[str, Any]:
-    """A committed event as JSON, under the API's run id."""
-    return {
-        "seq": event.seq,
-        "type": event.type,
-        "run_id": run_id,
-        "task_id": event.task_id,
-        "data": to_jsonable_python(event.data, fallback=str),
-        "ts": event.ts.isoformat(),
-    }
-
-
-@dataclass
-class _Live:
-    run_id: str
-    handle: RunHandle
-    record: RunRecord
-    default_model: str | None
-    started: float
-    aborting: bool = False
-    saved_seq: int = -1
-    #: task id -> (the result it was encoded from, or a placeholder's state; its JSON
-    #: object member, id included)
-    task_json: dict[str, tuple[Any, str]] = field(default_factory=dict)
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
-
-class RunManager:
+class RunManager(RunReading, RunSteering):
     """Starts, tracks, persists and steers the server's runs.
 
     Args:
@@ -229,7 +157,7 @@ class RunManager:
         self.ledger = ledger
         self._own_store = own_store
         self._lock = threading.Lock()
-        self._live: dict[str, _Live] = {}
+        self._live: dict[str, Live] = {}
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._durable: DurableRunStore | None = (
@@ -303,7 +231,7 @@ class RunManager:
             try:
                 record = self.store.load(run_id)
                 stored = self._durable.load_run(run_id)
-                if record is None or stored is None or record.state not in _UNFINISHED:
+                if record is None or stored is None or record.state not in UNFINISHED:
                     continue
                 reason = RESUMABLE.format(run_id=run_id)
                 self.store.save(interrupted_record(record, stored, reason))
@@ -331,7 +259,7 @@ class RunManager:
 
     def _elsewhere(self, record: RunRecord) -> Any:
         """The stored durable run of an unfinished run not executing here, or None."""
-        if not self._shared or self._durable is None or record.state not in _UNFINISHED:
+        if not self._shared or self._durable is None or record.state not in UNFINISHED:
             return None
         return self._durable.load_run(record.run_id)
 
@@ -384,7 +312,7 @@ class RunManager:
                 else:
                     handle = orch.start(request.input, config)
             except Exception as exc:
-                failed = replace(record, state="failed", updated_at=_now())
+                failed = replace(record, state="failed", updated_at=now())
                 self.store.save(failed)
                 raise exc
             live, thread = self._watch_in_background(run_id, handle, record, default_model)
@@ -421,9 +349,9 @@ class RunManager:
 
     def _watch_in_background(
         self, run_id: str, handle: RunHandle, record: RunRecord, default_model: str | None
-    ) -> tuple[_Live, threading.Thread]:
+    ) -> tuple[Live, threading.Thread]:
         """Register a live run and its (not yet started) watcher; the caller holds the lock."""
-        live = _Live(run_id, handle, record, default_model, time.monotonic())
+        live = Live(run_id, handle, record, default_model, time.monotonic())
         self._live[run_id] = live
         thread = threading.Thread(
             target=self._watch, args=(live,), name=f"lcr-watch-{run_id[:8]}", daemon=True
@@ -452,18 +380,18 @@ class RunManager:
         """
         record = self._load(run_id, principal)
         if self._durable is None:
-            raise _refused(
+            raise refused(
                 "this server's store keeps no durable runs; start the server with a store "
                 "file to resume runs",
                 "resume_refused",
             )
         if self._get_live(run_id) is not None:
-            raise _refused(f"run {run_id} is live on this server", "run_live")
+            raise refused(f"run {run_id} is live on this server", "run_live")
         stored = self._durable.load_run(run_id)
         if stored is None:
-            raise _refused(f"run {run_id} has no durable record to resume", "resume_refused")
+            raise refused(f"run {run_id} has no durable record to resume", "resume_refused")
         if stored.live:
-            raise _refused(f"run {run_id} is live (executed by {stored.header.owner})", "run_live")
+            raise refused(f"run {run_id} is live (executed by {stored.header.owner})", "run_live")
         body = RunRequest.model_validate(client_request(record.request))
         orch = build_orchestrator(self.config, self.workflows, body)
         # the scopes of the key that submitted it (an admin resuming pays from them too)
@@ -481,7 +409,7 @@ class RunManager:
             if self._closed:
                 raise ShuttingDownError("the server is shutting down")
             if run_id in self._live:
-                raise _refused(f"run {run_id} is live on this server", "run_live")
+                raise refused(f"run {run_id} is live on this server", "run_live")
             if len(self._live) >= self.max_concurrent_runs:
                 raise TooManyRunsError(
                     f"{len(self._live)} runs are executing, the most this server allows; "
@@ -501,7 +429,7 @@ class RunManager:
                 exc.code = "resume_refused"  # the graph differs (live was checked above)
                 raise
             request_json = {k: v for k, v in record.request.items() if k != ABORT_KEY}
-            running = replace(record, state="running", updated_at=_now(), request=request_json)
+            running = replace(record, state="running", updated_at=now(), request=request_json)
             self.store.save(running)
             live, thread = self._watch_in_background(run_id, handle, running, default_model)
         self.metrics.run_submitted()
@@ -511,7 +439,7 @@ class RunManager:
 
     # -- the background side ----------------------------------------------------------
     @staticmethod
-    def _state(live: _Live, state: str) -> ApiRunState:
+    def _state(live: Live, state: str) -> ApiRunState:
         """The API state of a live run: a terminal state is not shown before it is saved."""
         if live.aborting:
             return "aborting"
@@ -519,17 +447,17 @@ class RunManager:
             return "running"
         return "pending" if state == "pending" else "running"
 
-    def _live_status(self, live: _Live, result: RunResult, state: ApiRunState) -> RunStatus:
+    def _live_status(self, live: Live, result: RunResult, state: ApiRunState) -> RunStatus:
         return RunStatus.from_result(
             result,
             run_id=live.run_id,
             state=state,
             workflow=live.record.workflow,
             created_at=live.record.created_at,
-            updated_at=_now(),
+            updated_at=now(),
         )
 
-    def _save(self, live: _Live, status: RunStatus, result: RunResult) -> None:
+    def _save(self, live: Live, status: RunStatus, result: RunResult) -> None:
         # a durable run stored its events with its commits (the last one included)
         events = (
             []
@@ -539,14 +467,14 @@ class RunManager:
         record = replace(
             live.record,
             state=status.state,
-            updated_at=status.updated_at or _now(),
+            updated_at=status.updated_at or now(),
             status=status.model_dump(mode="json"),
         )
         self.store.save(record, events)
         if events:
             live.saved_seq = events[-1]["seq"]
 
-    def _watch(self, live: _Live) -> None:
+    def _watch(self, live: Live) -> None:
         handle = live.handle
         result: RunResult | None = None
         failure: BaseException | None = None
@@ -574,7 +502,7 @@ class RunManager:
                 logger.exception("checkpoint of run %s failed", live.run_id)
         self._finalize(live, result, failure)
 
-    def _abort_if_asked(self, live: _Live) -> None:
+    def _abort_if_asked(self, live: Live) -> None:
         """Abort a live run another replica asked to abort (in its stored record)."""
         try:
             record = self.store.load(live.run_id)
@@ -587,7 +515,7 @@ class RunManager:
             live.handle.abort()
 
     def _finalize(
-        self, live: _Live, result: RunResult | None, failure: BaseException | None
+        self, live: Live, result: RunResult | None, failure: BaseException | None
     ) -> None:
         if result is None:
             logger.error("run %s crashed", live.run_id, exc_info=failure)
@@ -605,7 +533,7 @@ class RunManager:
             run_id=live.run_id,
             workflow=live.record.workflow,
             created_at=live.record.created_at,
-            updated_at=_now(),
+            updated_at=now(),
         )
         for attempt in range(3):
             try:
@@ -620,281 +548,6 @@ class RunManager:
             self._live.pop(live.run_id, None)
         self.metrics.run_finished(status, time.monotonic() - live.started)
         logger.info("run %s finished: %s", live.run_id, status.state)
-
-    # -- reading ------------------------------------------------------------------------
-    def _get_live(self, run_id: str) -> _Live | None:
-        with self._lock:
-            return self._live.get(run_id)
-
-    def _load(self, run_id: str, principal: Principal | None = None) -> RunRecord:
-        record = self.store.load(run_id)
-        if record is None or not visible(record, principal):
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        return record
-
-    def _visible_live(self, run_id: str, principal: Principal | None) -> _Live | None:
-        """The live run if ``principal`` may see it; None if not live; 404 if not theirs."""
-        live = self._get_live(run_id)
-        if live is not None and not visible(live.record, principal):
-            raise RunNotFoundError(f"no run with id {run_id!r}")
-        return live
-
-    def _live_body(self, live: _Live) -> str:
-        """A live run's status as JSON text, re-encoding only the tasks that changed.
-
-        A task's result object stays the same until the task changes, so a poll of a
-        long run costs what changed since the last one, not a re-encoding of every
-        task (which made a 5,000-task run spend most of its time answering polls).
-        """
-        snap = live.handle.snapshot()
-        state = self._state(live, snap.state.value)
-        head = self._live_status(live, snap.model_copy(update={"tasks": {}}), state)
-        parts = []
-        cache = live.task_json
-        for tid, tr in snap.tasks.items():
-            # a task not started yet is a fresh placeholder in every snapshot: by state
-            key: Any = tr.state if tr.model_fields_set <= {"task_id", "state"} else tr
-            hit = cache.get(tid)
-            if hit is None or hit[0] is not key:
-                encoded = _dumps(TaskStatus.from_result(tr).model_dump(mode="json"))
-                hit = (key, f"{_dumps(tid)}:{encoded}")
-                cache[tid] = hit
-            parts.append(hit[1])
-        body = head.model_dump(mode="json")
-        body.pop("tasks", None)
-        text = _dumps(body)
-        return f'{text[:-1]},"tasks":{{{",".join(parts)}}}}}'
-
-    def status_body(self, run_id: str, principal: Principal | None = None) -> str:
-        """The run's status as JSON text (what ``GET /api/v1/runs/{id}`` answers)."""
-        live = self._visible_live(run_id, principal)
-        if live is not None:
-            return self._live_body(live)
-        return _dumps(self.status(run_id, principal))
-
-    def status(self, run_id: str, principal: Principal | None = None) -> dict[str, Any]:
-        """The run's status as JSON: live from its handle, else from the store."""
-        live = self._visible_live(run_id, principal)
-        if live is not None:
-            result: dict[str, Any] = json.loads(self._live_body(live))
-            return result
-        record = self._load(run_id, principal)
-        stored = self._elsewhere(record)
-        if stored is not None and stored.live:
-            return remote_status(record, stored)
-        if stored is not None and stored.state == "interrupted":
-            # its replica stopped: what the next sweep will write
-            return dict(
-                interrupted_record(record, stored, RESUMABLE.format(run_id=run_id)).status or {}
-            )
-        if record.status is not None:
-            return dict(record.status)
-        return RunStatus(
-            run_id=run_id,
-            state=record.state,
-            workflow=record.workflow,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-        ).model_dump(mode="json")
-
-    def _list(
-        self, limit: int, offset: int, state: str | None, principal: Principal | None
-    ) -> tuple[list[RunRecord], int]:
-        """A page of the runs ``principal`` may see, and how many there are."""
-        if principal is None or principal.admin:
-            return self.store.list(limit=limit, offset=offset, state=state)
-        if "owner" in inspect.signature(self.store.list).parameters:  # filtered in the store
-            records, total = self.store.list(  # type: ignore[call-arg]
-                limit=limit, offset=offset, state=state, owner=principal.name
-            )
-            return records, total
-        # a store that cannot filter by owner: read it all, a page at a time
-        mine: list[RunRecord] = []
-        start = 0
-        while True:
-            page, total = self.store.list(limit=_LIST_PAGE, offset=start, state=state)
-            mine += [r for r in page if owner_of(r) == principal.name]
-            start += len(page)
-            if not page or start >= total:
-                break
-        return mine[offset : offset + limit], len(mine)
-
-    def list_runs(
-        self,
-        *,
-        limit: int,
-        offset: int,
-        state: str | None,
-        principal: Principal | None = None,
-    ) -> RunPage:
-        records, total = self._list(limit, offset, state, principal)
-        items = []
-        for record in records:
-            live = self._get_live(record.run_id)
-            if live is not None:  # its record is as of its start: read the run itself
-                snap = live.handle.snapshot()
-                items.append(
-                    RunSummary(
-                        run_id=record.run_id,
-                        state=self._state(live, snap.state.value),
-                        workflow=record.workflow,
-                        created_at=record.created_at,
-                        updated_at=_now(),
-                        tasks=len(snap.tasks),
-                        total_tokens=snap.usage.total_tokens,
-                        cost=snap.cost,
-                    )
-                )
-                continue
-            status = dict(record.status or {})
-            cost = status.get("cost") or {}
-            items.append(
-                RunSummary(
-                    run_id=record.run_id,
-                    state=record.state,
-                    workflow=record.workflow,
-                    created_at=record.created_at,
-                    updated_at=record.updated_at,
-                    tasks=len(status.get("tasks") or {}),
-                    total_tokens=int((status.get("usage") or {}).get("total_tokens") or 0),
-                    cost=cost,
-                )
-            )
-        return RunPage(items=items, total=total, limit=limit, offset=offset)
-
-    def live_events(
-        self, run_id: str, after: int, principal: Principal | None = None
-    ) -> list[dict[str, Any]] | None:
-        """Events after ``after`` of a live run, or None when the run is not live."""
-        live = self._visible_live(run_id, principal)
-        if live is None:
-            return None
-        # seq is the index in the committed log
-        return [encode_event(e, run_id) for e in live.handle.events()[after + 1 :]]
-
-    def stored_events(
-        self, run_id: str, after: int, principal: Principal | None = None
-    ) -> tuple[list[dict[str, Any]], str]:
-        """Stored events after ``after`` and the run's state (raises when unknown)."""
-        record = self._load(run_id, principal)
-        return self.store.events(run_id, after), record.state
-
-    def active(self) -> int:
-        with self._lock:
-            return len(self._live)
-
-    def task_count(self, run_id: str, principal: Principal | None = None) -> int | None:
-        """How many tasks a live run has (pending ones included), or None if not live."""
-        live = self._visible_live(run_id, principal)
-        return None if live is None else len(live.handle.snapshot().tasks)
-
-    # -- steering ----------------------------------------------------------------------
-    def abort(self, run_id: str, principal: Principal | None = None) -> RunAccepted:
-        """Ask a live run to stop (fire-and-forget): state ``aborting``."""
-        live = self._visible_live(run_id, principal)
-        if live is not None:
-            if live.aborting or live.handle.abort():
-                live.aborting = True
-                return RunAccepted(run_id=run_id, state="aborting")
-            raise finished_error(run_id, live.handle.status().value)
-        record = self._load(run_id, principal)
-        stored = self._elsewhere(record)
-        if (stored is not None and stored.live) or self._not_begun(record, stored):
-            # the executing replica polls its runs' records for this (one not begun
-            # yet too: it aborts as it begins)
-            asked = dict(record.request)
-            asked[ABORT_KEY] = True
-            self.store.save(replace(record, request=asked, updated_at=_now()))
-            return RunAccepted(run_id=run_id, state="aborting")
-        raise _not_executing(record, stored)
-
-    def enqueue(
-        self,
-        run_id: str,
-        spec: TaskSpec,
-        principal: Principal | None = None,
-        *,
-        max_tasks: int | None = None,
-    ) -> TaskAccepted:
-        """Add a task to a live run (validated like the tasks of a request).
-
-        A run executing on another replica (a shared store) gets the task through
-        that replica: the request is posted to the store's mailbox and the answer is
-        that replica's own (accepted, or the error it refused the task with). With
-        ``max_tasks``, a run that has that many tasks already is refused (413).
-
-        Raises:
-            ReplicaUnavailableError: The executing replica did not take the task
-                within ``forward_timeout`` seconds, or too many tasks wait to be
-                forwarded already (503); the task was not added.
-            EnqueueUnknownError: The executing replica took the task but did not
-                answer in time (504); it may have been added.
-        """
-        live = self._visible_live(run_id, principal)
-        if live is not None:
-            return self._enqueue_live(live, spec, max_tasks)
-        record = self._load(run_id, principal)
-        stored = self._elsewhere(record)
-        if (stored is not None and stored.live) or self._not_begun(record, stored):
-            return self._forward(record, stored, spec, max_tasks)
-        raise _not_executing(record, stored)
-
-    def _enqueue_live(self, live: _Live, spec: TaskSpec, max_tasks: int | None) -> TaskAccepted:
-        run_id = live.run_id
-        if live.aborting:
-            raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
-        if max_tasks is not None:
-            count = len(live.handle.snapshot().tasks)
-            if count >= max_tasks:
-                raise PayloadTooLargeError(
-                    f"run {run_id} has {count} tasks, this server's limit per run "
-                    f"(serve --limit max_tasks=N); cannot add task {spec.id!r}"
-                )
-        task = build_task(self.config, spec, live.default_model, "task")
-        live.handle.enqueue(task, spec.model_dump(mode="json", exclude_unset=True))
-        return TaskAccepted(run_id=run_id, task_id=task.id)
-
-    # -- forwarding to the replica that executes the run --------------------------------
-    def _not_begun(self, record: RunRecord, stored: StoredRun | None) -> bool:
-        """Whether ``record`` is a run just submitted to another replica (on a shared
-        store), which has not begun its durable run yet: that replica has it."""
-        return self._shared and stored is None and record.state in _UNFINISHED
-
-    def _forward(
-        self, record: RunRecord, stored: StoredRun | None, spec: TaskSpec, max_tasks: int | None
-    ) -> TaskAccepted:
-        """Add a task to a run executing on another replica (``stored``: its durable
-        run, None if not begun yet), through the mailbox."""
-        run_id = record.run_id
-        owner = stored.header.owner if stored is not None else None
-        if self._forwarder is None:
-            raise _refused(
-                f"run {run_id} executes on another replica ({owner or 'not begun yet'}); "
-                "tasks can be added only there",
-                "run_live",
-            )
-        if record.request.get(ABORT_KEY):
-            raise RunAbortedError(f"run {run_id} is being aborted; cannot add task {spec.id!r}")
-        # what can be refused here is refused as the executing replica would
-        request = RunRequest.model_validate(client_request(record.request))
-        build_task(self.config, spec, self._default_model(request), "task")
-        return self._forwarder.forward(run_id, owner, spec, max_tasks)
-
-    def serve_requests(self) -> int:
-        """Answer the requests other replicas forwarded to this replica's live runs
-        (one read of the store); how many were answered."""
-        if self._forwarder is None:
-            return 0
-        with self._lock:
-            run_ids = list(self._live)
-        return self._forwarder.serve(run_ids, self._add_forwarded)
-
-    def _add_forwarded(self, run_id: str, spec: TaskSpec, max_tasks: int | None) -> TaskAccepted:
-        live = self._get_live(run_id)
-        if live is None:  # it ended after the requests were taken
-            record = self.store.load(run_id)
-            raise finished_error(run_id, record.state if record is not None else "failed")
-        return self._enqueue_live(live, spec, max_tasks)
 
     # -- shutting down -------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:
@@ -927,11 +580,3 @@ class RunManager:
                 logger.exception("could not mark run %s failed", live.run_id)
         if self._own_store:
             self.store.close()
-
-
-def handle_snapshot_or_empty(live: _Live) -> RunResult:
-    try:
-        return live.handle.snapshot()
-    except Exception:
-        logger.exception("no snapshot of run %s", live.run_id)
-        return RunResult(run_id=live.run_id, state="failed")
