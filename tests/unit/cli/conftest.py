@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import signal
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -22,6 +23,21 @@ def cli() -> Cli:
         return Outcome(result.exit_code, result.stdout, result.stderr, result.exception)
 
     return invoke
+
+
+@pytest.fixture
+def default_sigint() -> Iterator[None]:
+    """Python's own Ctrl-C handler, as a fresh ``langchain-runtime`` process has it.
+
+    In this test process an earlier test's event loop runner may have left its own
+    handler behind; ``asyncio.run`` installs its Ctrl-C handling only over the default.
+    """
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_run_keeps_the_run_and_runs_list_shows_it(cli: Cli, write: Write, tmp_pa
 
 
 def test_ctrl_c_leaves_a_resumable_run_and_says_how(
-    cli: Cli, write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, default_sigint: None
 ) -> None:
     original = RunProgress.__call__
 

@@ -205,7 +205,7 @@ def _interrupt_after_first(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["signal", "exception"])
 def test_ctrl_c_aborts_cleanly_and_shows_what_finished(
-    cli: Cli, write: Write, monkeypatch: pytest.MonkeyPatch, how: str
+    cli: Cli, write: Write, monkeypatch: pytest.MonkeyPatch, how: str, default_sigint: None
 ) -> None:
     _interrupt_after_first(monkeypatch, how)
     started = time.monotonic()
