@@ -37,11 +37,18 @@ class DeadRunCharges:
             (``run_id#n``, see :func:`~langchain_runtime.orchestration._accounting.
             dead_holders`): a resume already running, here or on another replica,
             holds its own leases and they are left alone.
+        on_charged: Called with how many leases a run's charge took (metrics).
     """
 
-    def __init__(self, ledger: BudgetLedger | None, holders: Callable[[str], list[str]]) -> None:
+    def __init__(
+        self,
+        ledger: BudgetLedger | None,
+        holders: Callable[[str], list[str]],
+        on_charged: Callable[[int], object] | None = None,
+    ) -> None:
         self.ledger = ledger
         self._holders = holders
+        self._on_charged = on_charged
         self._lock = threading.Lock()
         self._pending: set[str] = set()
 
@@ -84,6 +91,8 @@ class DeadRunCharges:
                 break
             self._forget(run_id)
             charged += count
+            if count and self._on_charged is not None:
+                self._on_charged(count)
             if count:
                 logger.warning(
                     "run %s: %d call(s) in flight when its process stopped charged at their hold",

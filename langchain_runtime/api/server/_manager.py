@@ -166,7 +166,7 @@ class RunManager(RunReading, RunSteering):
         self._sweeper: Sweeper | None = None
         self._requests: Sweeper | None = None
         # the calls dead runs had in flight are charged at their hold in the ledger
-        self._charges = DeadRunCharges(ledger, self._dead_holders)
+        self._charges = DeadRunCharges(ledger, self._dead_holders, self.metrics.dead_run_charges)
         self._shared = self._durable is not None and is_shared(store)
         self._forwarder: Forwarder | None = None
         if self._shared and self._durable is not None and isinstance(store, RunMailbox):

@@ -110,6 +110,12 @@ class Metrics:
             "before it started).",
             registry=reg,
         )
+        self._dead_charges = c(
+            f"{PREFIX}_dead_run_charges",
+            "Calls in flight when their run's process died, charged at their hold in the "
+            "ledger (by this server's sweeps and restart).",
+            registry=reg,
+        )
         self._http = c(
             f"{PREFIX}_http_requests", "HTTP requests, by method, route and status.",
             ["method", "route", "status"], registry=reg,
@@ -160,6 +166,10 @@ class Metrics:
             ):
                 self._model_tokens.labels(model, kind).inc(n)
             self._model_cost.labels(model, used.cost.currency).inc(float(used.cost.amount))
+
+    def dead_run_charges(self, leases: int) -> None:
+        """Count ``leases`` of dead runs charged at their hold."""
+        self._dead_charges.inc(leases)
 
     def http_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one request (``route`` is a route template or ``unmatched``)."""

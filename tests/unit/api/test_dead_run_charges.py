@@ -51,7 +51,8 @@ def test_a_dead_run_is_charged_and_a_refusal_is_retried_at_the_next_sweep(
     ledger_path: Path,
 ) -> None:
     with SQLiteLedger(ledger_path, timeout=0.1) as ledger:
-        charges = DeadRunCharges(ledger, lambda run_id: [f"{run_id}#0"])
+        counted: list[int] = []
+        charges = DeadRunCharges(ledger, lambda run_id: [f"{run_id}#0"], counted.append)
         lock = FileLock(ledger_path)
         try:  # one refusal and the others wait too: each would wait out the timeout
             assert charges.charge(["r1", "r3"]) == 0  # logged, not raised
@@ -61,6 +62,7 @@ def test_a_dead_run_is_charged_and_a_refusal_is_retried_at_the_next_sweep(
         assert ledger.status("team:a").reserved == D("0.875")
 
         assert charges.charge() == 2  # the next sweep
+        assert counted == [2]  # r1's two leases (r3 had none)
         assert charges.pending == frozenset()
         status = ledger.status("team:a")
         assert (status.spent, status.spent_tokens, status.reserved) == (D("0.375"), 150, D("0.5"))
@@ -123,6 +125,8 @@ def test_a_restarted_server_charges_its_interrupted_runs_once_the_ledger_answers
             lambda: (s := ledger.status("team:a")).reserved == D("0.5") and s, timeout=10
         )
         assert status.spent == D("0.375")
+        text = manager.metrics.render({}, 0)  # what /metrics shows
+        assert "langchain_runtime_dead_run_charges_total 2.0" in text
     finally:
         lock.release()
         manager.close()
