@@ -18,6 +18,7 @@ from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from langchain.agents import create_agent
 from langchain_core.messages import HumanMessage
@@ -81,8 +82,11 @@ def unanswered(request: pytest.FixtureRequest) -> Iterator[Provider]:
 
 
 def chat(url: str, **kwargs: Any) -> ChatOpenAI:
+    # only the wait for the answer is short: a connection (or a pooled one) taking
+    # longer on a loaded machine must not turn into a call that never left
+    timeout = httpx.Timeout(10.0, read=0.3)
     return ChatOpenAI(model=MODEL, api_key="sk-test", base_url=url, max_retries=0,  # type: ignore[arg-type]
-                      timeout=0.3, **kwargs)  # fmt: skip
+                      timeout=timeout, **kwargs)  # fmt: skip
 
 
 def held(prompt: str, limit: int = LIMIT) -> Usage:
