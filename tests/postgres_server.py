@@ -110,14 +110,16 @@ class PostgresServer:
             raise PostgresUnavailable(f"initdb failed: {result.stderr.strip()}")
         self._initialized = True
 
-    def start(self, timeout: float = _TIMEOUT) -> None:
-        """Start the server (initialising its data folder the first time); waits for it."""
+    def start(self, timeout: float = _TIMEOUT, *, durable: bool = False) -> None:
+        """Start the server (initialising its data folder the first time); waits for it.
+
+        The tests run it without WAL flushes; ``durable`` (benchmarks) flushes each
+        commit as a production server does.
+        """
         if not self._initialized:
             self._init()
-        options = (
-            f"-k {self.socket_dir} -h '' -c fsync=off -c synchronous_commit=off "
-            "-c full_page_writes=off -c max_connections=200"
-        )
+        flush = "" if durable else "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+        options = f"-k {self.socket_dir} -h '' {flush}-c max_connections=200"
         result = self._cmd(
             str(self.bindir / "pg_ctl"),
             "-D",

@@ -304,11 +304,10 @@ def wait_stored(
     try:
         rid = _run_id(store, run_id)
         deadline = time.monotonic() + timeout
-        while True:
-            data, running = _stored_data(store, rid)
-            if not running or time.monotonic() >= deadline:
-                break
+        # the cheap liveness read while it runs; the whole run once, at the end
+        while store.is_live(rid) and time.monotonic() < deadline:
             time.sleep(min(_POLL, max(0.0, deadline - time.monotonic())))
+        data, running = _stored_data(store, rid)
     finally:
         store.close()
     RemoteRuns(store_path, None, out, as_json=as_json).show(data)
@@ -339,7 +338,7 @@ def events_stored(
         deadline = time.monotonic() + timeout
         after = -1
         while True:
-            _, running = _stored_data(store, rid)  # before reading: no event is missed
+            running = store.is_live(rid)  # before reading: no event is missed
             for event in store.events(rid, after):
                 print_event(out, event, as_json=as_json)
                 after = int(event["seq"])

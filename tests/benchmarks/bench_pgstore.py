@@ -51,7 +51,7 @@ from langchain_runtime import (  # noqa: E402
     Task,
 )
 from langchain_runtime.testing import SimulatedChatModel  # noqa: E402
-from tests.postgres_server import PostgresServer, PostgresUnavailable  # noqa: E402
+from tests.postgres_server import PostgresServer  # noqa: E402
 
 
 def chain(n: int, model: Any) -> list[Task]:
@@ -75,18 +75,7 @@ def layers(n: int, model: Any, width: int = 100) -> list[Task]:
 def start_server(fsync: bool) -> PostgresServer:
     """The test server, started with WAL flushes on (durable) or off (as in the tests)."""
     server = PostgresServer()
-    server._init()
-    flush = "on" if fsync else "off"
-    options = (
-        f"-k {server.socket_dir} -h '' -c fsync={flush} -c synchronous_commit={flush} "
-        "-c max_connections=50"
-    )
-    result = server._cmd(
-        str(server.bindir / "pg_ctl"), "-D", str(server.data), "-l", str(server.log),
-        "-o", options, "-w", "-t", "60", "start",
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise PostgresUnavailable(f"PostgreSQL did not start: {result.stderr.strip()}")
+    server.start(durable=fsync)
     return server
 
 

@@ -75,7 +75,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.postgres_server import PostgresServer, PostgresUnavailable  # noqa: E402
+from tests.postgres_server import PostgresServer  # noqa: E402
 
 TASKS = 3
 SERVER_CAP = 16  # RunManager's max_concurrent_runs under `serve` (not configurable there)
@@ -108,18 +108,7 @@ def free_port() -> int:
 def start_postgres(fsync: bool) -> PostgresServer:
     """The test server, started with WAL flushes on (durable) or off (as in the tests)."""
     server = PostgresServer()
-    server._init()
-    flush = "on" if fsync else "off"
-    options = (
-        f"-k {server.socket_dir} -h '' -c fsync={flush} -c synchronous_commit={flush} "
-        "-c max_connections=100"
-    )
-    result = server._cmd(
-        str(server.bindir / "pg_ctl"), "-D", str(server.data), "-l", str(server.log),
-        "-o", options, "-w", "-t", "60", "start",
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise PostgresUnavailable(f"PostgreSQL did not start: {result.stderr.strip()}")
+    server.start(durable=fsync)
     return server
 
 

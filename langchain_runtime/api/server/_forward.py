@@ -38,17 +38,17 @@ from langchain_runtime.api.errors import (
     status_for,
 )
 from langchain_runtime.api.schemas import TaskAccepted, TaskSpec
+from langchain_runtime.api.server._live import UNFINISHED, finished_error
 from langchain_runtime.api.store import RunStore
 from langchain_runtime.errors import (
     InvalidInputError,
     LangChainRuntimeError,
-    RunAbortedError,
     RunFinishedError,
     StoreError,
 )
 from langchain_runtime.store import DurableRunStore, MailboxRequest, RunMailbox
 
-__all__ = ["ENQUEUE", "GRACE", "MAX_WAITING", "Forwarder", "finished_error"]
+__all__ = ["ENQUEUE", "GRACE", "MAX_WAITING", "Forwarder"]
 
 logger = logging.getLogger(__name__)
 
@@ -62,14 +62,6 @@ LIVENESS_CHECK = 0.5
 GRACE = 1.0
 #: Forwards one replica lets wait at once (each holds a request thread).
 MAX_WAITING = 32
-_UNFINISHED = ("pending", "running", "aborting")
-
-
-def finished_error(run_id: str, state: str) -> LangChainRuntimeError:
-    """The error of a change asked of a run that has ended in ``state``."""
-    if state == "aborted":
-        return RunAbortedError(f"run {run_id} was aborted")
-    return RunFinishedError(f"run {run_id} has already finished ({state})")
 
 
 def error_answer(exc: LangChainRuntimeError) -> dict[str, Any]:
@@ -232,14 +224,14 @@ class Forwarder:
         if self.durable.is_live(run_id):
             return False
         record = self.records.load(run_id)
-        if record is None or record.state not in _UNFINISHED:
+        if record is None or record.state not in UNFINISHED:
             return True
         return self.durable.load_run(run_id) is not None
 
     def _not_live(self, run_id: str, spec: TaskSpec) -> LangChainRuntimeError:
         """Why a task was not added to a run that stopped executing meanwhile."""
         record = self.records.load(run_id)
-        if record is not None and record.state not in _UNFINISHED:
+        if record is not None and record.state not in UNFINISHED:
             return finished_error(run_id, record.state)
         stored = self.durable.load_run(run_id)  # ended, its record not saved yet?
         if stored is not None and stored.state not in ("running", "interrupted"):

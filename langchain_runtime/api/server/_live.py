@@ -15,12 +15,16 @@ from typing import Any
 
 from pydantic_core import to_jsonable_python
 
-from langchain_runtime.api.server._forward import finished_error
 from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._replicas import ABORT_KEY
 from langchain_runtime.api.store import RunRecord
 from langchain_runtime.domain import RunEvent, RunResult
-from langchain_runtime.errors import LangChainRuntimeError, ResumeError, RunFinishedError
+from langchain_runtime.errors import (
+    LangChainRuntimeError,
+    ResumeError,
+    RunAbortedError,
+    RunFinishedError,
+)
 from langchain_runtime.orchestration import RunHandle
 from langchain_runtime.store import StoredRun
 
@@ -36,6 +40,7 @@ __all__ = [
     "client_request",
     "dumps",
     "encode_event",
+    "finished_error",
     "handle_snapshot_or_empty",
     "not_executing",
     "now",
@@ -80,6 +85,13 @@ def refused(message: str, code: str) -> ResumeError:
     exc = ResumeError(message)
     exc.code = code  # run_live (409) or resume_refused (422): see api.errors.ERROR_TABLE
     return exc
+
+
+def finished_error(run_id: str, state: str) -> LangChainRuntimeError:
+    """The error of a change asked of a run that has ended in ``state``."""
+    if state == "aborted":
+        return RunAbortedError(f"run {run_id} was aborted")
+    return RunFinishedError(f"run {run_id} has already finished ({state})")
 
 
 def not_executing(record: RunRecord, stored: StoredRun | None) -> LangChainRuntimeError:

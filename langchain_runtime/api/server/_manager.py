@@ -50,7 +50,7 @@ from langchain_runtime.api.schemas import (
 from langchain_runtime.api.server._build import build_orchestrator, build_task
 from langchain_runtime.api.server._charges import DeadRunCharges
 from langchain_runtime.api.server._durable import interrupted_record, resume_budget
-from langchain_runtime.api.server._forward import Forwarder, finished_error
+from langchain_runtime.api.server._forward import Forwarder
 from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._live import (
     INTERRUPTED,
@@ -62,6 +62,7 @@ from langchain_runtime.api.server._live import (
     Live,
     client_request,
     encode_event,
+    finished_error,
     handle_snapshot_or_empty,
     now,
     refused,

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING
 from langchain_runtime.api.errors import PayloadTooLargeError
 from langchain_runtime.api.schemas import RunAccepted, RunRequest, TaskAccepted, TaskSpec
 from langchain_runtime.api.server._build import build_task
-from langchain_runtime.api.server._forward import Forwarder, finished_error
+from langchain_runtime.api.server._forward import Forwarder
 from langchain_runtime.api.server._keys import Principal
 from langchain_runtime.api.server._live import (
     UNFINISHED,
     Live,
     client_request,
+    finished_error,
     not_executing,
     now,
     refused,
